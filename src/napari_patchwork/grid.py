@@ -1,0 +1,237 @@
+"""Patch grids: where to cut an N-D image into patches.
+
+Pure numpy, no napari, no Qt. Everything here works on *spatial* axes only:
+channel axes (RGB, or a channel axis of a multichannel array) are never cut,
+see :func:`spatial_shape`.
+
+Boxes are integer arrays of shape ``(N, 2, ndim)``: ``boxes[i, 0]`` is the start
+(inclusive) and ``boxes[i, 1]`` the stop (exclusive) of patch ``i`` along each
+spatial axis, in pixel units and in array axis order (``zyx`` / ``yx``).
+Patches are numbered in C order: the last axis (x, "col") varies fastest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Literal, get_args
+
+import numpy as np
+
+EdgeMode = Literal["drop", "pad", "shift", "partial"]
+EDGE_MODES: tuple[str, ...] = get_args(EdgeMode)
+"""How the last patch along an axis treats the image edge.
+
+* ``drop``: only whole patches that lie inside the image; a remainder is left out.
+* ``pad``: the last patch runs past the edge (its stop > size); export pads it.
+* ``shift``: the last patch is moved inward to end at the edge, so the whole image
+  is covered by full-size patches that overlap only at the edge.
+* ``partial``: the last patch is clipped at the edge (smaller than the others).
+"""
+
+
+class GridError(ValueError):
+    """Bad grid parameters; the message says what to change."""
+
+
+def normalize_axis(axis: int, ndim: int, what: str = "channel_axis") -> int:
+    """Return ``axis`` as a non-negative index into ``ndim`` axes, or raise GridError."""
+    if not -ndim <= axis < ndim:
+        raise GridError(
+            f"{what}={axis} does not exist for an array with {ndim} axes; "
+            f"use a value from {-ndim} to {ndim - 1}, or None for no channel axis."
+        )
+    return axis % ndim
+
+
+def spatial_axes(ndim: int, channel_axis: int | None = None) -> tuple[int, ...]:
+    """Indices of the axes that patches cut: all but ``channel_axis``."""
+    if channel_axis is None:
+        return tuple(range(ndim))
+    c = normalize_axis(channel_axis, ndim)
+    return tuple(a for a in range(ndim) if a != c)
+
+
+def spatial_shape(shape: Sequence[int], channel_axis: int | None = None) -> tuple[int, ...]:
+    """The shape of ``shape`` without its channel axis (RGB(A) is ``channel_axis=-1``)."""
+    return tuple(int(shape[a]) for a in spatial_axes(len(shape), channel_axis))
+
+
+def _per_axis(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    """Broadcast an int to ``ndim`` axes or check a sequence has ``ndim`` entries, all >= 1."""
+    if np.ndim(value) == 0:
+        values = (int(value),) * ndim  # type: ignore[arg-type]
+    else:
+        values = tuple(int(v) for v in value)  # type: ignore[union-attr]
+        if len(values) != ndim:
+            raise GridError(
+                f"{name} has {len(values)} values but the image has {ndim} spatial axes; "
+                f"give one value per spatial axis (or a single number for all)."
+            )
+    for v in values:
+        if v < 1:
+            raise GridError(f"{name} must be at least 1 pixel along every axis, got {values}.")
+    return values
+
+
+def axis_starts_stops(size: int, patch: int, stride: int, edge: str) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and stops of the patches along one axis of ``size`` pixels.
+
+    Returns two int64 arrays of equal length. ``stop - start == patch`` except for
+    the last patch in ``partial`` mode (clipped to ``size``).
+    """
+    if edge not in EDGE_MODES:
+        raise GridError(f"edge={edge!r} is not known; choose one of {', '.join(EDGE_MODES)}.")
+    if edge == "drop":
+        starts = np.arange(0, size - patch + 1, stride, dtype=np.int64)
+        return starts, starts + patch
+    # pad / shift / partial: cover up to the edge
+    if size <= patch:
+        starts = np.zeros(1, dtype=np.int64)
+    else:
+        n = -(-(size - patch) // stride) + 1  # ceil((size - patch) / stride) + 1
+        starts = np.arange(n, dtype=np.int64) * stride
+        starts = starts[starts < size]
+    if edge == "pad":
+        return starts, starts + patch
+    if edge == "partial":
+        return starts, np.minimum(starts + patch, size)
+    # shift
+    if size < patch:
+        raise GridError(
+            f"edge='shift' needs the image ({size} px) to be at least one patch ({patch} px) "
+            f"long on every axis; use a smaller patch size or edge='pad'/'partial'."
+        )
+    starts = np.unique(np.minimum(starts, size - patch))
+    return starts, starts + patch
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Patch boxes over the spatial axes of an image.
+
+    Attributes
+    ----------
+    shape : spatial shape of the image in pixels (channel axis removed).
+    patch_size, stride : per spatial axis, in pixels.
+    edge : the edge mode (see :data:`EDGE_MODES`).
+    boxes : ``(N, 2, ndim)`` int64, start (inclusive) and stop (exclusive) per axis.
+    grid_index : ``(N, ndim)`` int64, position of each patch in the grid
+        (for 2D: ``[:, 0]`` is the row, ``[:, 1]`` the column).
+    """
+
+    shape: tuple[int, ...]
+    patch_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    edge: str
+    boxes: np.ndarray
+    grid_index: np.ndarray
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def n_patches(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Number of patches along each axis."""
+        if self.n_patches == 0:
+            return (0,) * self.ndim
+        return tuple(int(m) + 1 for m in self.grid_index.max(axis=0))
+
+    def clipped_boxes(self) -> np.ndarray:
+        """Boxes clipped to the image (differs from ``boxes`` only in ``pad`` mode)."""
+        return np.minimum(self.boxes, np.asarray(self.shape, dtype=np.int64))
+
+    def slices(self, i: int) -> tuple[slice, ...]:
+        """Slices of patch ``i`` over the spatial axes, clipped to the image."""
+        start, stop = self.clipped_boxes()[i]
+        return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+
+    def __len__(self) -> int:
+        return self.n_patches
+
+
+def make_grid(
+    shape: Sequence[int],
+    patch_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    edge: str = "drop",
+    *,
+    channel_axis: int | None = None,
+) -> PatchGrid:
+    """Cut an image of ``shape`` into patches.
+
+    Parameters
+    ----------
+    shape : full array shape, channel axis included if ``channel_axis`` is given.
+    patch_size : pixels per spatial axis (one int for all axes, or one per axis in
+        array order, e.g. ``(z, y, x)``).
+    stride : step between patch starts per spatial axis; default ``patch_size``
+        (non-overlapping). Smaller than the patch makes overlapping patches.
+    edge : ``drop``, ``pad``, ``shift`` or ``partial`` (see :data:`EDGE_MODES`).
+    channel_axis : an axis that is never cut (RGB images: ``-1``).
+
+    Raises
+    ------
+    GridError : with a message that says what to change.
+    """
+    spatial = spatial_shape(shape, channel_axis)
+    if len(spatial) == 0:
+        raise GridError("the image has no spatial axis to cut.")
+    if any(s < 1 for s in spatial):
+        raise GridError(f"the image is empty (spatial shape {spatial}).")
+    ndim = len(spatial)
+    patch = _per_axis(patch_size, ndim, "patch_size")
+    step = patch if stride is None else _per_axis(stride, ndim, "stride")
+    if edge == "drop":
+        too_big = [(s, p) for s, p in zip(spatial, patch) if p > s]
+        if too_big:
+            raise GridError(
+                f"patch size {patch} is larger than the image {spatial} on some axis, so "
+                f"edge='drop' keeps no patch; use a smaller patch size or edge='pad'/'partial'."
+            )
+    per_axis = [axis_starts_stops(s, p, st, edge) for s, p, st in zip(spatial, patch, step)]
+    counts = [len(starts) for starts, _ in per_axis]
+    grid_index = np.array(list(product(*(range(c) for c in counts))), dtype=np.int64)
+    grid_index = grid_index.reshape(-1, ndim)
+    boxes = np.empty((len(grid_index), 2, ndim), dtype=np.int64)
+    for axis, (starts, stops) in enumerate(per_axis):
+        boxes[:, 0, axis] = starts[grid_index[:, axis]]
+        boxes[:, 1, axis] = stops[grid_index[:, axis]]
+    return PatchGrid(
+        shape=spatial,
+        patch_size=patch,
+        stride=step,
+        edge=edge,
+        boxes=boxes,
+        grid_index=grid_index,
+    )
+
+
+def foreground_fraction(mask, grid: PatchGrid) -> np.ndarray:
+    """Fraction of non-zero mask pixels inside each patch, clipped to the image.
+
+    ``mask`` is a numpy or dask array with the grid's spatial shape. Returns a
+    float64 array of shape ``(N,)`` with values in [0, 1]. Padding (``pad`` mode)
+    does not count as pixels. A dask mask is reduced in one ``dask.compute`` call.
+    """
+    if tuple(mask.shape) != grid.shape:
+        raise GridError(
+            f"mask shape {tuple(mask.shape)} does not match the image's spatial shape "
+            f"{grid.shape}; use a mask drawn on this image (same size, no channel axis)."
+        )
+    boxes = grid.clipped_boxes()
+    sizes = np.prod(boxes[:, 1] - boxes[:, 0], axis=1).astype(np.float64)
+    slices = [grid.slices(i) for i in range(grid.n_patches)]
+    if isinstance(mask, np.ndarray):
+        counts = np.fromiter((np.count_nonzero(mask[s]) for s in slices), np.int64, len(slices))
+    else:  # dask or another lazy array
+        import dask
+
+        counts = np.asarray(dask.compute(*[(mask[s] != 0).sum() for s in slices]), dtype=np.int64)
+    return counts / np.maximum(sizes, 1.0)
