@@ -235,3 +235,64 @@ def foreground_fraction(mask, grid: PatchGrid) -> np.ndarray:
 
         counts = np.asarray(dask.compute(*[(mask[s] != 0).sum() for s in slices]), dtype=np.int64)
     return counts / np.maximum(sizes, 1.0)
+
+
+def grid_features(grid: PatchGrid, mask=None) -> dict[str, np.ndarray]:
+    """Per-patch feature columns, one value per box.
+
+    ``index`` (patch number), ``row`` and ``col`` (grid position along y and x),
+    ``z`` for 3D grids (position along the first spatial axis), and
+    ``foreground_fraction`` when a mask is given (see :func:`foreground_fraction`).
+    """
+    features: dict[str, np.ndarray] = {"index": np.arange(grid.n_patches, dtype=np.int64)}
+    if grid.ndim >= 3:
+        features["z"] = grid.grid_index[:, -3]
+    features["row"] = grid.grid_index[:, -2] if grid.ndim >= 2 else np.zeros(grid.n_patches, np.int64)
+    features["col"] = grid.grid_index[:, -1]
+    if mask is not None:
+        features["foreground_fraction"] = foreground_fraction(mask, grid)
+    return features
+
+
+def boxes_to_rectangles(
+    boxes: np.ndarray, shape: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rectangles (in the last two axes, y and x) that outline ``boxes`` on pixel edges.
+
+    napari puts pixel ``i`` at data coordinate ``i`` (its centre), so a box of
+    pixels ``[y0, y1)`` spans ``y0 - 0.5`` to ``y1 - 0.5`` in data coordinates.
+
+    For 2D boxes ``(N, 2, 2)`` returns vertices ``(N, 4, 2)`` and ``owner`` =
+    ``arange(N)``. Boxes with more axes ``(N, 2, ndim)`` get one rectangle per
+    plane of the leading axes they span (napari shows a shape only on its own
+    plane): vertices ``(M, 4, ndim)`` and ``owner`` ``(M,)``, the box each
+    rectangle belongs to. Corner order: (y0, x0), (y0, x1), (y1, x1), (y1, x0).
+    With ``shape`` (the image's spatial shape) planes past the image (``pad``
+    mode) get no rectangle; y and x are never clipped, so padding stays visible.
+    """
+    boxes = np.array(boxes, dtype=np.int64)
+    if shape is not None and boxes.shape[2] > 2:
+        boxes[:, 1, :-2] = np.minimum(boxes[:, 1, :-2], np.asarray(shape)[:-2])
+    n, _, ndim = boxes.shape
+    if ndim < 2:
+        raise GridError("rectangles need at least two spatial axes (y, x).")
+    lead = boxes[:, :, :-2]
+    # planes per box along the leading axes: product of the extents
+    extents = (lead[:, 1] - lead[:, 0]).reshape(n, -1)
+    planes_per_box = np.prod(extents, axis=1) if ndim > 2 else np.ones(n, dtype=np.int64)
+    owner = np.repeat(np.arange(n), planes_per_box)
+    verts = np.empty((len(owner), 4, ndim), dtype=np.float64)
+    if ndim > 2:
+        # enumerate the plane coordinates of each box in C order
+        offsets = np.arange(len(owner)) - np.repeat(np.cumsum(planes_per_box) - planes_per_box, planes_per_box)
+        plane = np.empty((len(owner), ndim - 2), dtype=np.int64)
+        for axis in range(ndim - 3, -1, -1):
+            size = extents[owner, axis]
+            plane[:, axis] = lead[owner, 0, axis] + offsets % size
+            offsets = offsets // size
+        verts[:, :, :-2] = plane[:, None, :]
+    y0, x0 = boxes[owner, 0, -2] - 0.5, boxes[owner, 0, -1] - 0.5
+    y1, x1 = boxes[owner, 1, -2] - 0.5, boxes[owner, 1, -1] - 0.5
+    verts[:, :, -2] = np.stack([y0, y0, y1, y1], axis=1)
+    verts[:, :, -1] = np.stack([x0, x1, x1, x0], axis=1)
+    return verts, owner

@@ -1,0 +1,75 @@
+"""Layer data for napari, built without importing napari (used by widgets and the reader).
+
+Functions here return plain ``(data, kwargs)`` that ``napari.layers.Layer.create``
+or a reader's layer data tuple accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_patchwork.grid import PatchGrid, boxes_to_rectangles
+
+GRID_METADATA_KEY = "napari_patchwork"
+"""Key of the grid description in a grid Shapes layer's ``metadata``."""
+
+
+def grid_metadata(grid: PatchGrid, channel_axis: int | None, **extra: Any) -> dict[str, Any]:
+    """The grid description stored on a grid layer: enough to rebuild the grid."""
+    return {
+        "patch_size": list(grid.patch_size),
+        "stride": list(grid.stride),
+        "edge": grid.edge,
+        "shape": list(grid.shape),
+        "channel_axis": channel_axis,
+        "n_patches": grid.n_patches,
+        **extra,
+    }
+
+
+def grid_layer_data(
+    grid: PatchGrid,
+    features: dict[str, np.ndarray],
+    keep: np.ndarray | None = None,
+    *,
+    scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None,
+    color_by: str = "index",
+    channel_axis: int | None = None,
+    name: str = "grid",
+    metadata: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Rectangles and Shapes-layer keyword arguments for the patches where ``keep`` is True.
+
+    ``scale``/``translate`` are the image layer's, restricted to the spatial axes,
+    so the rectangles lie on the image in world coordinates. Features are per
+    rectangle (a 3D patch has one rectangle per z-plane, all with its ``index``).
+    """
+    kept = np.flatnonzero(np.ones(grid.n_patches, bool) if keep is None else keep)
+    rectangles, owner = boxes_to_rectangles(grid.boxes[kept], shape=grid.shape)
+    owner = kept[owner]
+    layer_features = {key: np.asarray(values)[owner] for key, values in features.items()}
+    edge_width = max(1.0, min(grid.patch_size[-2:]) / 64)
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "shape_type": "rectangle",
+        "features": layer_features,
+        "face_color": "transparent",
+        "edge_width": edge_width,
+        "metadata": {GRID_METADATA_KEY: grid_metadata(grid, channel_axis, **(metadata or {}))},
+    }
+    if len(owner) and color_by in layer_features and np.ptp(layer_features[color_by]) > 0:
+        kwargs.update(edge_color=color_by, edge_colormap="viridis")
+    else:
+        kwargs["edge_color"] = "yellow"
+    if scale is not None:
+        kwargs["scale"] = list(scale)
+    if translate is not None:
+        kwargs["translate"] = list(translate)
+    if len(rectangles) == 0:
+        rectangles = np.empty((0, 4, grid.ndim))
+        kwargs["ndim"] = grid.ndim
+    return rectangles, kwargs

@@ -1,0 +1,88 @@
+"""Small napari helpers the widgets share (no Qt imports)."""
+
+from typing import Any, Optional
+
+import napari
+import numpy as np
+
+from napari_patchwork._layer_data import GRID_METADATA_KEY, grid_layer_data
+from napari_patchwork.grid import PatchGrid
+
+__all__ = [
+    "GRID_METADATA_KEY",
+    "build_grid_layer_kwargs",
+    "image_channel_axis",
+    "layer_choices",
+    "spatial_transform",
+    "update_or_add_layer",
+]
+
+
+def layer_choices(viewer: "napari.viewer.Viewer", layer_type: str) -> list:
+    """Layers of ``viewer`` of one type (``"image"``, ``"labels"``, ``"shapes"``)."""
+    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels, "shapes": napari.layers.Shapes}
+    return [layer for layer in viewer.layers if isinstance(layer, cls[layer_type])]
+
+
+def image_channel_axis(image: "napari.layers.Image", channels_first: bool = False) -> Optional[int]:
+    """The array axis that holds channels: -1 for RGB(A) layers, 0 if asked, else None."""
+    if image.rgb:
+        return -1
+    return 0 if channels_first else None
+
+
+def spatial_transform(image: "napari.layers.Image", channel_axis: Optional[int]) -> dict[str, Any]:
+    """The image layer's world transform restricted to its spatial axes.
+
+    An RGB layer's transform already has only spatial axes; a channels-first layer
+    loses axis 0. With no axis dropped, rotate, shear and affine are kept too.
+    """
+    drop_first = channel_axis == 0 and not image.rgb
+    if drop_first:
+        return {"scale": list(image.scale[1:]), "translate": list(image.translate[1:])}
+    return {
+        "scale": list(image.scale),
+        "translate": list(image.translate),
+        "rotate": image.rotate,
+        "shear": image.shear,
+        "affine": image.affine,
+    }
+
+
+def build_grid_layer_kwargs(
+    image: "napari.layers.Image",
+    grid: PatchGrid,
+    features: dict,
+    keep: np.ndarray,
+    *,
+    color_by: str,
+    channel_axis: Optional[int],
+    metadata: dict,
+) -> dict[str, Any]:
+    """Keyword arguments (``data`` included) for the grid Shapes layer of ``image``."""
+    transform = spatial_transform(image, channel_axis)
+    data, kwargs = grid_layer_data(
+        grid, features, keep,
+        scale=transform.pop("scale"), translate=transform.pop("translate"),
+        color_by=color_by, channel_axis=channel_axis, metadata=metadata,
+    )
+    kwargs.update(transform)
+    kwargs["data"] = data
+    return kwargs
+
+
+def update_or_add_layer(viewer: "napari.viewer.Viewer", layer_name: str, layer_type: str, **kwargs):
+    """Replace the layer called ``layer_name`` (same place in the layer list) or add it.
+
+    ``kwargs`` are the layer's keyword arguments, ``data`` included. Returns the new layer.
+    """
+    data = kwargs.pop("data")
+    name = kwargs["name"] = layer_name
+    layer = napari.layers.Layer.create(data, kwargs, layer_type)
+    if name in viewer.layers:
+        index = viewer.layers.index(name)
+        viewer.layers.pop(index)
+        viewer.layers.insert(index, layer)
+    else:
+        viewer.layers.append(layer)
+    return layer

@@ -1,0 +1,163 @@
+"""Patch-grid widget: shows the patch grid of an Image layer as a Shapes layer.
+
+Thin GUI over :mod:`napari_patchwork.grid`; all numbers come from the core.
+"""
+
+from typing import Optional
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.utils.notifications import show_error, show_info
+
+from napari_patchwork._widgets._layers import (
+    GRID_METADATA_KEY,
+    build_grid_layer_kwargs,
+    image_channel_axis,
+    layer_choices,
+    update_or_add_layer,
+)
+from napari_patchwork.grid import EDGE_MODES, GridError, grid_features, make_grid, spatial_shape
+
+GRID_SUFFIX = " grid"
+
+
+class GridWidget(Container):
+    """Choose an image (and mask), patch size, stride and edge mode; "Show grid".
+
+    The grid is a Shapes layer named ``"<image> grid"`` with one rectangle per patch
+    (per z-plane for 3D patches) in the image's world coordinates, features
+    ``index``, ``row``, ``col`` (``z``) and ``foreground_fraction`` (with a mask).
+    """
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.image_combo = ComboBox(label="image", choices=self._image_choices)
+        self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
+        self.channels_first = CheckBox(
+            text="first axis is channels", value=False,
+            tooltip="For a non-RGB multichannel image: never cut axis 0.",
+        )
+        self.patch_height = SpinBox(label="patch height (px)", value=256, min=1, max=1_000_000)
+        self.patch_width = SpinBox(label="patch width (px)", value=256, min=1, max=1_000_000)
+        self.patch_depth = SpinBox(
+            label="patch depth (z px)", value=0, min=0, max=1_000_000,
+            tooltip="3D images only. 0 = the whole depth in one patch.",
+        )
+        self.stride = SpinBox(
+            label="stride (px)", value=0, min=0, max=1_000_000,
+            tooltip="Step between patches in y and x. 0 = patch size (no overlap); "
+            "smaller than the patch = overlapping patches.",
+        )
+        self.edge = ComboBox(label="edge", choices=list(EDGE_MODES), value="drop")
+        self.min_foreground = FloatSpinBox(
+            label="min foreground", value=0.0, min=0.0, max=1.0, step=0.05,
+            tooltip="With a mask: show only patches whose foreground fraction is at least this.",
+        )
+        self.color_by = ComboBox(
+            label="colour by", choices=["foreground_fraction", "row", "col", "index"],
+            value="foreground_fraction",
+        )
+        self.show_button = PushButton(text="Show grid")
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.image_combo, self.mask_combo, self.channels_first, self.patch_height,
+                self.patch_width, self.patch_depth, self.stride, self.edge,
+                self.min_foreground, self.color_by, self.show_button, self.status,
+            ]
+        )
+        self.show_button.changed.connect(self._on_show)
+        self.image_combo.changed.connect(self._on_image_changed)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self.reset_choices()
+        self._on_image_changed()
+
+    # -- layer choices -------------------------------------------------------------
+    def _image_choices(self, _widget=None) -> list:
+        return layer_choices(self._viewer, "image")
+
+    def _mask_choices(self, _widget=None) -> list:
+        return layer_choices(self._viewer, "labels")
+
+    def _on_image_changed(self, _value=None) -> None:
+        image = self.image_combo.value
+        is_volume = False
+        if image is not None:
+            shape = spatial_shape(image.data.shape, self._channel_axis(image))
+            is_volume = len(shape) >= 3
+        self.patch_depth.visible = is_volume
+        self.channels_first.visible = image is not None and not image.rgb
+
+    def _channel_axis(self, image) -> Optional[int]:
+        return image_channel_axis(image, channels_first=self.channels_first.value)
+
+    # -- actions ---------------------------------------------------------------------
+    def patch_size_for(self, spatial_ndim: int) -> tuple[int, ...]:
+        """Patch size per spatial axis from the spin boxes (depth 0 = whole extent)."""
+        yx = (self.patch_height.value, self.patch_width.value)
+        if spatial_ndim == 1:
+            return (yx[1],)
+        lead = () if spatial_ndim == 2 else (self.patch_depth.value,) * (spatial_ndim - 2)
+        return lead + yx
+
+    def _on_show(self, _value=None) -> None:
+        try:
+            layer = self.show_grid()
+        except (GridError, ValueError) as err:
+            show_error(str(err))
+            self.status.value = f"error: {err}"
+            return
+        self.status.value = layer.metadata[GRID_METADATA_KEY]["summary"]
+        show_info(self.status.value)
+
+    def show_grid(self):
+        """Compute the grid and add or replace the grid Shapes layer; returns it."""
+        image = self.image_combo.value
+        if image is None:
+            raise GridError("no Image layer selected: add or open an image, then pick it under 'image'.")
+        channel_axis = self._channel_axis(image)
+        shape = spatial_shape(image.data.shape, channel_axis)
+        patch = list(self.patch_size_for(len(shape)))
+        if len(shape) >= 3:  # depth 0 = the whole extent of the leading axes
+            patch[:-2] = [p if p > 0 else s for p, s in zip(patch[:-2], shape[:-2])]
+        stride = None
+        if self.stride.value > 0:
+            stride = tuple(patch[:-2]) + (self.stride.value,) * min(2, len(shape))
+        grid = make_grid(image.data.shape, tuple(patch), stride, self.edge.value, channel_axis=channel_axis)
+        mask_layer = self.mask_combo.value
+        mask = None
+        if mask_layer is not None:
+            if tuple(mask_layer.data.shape) != grid.shape:
+                raise GridError(
+                    f"mask '{mask_layer.name}' has shape {tuple(mask_layer.data.shape)} but image "
+                    f"'{image.name}' has spatial shape {grid.shape}; pick a mask drawn on this image."
+                )
+            mask = mask_layer.data
+        features = grid_features(grid, mask)
+        keep = np.ones(grid.n_patches, dtype=bool)
+        if mask is not None and self.min_foreground.value > 0:
+            keep = features["foreground_fraction"] >= self.min_foreground.value
+        color_by = self.color_by.value
+        if color_by not in features:
+            color_by = "index"
+        summary = (
+            f"{int(keep.sum()):,} of {grid.n_patches:,} patches shown "
+            f"(grid {' x '.join(map(str, grid.grid_shape))}, patch {' x '.join(map(str, grid.patch_size))} px)"
+        )
+        kwargs = build_grid_layer_kwargs(
+            image,
+            grid,
+            features,
+            keep,
+            color_by=color_by,
+            channel_axis=channel_axis,
+            metadata={
+                "image_layer": image.name,
+                "mask_layer": None if mask_layer is None else mask_layer.name,
+                "min_foreground": float(self.min_foreground.value),
+                "summary": summary,
+            },
+        )
+        return update_or_add_layer(self._viewer, image.name + GRID_SUFFIX, "shapes", **kwargs)

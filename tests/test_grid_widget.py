@@ -1,0 +1,120 @@
+"""Drive the real patch-grid widget on a headless napari viewer."""
+
+import numpy as np
+import pytest
+
+from napari_patchwork._widgets.grid_widget import GridWidget
+
+
+@pytest.fixture
+def grid_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = GridWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return viewer, widget
+
+
+@pytest.fixture
+def notifications(monkeypatch):
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)
+
+
+def test_grid_layer_lines_up_in_world_coordinates(grid_widget):
+    viewer, widget = grid_widget
+    scale, translate = (2.0, 0.5), (10.0, -5.0)
+    image = viewer.add_image(np.zeros((100, 70), np.uint16), scale=scale, translate=translate)
+    mask = np.zeros((100, 70), np.uint8)
+    mask[:50, :32] = 1  # patches (0,0) and (1,0) full, (0,1) half (x 32..63 -> 0..31 of it)
+    viewer.add_labels(mask, name="mask", scale=scale, translate=translate)
+    widget.image_combo.value = image
+    widget.mask_combo.value = viewer.layers["mask"]
+    widget.patch_height.value = 25
+    widget.patch_width.value = 32
+    widget.show_button.native.click()
+
+    grid = viewer.layers["Image grid"]
+    assert len(grid.data) == 4 * 2  # 100/25 rows x floor(70/32) cols, edge=drop
+    assert list(grid.features["row"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert list(grid.features["col"]) == [0, 1] * 4
+    assert np.allclose(grid.features["foreground_fraction"], [1, 0, 1, 0, 0, 0, 0, 0])
+    # patch 3 = row 1, col 1: pixels y 25..49, x 32..63; its edges lie on pixel edges
+    corners_world = np.array([grid.data_to_world(v) for v in grid.data[3]])
+    y0, y1 = (25 - 0.5) * scale[0] + translate[0], (50 - 0.5) * scale[0] + translate[0]
+    x0, x1 = (32 - 0.5) * scale[1] + translate[1], (64 - 0.5) * scale[1] + translate[1]
+    assert np.allclose(corners_world, [[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
+    assert grid.metadata["napari_patchwork"]["patch_size"] == [25, 32]
+    assert "8 of 8 patches" in widget.status.value
+
+
+def test_update_replaces_layer_and_filters_by_foreground(grid_widget):
+    viewer, widget = grid_widget
+    image = viewer.add_image(np.random.default_rng(0).random((64, 64, 3)), rgb=True)
+    labels = np.zeros((64, 64), np.uint16)
+    labels[:16, :16] = 7
+    viewer.add_labels(labels, name="cells")
+    widget.image_combo.value = image
+    widget.mask_combo.value = viewer.layers["cells"]
+    widget.patch_height.value = widget.patch_width.value = 16
+    widget.show_button.native.click()
+    assert len(viewer.layers["Image grid"].data) == 16
+    widget.min_foreground.value = 0.5
+    widget.show_button.native.click()
+    assert [layer.name for layer in viewer.layers] == ["Image", "cells", "Image grid"]
+    grid = viewer.layers["Image grid"]
+    assert len(grid.data) == 1 and list(grid.features["index"]) == [0]
+    assert "1 of 16 patches" in widget.status.value
+
+
+def test_rgb_and_channels_first_are_not_cut(grid_widget):
+    viewer, widget = grid_widget
+    image = viewer.add_image(np.zeros((3, 40, 40), np.uint8), name="cyx")
+    widget.image_combo.value = image
+    widget.channels_first.value = True
+    widget.patch_height.value = widget.patch_width.value = 20
+    widget.show_button.native.click()
+    grid = viewer.layers["cyx grid"]
+    assert grid.ndim == 2 and len(grid.data) == 4
+
+
+def test_3d_patches_have_one_rectangle_per_plane(grid_widget):
+    viewer, widget = grid_widget
+    image = viewer.add_image(np.zeros((6, 32, 32), np.uint8), name="stack", scale=(3, 1, 1))
+    widget.image_combo.value = image
+    assert not widget.patch_depth.native.isHidden()  # shown for 3D images only
+    widget.patch_depth.value = 3
+    widget.patch_height.value = widget.patch_width.value = 16
+    widget.show_button.native.click()
+    grid = viewer.layers["stack grid"]
+    assert grid.ndim == 3
+    assert len(grid.data) == 8 * 3  # 2 z-blocks x 2 x 2 patches, 3 planes each
+    assert sorted(set(grid.features["z"])) == [0, 1]
+    assert np.allclose(grid.scale, (3, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("big_patch", "larger than the image"),
+        ("mask_mismatch", "pick a mask drawn on this image"),
+        ("no_image", "no Image layer selected"),
+    ],
+)
+def test_bad_input_shows_notification_and_adds_no_layer(grid_widget, notifications, setup, message):
+    viewer, widget = grid_widget
+    if setup != "no_image":
+        widget.image_combo.value = viewer.add_image(np.zeros((50, 50)))
+    if setup == "big_patch":
+        widget.patch_height.value = 60
+    if setup == "mask_mismatch":
+        widget.patch_height.value = widget.patch_width.value = 10
+        widget.mask_combo.value = viewer.add_labels(np.zeros((40, 50), np.uint8))
+    n_layers = len(viewer.layers)
+    widget.show_button.native.click()
+    assert len(viewer.layers) == n_layers
+    assert any(message in str(n.message) for n in notifications)
+    assert message in widget.status.value

@@ -1,0 +1,38 @@
+"""Packaging: the manifest, and that importing the core pulls in no GUI."""
+
+import subprocess
+import sys
+
+import pytest
+
+CORE_MODULES = ["napari_patchwork", "napari_patchwork.grid", "napari_patchwork.sample",
+                "napari_patchwork._layer_data"]
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_importing_core_imports_no_qt_or_napari(module):
+    code = (
+        f"import sys, {module}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'vispy'})\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_manifest_is_valid_and_found_through_the_entry_point():
+    from importlib.resources import files
+
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution("napari-patchwork")
+    assert manifest.name == "napari-patchwork"
+    widgets = {w.display_name for w in manifest.contributions.widgets}
+    assert {"Patch grid"} <= widgets
+    packaged = files("napari_patchwork") / "napari.yaml"
+    assert packaged.is_file()
+    # every command points at an importable callable
+    for command in manifest.contributions.commands:
+        module, _, attr = command.python_name.partition(":")
+        mod = __import__(module, fromlist=[attr])
+        assert callable(getattr(mod, attr)), command.python_name
