@@ -52,7 +52,7 @@ def grid_layer_data(
     rectangles, owner = boxes_to_rectangles(grid.boxes[kept], shape=grid.shape)
     owner = kept[owner]
     layer_features = {key: np.asarray(values)[owner] for key, values in features.items()}
-    edge_width = max(1.0, min(grid.patch_size[-2:]) / 64)
+    edge_width = max(2.0, min(grid.patch_size[-2:]) / 40)  # data px, visible when zoomed out
     kwargs: dict[str, Any] = {
         "name": name,
         "shape_type": "rectangle",

@@ -60,6 +60,7 @@ class GridWidget(Container):
         )
         self.show_button = PushButton(text="Show grid")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.image_combo, self.mask_combo, self.channels_first, self.patch_height,

@@ -1,0 +1,42 @@
+"""Take the README's screenshots of the real viewer (run under Xvfb):
+
+    xvfb-run -a -s "-screen 0 1400x900x24" python scripts/screenshot.py docs/
+"""
+
+import sys
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+from napari_patchwork._widgets.grid_widget import GridWidget
+from napari_patchwork.sample import sample_image, sample_mask
+
+
+def grid_screenshot(out_dir: Path) -> Path:
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 850)
+    image = viewer.add_image(sample_image(), name="ihc", rgb=True, scale=(0.5, 0.5))
+    viewer.add_labels(sample_mask(), name="nuclei", scale=(0.5, 0.5), opacity=0.4)
+    widget = GridWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Patch grid", area="right")
+    viewer.window._qt_window.show()
+    widget.image_combo.value = image
+    widget.mask_combo.value = viewer.layers["nuclei"]
+    widget.patch_height.value = widget.patch_width.value = 64
+    widget.edge.value = "pad"
+    widget.show_button.native.click()
+    widget.native.setMaximumWidth(420)
+    QApplication.processEvents()
+    viewer.reset_view()
+    QApplication.processEvents()
+    path = out_dir / "grid-widget.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    viewer.close()
+    return path
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
+    out.mkdir(parents=True, exist_ok=True)
+    print(grid_screenshot(out))
