@@ -1,0 +1,132 @@
+"""Reading and writing whole images for the command line (no napari, no Qt).
+
+TIFF / OME-TIFF go through tifffile, lazily (a dask array over tifffile's zarr
+store) when the file is large or when asked; PNG/JPEG/BMP/GIF through imageio;
+``.npy`` through numpy (memory-mapped); ``.zarr`` folders through dask.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+LAZY_THRESHOLD_BYTES = 512 * 2**20
+"""Files larger than this (512 MiB) are opened lazily as dask arrays by default."""
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf")
+IMAGEIO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an image; the message says why."""
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def read_image(path: str | os.PathLike, lazy: bool | None = None):
+    """Read an image file as a numpy array, or a dask array when ``lazy``.
+
+    ``lazy=None`` decides by size (:data:`LAZY_THRESHOLD_BYTES`). Lazy TIFFs are
+    read through tifffile's zarr store, chunked like the file's tiles/strips, so
+    nothing loads the whole image. Axis order is the file's (``yx``, ``yxc`` for
+    RGB, ``zyx``...).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder.")
+    suffix = _suffix(path)
+    if path.is_dir() and suffix != ".zarr":
+        raise ImageReadError(f"{path} is a folder; give an image file (TIFF, PNG, JPEG, NPY or .zarr).")
+    if lazy is None:
+        size = path.stat().st_size if path.is_file() else LAZY_THRESHOLD_BYTES + 1
+        lazy = size > LAZY_THRESHOLD_BYTES
+    try:
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path, lazy)
+        if suffix == ".npy":
+            array = np.load(path, mmap_mode="r")
+            if lazy:
+                import dask.array as da
+
+                return da.from_array(array, chunks="auto")
+            return np.asarray(array)
+        if suffix == ".zarr":
+            import dask.array as da
+
+            array = da.from_zarr(str(path))
+            return array if lazy else array.compute()
+        if suffix in IMAGEIO_SUFFIXES:
+            import imageio.v3 as iio
+
+            return iio.imread(path)
+    except ImageReadError:
+        raise
+    except Exception as err:  # a corrupt or unsupported file: say which and why
+        raise ImageReadError(f"{path}: cannot read it as an image ({err}).") from err
+    raise ImageReadError(
+        f"{path}: unknown image type {suffix!r}; use TIFF/OME-TIFF, PNG, JPEG, NPY or a .zarr folder."
+    )
+
+
+def _read_tiff(path: Path, lazy: bool):
+    import tifffile
+
+    if not lazy:
+        return tifffile.imread(path)
+    import dask.array as da
+    import zarr
+
+    store = tifffile.imread(path, aszarr=True)
+    group_or_array = zarr.open(store, mode="r")
+    if isinstance(group_or_array, zarr.Group):  # pyramidal file: level 0 is full resolution
+        group_or_array = group_or_array[sorted(group_or_array.array_keys())[0]]
+    return da.from_zarr(group_or_array)
+
+
+def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
+    """-1 for ``(y, x, 3|4)`` RGB(A) arrays, else None (documented CLI default)."""
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        return -1
+    return None
+
+
+def write_image(path: str | os.PathLike, array, *, compression: str | None = "zlib") -> Path:
+    """Write a whole array: TIFF (tifffile, BigTIFF when large), PNG/JPEG (imageio) or NPY.
+
+    Writes to a temporary name in the same folder and renames it, so an
+    interrupted write never leaves a half file under the final name.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    tmp = path.with_name(f".{path.name}.part")
+    array = np.asarray(array)
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            tifffile.imwrite(
+                tmp, array, compression=compression, bigtiff=array.nbytes > 2**31,
+                photometric="rgb" if guess_channel_axis(array.shape) == -1 else "minisblack",
+            )
+        elif suffix == ".npy":
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+        elif suffix in IMAGEIO_SUFFIXES:
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp, array, extension=suffix)
+        else:
+            raise ImageReadError(f"{path}: unknown output type {suffix!r}; use .tif, .png or .npy.")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

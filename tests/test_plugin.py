@@ -1,0 +1,38 @@
+"""The plugin as napari sees it: manifest registered with npe2, widgets opened from the menu."""
+
+import npe2
+import pytest
+
+MANIFEST = npe2.PluginManifest.from_distribution("napari-patchwork")
+WIDGET_NAMES = [w.display_name for w in MANIFEST.contributions.widgets]
+
+
+@pytest.fixture
+def plugin_viewer(make_napari_viewer, npe2pm):
+    npe2pm.register(MANIFEST)
+    return make_napari_viewer()
+
+
+@pytest.mark.parametrize("widget_name", WIDGET_NAMES)
+def test_every_widget_opens_from_the_plugins_menu(plugin_viewer, widget_name):
+    dock, widget = plugin_viewer.window.add_plugin_dock_widget("napari-patchwork", widget_name)
+    assert dock.name and widget is not None
+    assert widget_name in {title for title, _ in _plugins_menu_items(plugin_viewer)}
+
+
+def _plugins_menu_items(viewer):
+    from napari._app_model import get_app_model
+
+    app = get_app_model()
+    for item in app.menus.get_menu("napari/plugins/napari-patchwork"):
+        command = getattr(item, "command", None)
+        if command is not None:
+            yield command.title, command.id
+
+
+def test_sample_data_opens(plugin_viewer):
+    plugin_viewer.open_sample("napari-patchwork", "ihc")
+    names = [layer.name for layer in plugin_viewer.layers]
+    assert names == ["ihc", "nuclei"]
+    assert plugin_viewer.layers["ihc"].rgb
+    assert plugin_viewer.layers["nuclei"].data.max() > 10
