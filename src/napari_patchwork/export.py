@@ -1,0 +1,1027 @@
+"""Export image (+ mask) patches to a folder, with a manifest. GUI-free: no napari, no Qt.
+
+A *patch folder* looks like this::
+
+    out_dir/
+        dataset.json              # what was exported and how (see below)
+        manifest.csv              # one row per patch file pair
+        images/patch_0007_y0_x1792.tif
+        masks/patch_0007_y0_x1792.tif
+
+File names are ``<stem>_<index>_y<y0>_x<x0>.<ext>`` (``z<z0>`` before ``y`` for 3D,
+``t<t0>`` before that for 4D): ``index`` is the patch number in
+:func:`napari_patchwork.grid.make_grid` (zero-padded to the same width for all
+patches), ``y0``/``x0`` the patch's start in source pixels. A mask file has the
+same name as its image file.
+
+``manifest.csv`` columns: ``index``, ``split`` (empty without a split),
+``image``, ``mask`` (paths relative to the folder, ``mask`` empty without a
+mask), ``y0``, ``y1``, ``x0``, ``x1`` (box start/stop per spatial axis in source
+pixels, stop exclusive; in ``pad`` mode the stop may lie past the image),
+``valid_y1``, ``valid_x1`` (where the real image data ends; the rest of the patch
+is padding), ``foreground_fraction`` (non-zero mask pixels / valid pixels; empty
+without a mask) and ``image_std`` (the near-blank measure, empty unless
+``min_std`` was given).
+
+``dataset.json`` records the source shape and dtype of image and mask, axes,
+patch size, stride, edge and pad mode, file format, filters, split, the layer
+scale/translate, patch counts and the plugin version; ``"complete": false``
+while an export runs or after it was interrupted.
+
+Formats
+-------
+* ``tiff`` (default): any dtype, exact. RGB(A) uint8/uint16 patches are written
+  as RGB TIFFs, everything else as greyscale pages; ``compression="zlib"`` is
+  lossless.
+* ``npy``: any dtype, exact, fastest to read back with numpy.
+* ``png``: 2D only, uint8 greyscale/grey+alpha/RGB/RGBA or uint16 greyscale (what
+  Pillow writes). Float, signed or wider images raise :class:`ExportError`. Masks
+  are stored as uint8 (bool/uint8 masks) or uint16 (other integer masks whose
+  patch labels lie in 0..65535; others raise): :func:`napari_patchwork.stitch`
+  converts them back to the source dtype using ``dataset.json``.
+
+Masks are never interpolated or colour-mapped: their labels and dtype are kept
+(``relabel=True`` renumbers the instances of each patch 1..n instead).
+
+Never losing data
+-----------------
+A folder that is not empty and holds no ``dataset.json`` of ours is refused
+unless ``overwrite=True`` (then files of the same name are replaced, other files
+are left alone). Every file is written under a temporary name in its final
+folder and renamed (``os.replace``), so a file with its final name is complete.
+Each decided patch is appended to a journal (``.patchwork-journal.jsonl``); a
+re-run with the same file settings into the same folder resumes: it skips the
+patches already on disk and ends with a manifest that lists exactly the patch
+files in the folder. The journal stays after the export, so re-running a finished
+export only rewrites the manifest (e.g. with another ``split`` or ``seed``, which
+do not change any patch file). Resuming assumes the source data did not change; after
+editing the image or mask, export again with ``overwrite=True``. Files are not
+fsync'ed unless ``fsync=True`` (interruptions of the process are safe either
+way; after a power loss, export again with ``overwrite=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis, spatial_axes
+
+FOLDER_FORMAT = "napari-patchwork/patch-folder"
+FORMAT_VERSION = 1
+DATASET_FILE = "dataset.json"
+MANIFEST_FILE = "manifest.csv"
+JOURNAL_FILE = ".patchwork-journal.jsonl"
+IMAGES_DIR = "images"
+MASKS_DIR = "masks"
+FILE_FORMATS: dict[str, str] = {"tiff": ".tif", "npy": ".npy", "png": ".png"}
+"""Patch file formats and their file extension."""
+COMPRESSIONS: tuple[str | None, ...] = (None, "zlib")
+PAD_MODES: tuple[str, ...] = ("constant", "reflect", "symmetric", "edge")
+"""``numpy.pad`` modes for ``edge="pad"``. Masks are padded with 0 in ``constant``
+mode and with the image's mode otherwise (so labels stay aligned with the image)."""
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+"""Split names used when ``split`` is given as a sequence of fractions."""
+DEFAULT_READ_BATCH_BYTES = 64 * 2**20
+
+_TEMP_SUFFIX = ".part"
+_AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x"), 4: ("t", "z", "y", "x")}
+# dataset.json keys that decide the content of the patch files: a re-run resumes
+# only if all of them are equal.
+_FILE_SETTING_KEYS = (
+    "image", "mask", "channel_axis", "patch_size", "stride", "edge", "pad_mode", "pad_value",
+    "file_format", "compression", "stem", "relabel", "min_foreground", "min_std", "indices",
+)
+
+
+class ExportError(ValueError):
+    """The export cannot run as asked; the message says what to change."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def spatial_axis_names(ndim: int) -> tuple[str, ...]:
+    """Names of ``ndim`` spatial axes in array order: ``("y", "x")``, ``("z", "y", "x")``..."""
+    try:
+        return _AXIS_NAMES[ndim]
+    except KeyError:
+        raise ExportError(
+            f"patches can be cut along 1 to 4 spatial axes, the image has {ndim}; "
+            "give the non-spatial axis as channel_axis or export a sub-volume."
+        ) from None
+
+
+def patch_file_name(stem: str, index: int, start: Sequence[int], width: int, ext: str) -> str:
+    """``<stem>_<index>_y<y0>_x<x0><ext>`` with ``index`` zero-padded to ``width`` digits."""
+    names = spatial_axis_names(len(start))
+    coords = "_".join(f"{name}{int(s)}" for name, s in zip(names, start))
+    return f"{stem}_{index:0{width}d}_{coords}{ext}"
+
+
+def _patch_name_pattern(stem: str, ext: str) -> re.Pattern[str]:
+    """Regex matching every patch file name :func:`patch_file_name` can make for ``stem``/``ext``."""
+    return re.compile(rf"^{re.escape(stem)}_\d+(_[tzyx]\d+)+{re.escape(ext)}$")
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Renumber the labels of ``labels`` to 1..n in increasing order of value; 0 stays 0.
+
+    Keeps the dtype (n never exceeds the number of distinct values, so it fits).
+    """
+    values, inverse = np.unique(labels, return_inverse=True)
+    new_ids = np.zeros(len(values), dtype=np.int64)
+    nonzero = values != 0
+    new_ids[nonzero] = np.arange(1, int(nonzero.sum()) + 1)
+    return new_ids[inverse].reshape(labels.shape).astype(labels.dtype, copy=False)
+
+
+def patch_std(region: np.ndarray, channel_axis: int | None) -> float:
+    """Near-blank measure: the largest per-channel standard deviation of ``region``.
+
+    In image intensity units. A uniformly coloured patch scores 0 even if its
+    channels differ from each other.
+    """
+    values = region.astype(np.float64, copy=False) if region.dtype == bool else region
+    if channel_axis is None:
+        return float(np.std(values, dtype=np.float64))
+    per_channel = np.moveaxis(values, channel_axis, 0).reshape(region.shape[channel_axis], -1)
+    return float(np.max(np.std(per_channel, axis=1, dtype=np.float64)))
+
+
+def foreground_fraction_of(mask_region: np.ndarray) -> float:
+    """Fraction of non-zero pixels in a mask patch (valid pixels only, no padding)."""
+    return np.count_nonzero(mask_region) / max(mask_region.size, 1)
+
+
+def normalize_split(split: Mapping[str, float] | Sequence[float] | None) -> dict[str, float] | None:
+    """Check split fractions; a sequence is named ``train``, ``val``, ``test`` in order."""
+    if split is None or len(split) == 0:
+        return None
+    if isinstance(split, Mapping):
+        named = {str(k): float(v) for k, v in split.items()}
+    else:
+        values = [float(v) for v in split]
+        if len(values) > len(SPLIT_NAMES):
+            raise ExportError(
+                f"split has {len(values)} fractions; give at most 3 (train, val, test) "
+                "or a mapping such as {'train': 0.7, 'val': 0.2, 'test': 0.1}."
+            )
+        named = dict(zip(SPLIT_NAMES, values))
+    for name, value in named.items():
+        if not name or "," in name or not np.isfinite(value) or value < 0:
+            raise ExportError(f"split {name!r}: {value} is not a valid fraction (0 to 1, name without commas).")
+    total = sum(named.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ExportError(f"split fractions must add up to 1, they add up to {total:g}: e.g. (0.8, 0.1, 0.1).")
+    return named
+
+
+def assign_splits(n: int, split: Mapping[str, float] | None, seed: int = 0) -> list[str]:
+    """Deterministic split labels for ``n`` patches (in patch order).
+
+    Counts follow the fractions exactly up to rounding (largest remainder, ties in
+    the order of the split names); which patch gets which label is a permutation
+    drawn from ``numpy.random.default_rng(seed)``. Without a split all labels are "".
+    """
+    if not split:
+        return [""] * n
+    names = list(split)
+    exact = np.array([split[name] for name in names], dtype=np.float64) * n
+    counts = np.floor(exact).astype(np.int64)
+    remainder = exact - counts
+    for k in np.argsort(-remainder, kind="stable")[: n - int(counts.sum())]:
+        counts[k] += 1
+    labels = np.repeat(np.array(names, dtype=object), counts)
+    order = np.random.default_rng(seed).permutation(n)
+    out = np.empty(n, dtype=object)
+    out[order] = labels
+    return [str(v) for v in out]
+
+
+def _is_dask(array: Any) -> bool:
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(array, dask_array.Array)
+
+
+def read_regions(array: Any, regions: Sequence[tuple[slice, ...]]) -> list[np.ndarray]:
+    """Read several regions of a numpy, dask or other array-like (zarr, memmap) as numpy arrays.
+
+    A dask array is read in one ``dask.compute`` call for all regions, so chunks
+    that several regions share are computed once, and no other chunk is.
+    """
+    if isinstance(array, np.ndarray):
+        return [array[r] for r in regions]
+    if _is_dask(array):
+        import dask
+
+        return [np.asarray(a) for a in dask.compute(*(array[r] for r in regions))]
+    return [np.asarray(array[r]) for r in regions]
+
+
+# --------------------------------------------------------------------------- file writing
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = False) -> None:
+    """Write ``path`` through a temporary file in the same folder, then rename it into place.
+
+    A file with the final name is therefore always complete. The temporary file is
+    removed if ``write`` fails.
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_text_atomic(path: Path, text: str, fsync: bool = False) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), fsync)
+
+
+def _png_array(array: np.ndarray, what: str) -> np.ndarray:
+    """The array as Pillow writes it to PNG, or ExportError (see the module notes)."""
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if what == "mask" and array.dtype not in (np.uint8, np.uint16):
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ExportError(
+                f"a mask patch holds labels from {array.min()} to {array.max()}; PNG masks hold "
+                "0..65535: use fmt='tiff' or 'npy', or relabel=True."
+            )
+        array = array.astype(np.uint16)
+    return array
+
+
+def write_patch(
+    image_patch: np.ndarray,
+    mask_patch: np.ndarray | None,
+    image_path: str | os.PathLike,
+    mask_path: str | os.PathLike | None,
+    *,
+    fmt: str = "tiff",
+    compression: str | None = None,
+    rgb: bool = False,
+    fsync: bool = False,
+) -> None:
+    """Write one image patch (and its mask patch) atomically in format ``fmt``.
+
+    The arrays are written as given (padding and relabelling happen before, in
+    :func:`export_patch`). ``rgb`` marks a channel-last RGB(A) uint8/uint16 image
+    patch for TIFF. Needs nothing but the arrays and paths, so a
+    ``dask.distributed`` worker can run it.
+    """
+    for array, path, what in ((image_patch, image_path, "image"), (mask_patch, mask_path, "mask")):
+        if array is None:
+            continue
+        if fmt == "tiff":
+            photometric = "rgb" if (what == "image" and rgb) else "minisblack"
+
+            def write(fh, array=array, photometric=photometric):
+                import tifffile
+
+                tifffile.imwrite(fh, array, photometric=photometric, compression=compression)
+
+        elif fmt == "npy":
+
+            def write(fh, array=array):
+                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+        elif fmt == "png":
+            png = _png_array(array, what)
+
+            def write(fh, png=png):
+                import imageio.v3 as iio
+
+                iio.imwrite(fh, png, extension=".png")
+
+        else:
+            raise ExportError(f"fmt={fmt!r} is not known; choose one of {', '.join(FILE_FORMATS)}.")
+        atomic_write(Path(path), write, fsync)
+
+
+# --------------------------------------------------------------------------- one patch
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    """Everything :func:`export_patch` needs besides the arrays (small and picklable)."""
+
+    fmt: str
+    compression: str | None
+    channel_axis: int | None  # non-negative axis of the image array, or None
+    rgb: bool
+    pad_mode: str
+    pad_value: float
+    relabel: bool
+    min_foreground: float
+    min_std: float | None
+    fsync: bool = False
+
+
+@dataclass(frozen=True)
+class PatchInfo:
+    """Where one patch comes from and where it goes.
+
+    ``start``/``stop`` are the grid box per spatial axis (``stop`` may pass the
+    image in ``pad`` mode); ``valid_stop`` is the stop clipped to the image.
+    ``image_file``/``mask_file`` are relative to the patch folder.
+    """
+
+    index: int
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
+    valid_stop: tuple[int, ...]
+    image_file: str
+    mask_file: str | None
+
+    def region(self, ndim: int, channel_axis: int | None) -> tuple[slice, ...]:
+        """Slices of the valid region in an array of ``ndim`` axes (channel axis whole)."""
+        spatial = iter(slice(a, b) for a, b in zip(self.start, self.valid_stop))
+        return tuple(slice(None) if axis == channel_axis else next(spatial) for axis in range(ndim))
+
+    def pad_width(self, ndim: int, channel_axis: int | None) -> list[tuple[int, int]]:
+        """``numpy.pad`` widths that grow the valid region to the full box."""
+        pads = iter((0, b - v) for b, v in zip(self.stop, self.valid_stop))
+        return [(0, 0) if axis == channel_axis else next(pads) for axis in range(ndim)]
+
+    @property
+    def is_padded(self) -> bool:
+        return self.stop != self.valid_stop
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """The outcome for one patch: kept (files written) or why not.
+
+    ``reason`` is ``""`` for kept patches, ``"foreground"`` (below
+    ``min_foreground``) or ``"blank"`` (``image_std`` below ``min_std``).
+    """
+
+    index: int
+    kept: bool
+    reason: str = ""
+    foreground_fraction: float | None = None
+    image_std: float | None = None
+
+
+def screen_patch(mask_region: np.ndarray | None, info: PatchInfo, settings: PatchSettings) -> PatchRecord | None:
+    """The rejection record if the mask patch fails ``min_foreground``, else None.
+
+    Lets the caller skip reading the image patch of a patch that will be dropped.
+    """
+    if mask_region is None or settings.min_foreground <= 0:
+        return None
+    fraction = foreground_fraction_of(mask_region)
+    if fraction < settings.min_foreground:
+        return PatchRecord(info.index, False, "foreground", fraction)
+    return None
+
+
+def export_patch(
+    image_region: np.ndarray,
+    mask_region: np.ndarray | None,
+    info: PatchInfo,
+    settings: PatchSettings,
+    out_dir: str | os.PathLike,
+) -> PatchRecord:
+    """Filter, pad, relabel and write one patch; returns what happened.
+
+    ``image_region``/``mask_region`` are the valid (in-image) part of the patch as
+    numpy arrays, the image with its channel axis. Pure apart from writing the two
+    files, so a ``dask.distributed`` worker can run it.
+    """
+    fraction = None if mask_region is None else foreground_fraction_of(mask_region)
+    if fraction is not None and fraction < settings.min_foreground:
+        return PatchRecord(info.index, False, "foreground", fraction)
+    std = None
+    if settings.min_std is not None:
+        std = patch_std(image_region, settings.channel_axis)
+        if std < settings.min_std:
+            return PatchRecord(info.index, False, "blank", fraction, std)
+    image_patch, mask_patch = image_region, mask_region
+    if mask_patch is not None and settings.relabel:
+        mask_patch = relabel_sequential(mask_patch)
+    if info.is_padded:
+        widths = info.pad_width(image_patch.ndim, settings.channel_axis)
+        if settings.pad_mode == "constant":
+            image_patch = np.pad(image_patch, widths, mode="constant", constant_values=settings.pad_value)
+        else:
+            image_patch = np.pad(image_patch, widths, mode=settings.pad_mode)
+        if mask_patch is not None:
+            mask_widths = info.pad_width(mask_patch.ndim, None)
+            mask_patch = np.pad(mask_patch, mask_widths, mode=settings.pad_mode)  # constant pads 0
+    out = Path(out_dir)
+    write_patch(
+        image_patch,
+        mask_patch,
+        out / info.image_file,
+        None if info.mask_file is None else out / info.mask_file,
+        fmt=settings.fmt,
+        compression=settings.compression,
+        rgb=settings.rgb,
+        fsync=settings.fsync,
+    )
+    return PatchRecord(info.index, True, "", fraction, std)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A validated export: the grid, the patches to try, and the dataset description."""
+
+    grid: PatchGrid
+    patches: tuple[PatchInfo, ...]
+    settings: PatchSettings
+    split: dict[str, float] | None
+    seed: int
+    stem: str
+    dataset: dict[str, Any]  # dataset.json content (without counts)
+
+
+def _array_like(array: Any, what: str) -> Any:
+    if all(hasattr(array, a) for a in ("shape", "dtype", "__getitem__")):
+        return array
+    if array is None:
+        raise ExportError(f"no {what} given.")
+    return np.asarray(array)
+
+
+def _check_png(image_dtype: np.dtype, n_spatial: int, channels: int | None, channel_axis: int | None,
+               ndim: int) -> None:
+    hint = "use fmt='tiff' or 'npy' (both keep any dtype exactly)"
+    if n_spatial != 2:
+        raise ExportError(f"PNG holds 2D images, these patches have {n_spatial} spatial axes; {hint}.")
+    if channel_axis is not None and channel_axis != ndim - 1:
+        raise ExportError(f"PNG needs the channel axis last, it is axis {channel_axis}; {hint}.")
+    if image_dtype not in (np.uint8, np.uint16, np.bool_):
+        raise ExportError(f"PNG holds uint8 or uint16 images, this image is {image_dtype}; {hint}, "
+                          "or convert the image to uint8/uint16 first.")
+    if channels not in (None, 1, 2, 3, 4):
+        raise ExportError(f"PNG holds 1 to 4 channels, this image has {channels}; {hint}.")
+    if image_dtype == np.uint16 and channels not in (None, 1):
+        raise ExportError(f"PNG (as written by Pillow) holds uint16 only as greyscale; this image has "
+                          f"{channels} uint16 channels; {hint}, or convert it to uint8.")
+
+
+def _per_spatial(values: Sequence[float] | None, n_spatial: int, ndim: int, channel_axis: int | None,
+                 name: str) -> list[float] | None:
+    """Scale/translate per spatial axis (a value for the channel axis is dropped)."""
+    if values is None:
+        return None
+    values = [float(v) for v in values]
+    if len(values) == ndim and channel_axis is not None:
+        values = [v for axis, v in enumerate(values) if axis != channel_axis]
+    if len(values) != n_spatial:
+        raise ExportError(f"{name} has {len(values)} values; give one per spatial axis ({n_spatial}).")
+    return values
+
+
+def plan_export(
+    image: Any,
+    mask: Any = None,
+    *,
+    patch_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    edge: str = "drop",
+    channel_axis: int | None = None,
+    fmt: str = "tiff",
+    compression: str | None = None,
+    min_foreground: float = 0.0,
+    min_std: float | None = None,
+    indices: Iterable[int] | None = None,
+    split: Mapping[str, float] | Sequence[float] | None = None,
+    seed: int = 0,
+    pad_mode: str = "constant",
+    pad_value: float = 0,
+    relabel: bool = False,
+    stem: str = "patch",
+    scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None,
+    image_name: str | None = None,
+    mask_name: str | None = None,
+    fsync: bool = False,
+) -> ExportPlan:
+    """Validate the export options and lay out the patches, without touching any file.
+
+    Parameters are those of :func:`export_patches`. Raises :class:`ExportError`
+    (or :class:`napari_patchwork.grid.GridError`, also a ValueError).
+    """
+    image = _array_like(image, "image")
+    mask = None if mask is None else _array_like(mask, "mask")
+    ndim = len(image.shape)
+    image_dtype = np.dtype(image.dtype)
+    grid = make_grid(image.shape, patch_size, stride, edge, channel_axis=channel_axis)
+    axis = None if channel_axis is None else normalize_axis(channel_axis, ndim)
+    names = spatial_axis_names(grid.ndim)
+    if mask is not None:
+        if tuple(mask.shape) != grid.shape:
+            raise ExportError(
+                f"mask shape {tuple(mask.shape)} does not match the image's spatial shape {grid.shape}"
+                f" (image shape {tuple(image.shape)}, channel_axis={channel_axis}); use a mask drawn "
+                "on this image, or set channel_axis to the image's channel axis."
+            )
+        if not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.integer)):
+            raise ExportError(f"masks must hold integer labels, this one is {mask.dtype}; use a Labels layer.")
+    if fmt not in FILE_FORMATS:
+        raise ExportError(f"fmt={fmt!r} is not known; choose one of {', '.join(FILE_FORMATS)}.")
+    if compression not in COMPRESSIONS:
+        raise ExportError(f"compression={compression!r} is not supported; use None or 'zlib'.")
+    if compression is not None and fmt != "tiff":
+        raise ExportError(f"compression applies to TIFF only; use fmt='tiff' or compression=None.")
+    channels = None if axis is None else int(image.shape[axis])
+    if fmt == "png":
+        _check_png(image_dtype, grid.ndim, channels, axis, ndim)
+    if not 0.0 <= float(min_foreground) <= 1.0:
+        raise ExportError(f"min_foreground must be a fraction from 0 to 1, got {min_foreground}.")
+    if min_foreground > 0 and mask is None:
+        raise ExportError("min_foreground needs a mask; give a mask or set min_foreground=0.")
+    if min_std is not None and not (np.isfinite(min_std) and min_std >= 0):
+        raise ExportError(f"min_std must be a number >= 0 (or None to keep blank patches), got {min_std}.")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem or ""):
+        raise ExportError(f"stem={stem!r}: use letters, digits, '.', '_' or '-' (no spaces or slashes).")
+    padded = edge == "pad"
+    if padded:
+        if pad_mode not in PAD_MODES:
+            raise ExportError(f"pad_mode={pad_mode!r} is not known; choose one of {', '.join(PAD_MODES)}.")
+        pad_value = _check_pad_value(pad_value, image_dtype)
+    split_fractions = normalize_split(split)
+
+    candidates = np.arange(grid.n_patches)
+    if indices is not None:
+        candidates = np.unique(np.asarray(list(indices), dtype=np.int64))
+        if candidates.size == 0:
+            raise ExportError("no patch selected (indices is empty); select patches or pass indices=None.")
+        bad = candidates[(candidates < 0) | (candidates >= grid.n_patches)]
+        if bad.size:
+            raise ExportError(f"patch indices {bad[:5].tolist()} do not exist: the grid has "
+                              f"{grid.n_patches} patches (0..{grid.n_patches - 1}); is it the grid of this image?")
+    width = len(str(max(grid.n_patches - 1, 0)))
+    ext = FILE_FORMATS[fmt]
+    valid_stops = grid.clipped_boxes()[:, 1]
+    patches = []
+    for i in candidates.tolist():
+        name = patch_file_name(stem, i, grid.boxes[i, 0], width, ext)
+        patches.append(PatchInfo(
+            index=i,
+            start=tuple(int(v) for v in grid.boxes[i, 0]),
+            stop=tuple(int(v) for v in grid.boxes[i, 1]),
+            valid_stop=tuple(int(v) for v in valid_stops[i]),
+            image_file=f"{IMAGES_DIR}/{name}",
+            mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
+        ))
+    rgb = axis == ndim - 1 and channels in (3, 4) and image_dtype in (np.uint8, np.uint16)
+    settings = PatchSettings(
+        fmt=fmt, compression=compression, channel_axis=axis, rgb=bool(rgb),
+        pad_mode=pad_mode if padded else "constant", pad_value=pad_value if padded else 0,
+        relabel=bool(relabel) and mask is not None, min_foreground=float(min_foreground),
+        min_std=None if min_std is None else float(min_std), fsync=fsync,
+    )
+    axes = list(names)
+    if axis is not None:
+        axes.insert(axis, "c")
+    from napari_patchwork import __version__
+
+    dataset = {
+        "format": FOLDER_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "plugin_version": __version__,
+        "complete": False,
+        "image": {"shape": list(map(int, image.shape)), "dtype": image_dtype.str, "name": image_name},
+        "mask": None if mask is None else {
+            "shape": list(map(int, mask.shape)), "dtype": np.dtype(mask.dtype).str, "name": mask_name},
+        "axes": "".join(axes),
+        "spatial_axes": list(names),
+        "channel_axis": axis,
+        "rgb": bool(rgb),
+        "patch_size": list(grid.patch_size),
+        "stride": list(grid.stride),
+        "edge": edge,
+        "pad_mode": settings.pad_mode if padded else None,
+        "pad_value": settings.pad_value if padded else None,
+        "file_format": fmt,
+        "compression": compression,
+        "stem": stem,
+        "relabel": settings.relabel,
+        "min_foreground": settings.min_foreground,
+        "min_std": settings.min_std,
+        "indices": None if indices is None else candidates.tolist(),
+        "split": split_fractions,
+        "seed": int(seed),
+        "scale": _per_spatial(scale, grid.ndim, ndim, axis, "scale"),
+        "translate": _per_spatial(translate, grid.ndim, ndim, axis, "translate"),
+        "n_grid_patches": grid.n_patches,
+    }
+    return ExportPlan(grid, tuple(patches), settings, split_fractions, int(seed), stem, dataset)
+
+
+def _check_pad_value(pad_value: float, dtype: np.dtype) -> float | int | bool:
+    """``pad_value`` as a JSON number the image dtype holds exactly, or ExportError."""
+    value = np.asarray(pad_value).item()
+    if dtype == np.bool_:
+        if value not in (0, 1):
+            raise ExportError(f"pad_value={pad_value} does not fit a bool image; use 0 or 1.")
+        return bool(value)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if float(value) != int(value) or not info.min <= int(value) <= info.max:
+            raise ExportError(f"pad_value={pad_value} does not fit the image dtype {dtype} "
+                              f"({info.min}..{info.max}); use a whole number in that range.")
+        return int(value)
+    return float(value)
+
+
+# --------------------------------------------------------------------------- the folder
+
+
+@dataclass
+class ExportProgress:
+    """Progress of a running export: ``done`` of ``total`` patches decided."""
+
+    done: int
+    total: int
+    written: int = 0
+    resumed: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export left on disk.
+
+    ``n_patches`` patches are in the manifest: ``n_written`` written by this run,
+    ``n_resumed`` found complete from an interrupted earlier run. Of the
+    ``n_candidates`` patches tried, ``n_rejected_foreground`` were under
+    ``min_foreground`` and ``n_rejected_blank`` under ``min_std``.
+    """
+
+    out_dir: Path
+    manifest_path: Path
+    dataset_path: Path
+    n_candidates: int
+    n_patches: int
+    n_written: int
+    n_resumed: int
+    n_rejected_foreground: int
+    n_rejected_blank: int
+    split_counts: dict[str, int]
+    rows: tuple[dict[str, Any], ...] = field(repr=False)
+
+    @property
+    def message(self) -> str:
+        """One sentence for users: how many patches, where."""
+        text = f"{self.n_patches} patch{'es' if self.n_patches != 1 else ''} in {self.out_dir}"
+        details = []
+        if self.n_resumed:
+            details.append(f"{self.n_written} written now, {self.n_resumed} already there from an earlier run")
+        skipped = self.n_rejected_foreground + self.n_rejected_blank
+        if skipped:
+            details.append(f"{skipped} of {self.n_candidates} skipped: "
+                           f"{self.n_rejected_foreground} under min foreground, {self.n_rejected_blank} blank")
+        if self.split_counts:
+            details.append(", ".join(f"{k} {v}" for k, v in self.split_counts.items()))
+        return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def read_dataset_json(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``dataset.json`` of a patch folder written by this plugin, or None if it has none."""
+    path = Path(folder) / DATASET_FILE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("format") != FOLDER_FORMAT:
+        return None
+    return info
+
+
+def _json_normal(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _file_settings(info: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the patch files' content (layer names left out), JSON-normalised."""
+    settings = {key: info.get(key) for key in _FILE_SETTING_KEYS}
+    for key in ("image", "mask"):
+        if isinstance(settings[key], dict):
+            settings[key] = {k: v for k, v in settings[key].items() if k != "name"}
+    return json.loads(json.dumps(settings))
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"key: old there, new now"`` for each file setting that differs."""
+    old_settings, new_settings = _file_settings(old), _file_settings(new)
+    return [
+        f"{key}: {old_settings[key]!r} there, {new_settings[key]!r} now"
+        for key in _FILE_SETTING_KEYS
+        if old_settings[key] != new_settings[key]
+    ]
+
+
+def patch_files_on_disk(folder: Path, info: dict[str, Any]) -> list[str]:
+    """Patch files (``images/<name>``, ``masks/<name>``) of the export described by ``info``,
+    and leftover temporary files."""
+    pattern = _patch_name_pattern(info.get("stem", "patch"), FILE_FORMATS.get(info.get("file_format"), ".tif"))
+    found = []
+    for sub in (IMAGES_DIR, MASKS_DIR):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder / sub):
+                if entry.is_file() and (pattern.match(entry.name) or _is_temp(entry.name)):
+                    found.append(f"{sub}/{entry.name}")
+    return found
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(_TEMP_SUFFIX)
+
+
+def _prepare_folder(out: Path, plan: ExportPlan, overwrite: bool) -> dict[int, PatchRecord]:
+    """Check and set up ``out``; return the records an interrupted run left (to resume)."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file; choose a folder for the patches.")
+    out.mkdir(parents=True, exist_ok=True)
+    old = read_dataset_json(out)
+    resumed: dict[int, PatchRecord] = {}
+    if old is None:
+        if any(os.scandir(out)) and not overwrite:
+            raise ExportError(
+                f"{out} is not empty and holds no patch export of ours; choose an empty or new "
+                "folder, or pass overwrite=True to write into it (files of the same name are replaced)."
+            )
+    else:
+        differences = _differences(old, plan.dataset)
+        if differences and not overwrite:
+            raise ExportError(
+                f"{out} holds a patch export with other settings ({'; '.join(differences)}); choose "
+                "another folder, or pass overwrite=True to replace that export."
+            )
+        if differences:  # overwrite: remove that export, leave other files alone
+            for name in patch_files_on_disk(out, old):
+                (out / name).unlink()
+            for name in (JOURNAL_FILE, MANIFEST_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (out / name).unlink()
+        else:
+            for name in patch_files_on_disk(out, old):
+                if _is_temp(name):
+                    (out / name).unlink()
+            resumed = _load_journal(out, plan)
+    (out / IMAGES_DIR).mkdir(exist_ok=True)
+    if plan.patches and plan.patches[0].mask_file is not None:
+        (out / MASKS_DIR).mkdir(exist_ok=True)
+    _write_text_atomic(out / DATASET_FILE, json.dumps(plan.dataset, indent=2) + "\n", plan.settings.fsync)
+    return resumed
+
+
+def _load_journal(out: Path, plan: ExportPlan) -> dict[int, PatchRecord]:
+    """Records of patches decided by an earlier run whose files are all on disk."""
+    by_index = {p.index: p for p in plan.patches}
+    on_disk = set()
+    for sub in (IMAGES_DIR, MASKS_DIR):
+        with contextlib.suppress(FileNotFoundError):
+            on_disk.update(f"{sub}/{name}" for name in os.listdir(out / sub))
+    records: dict[int, PatchRecord] = {}
+    try:
+        with open(out / JOURNAL_FILE, encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except FileNotFoundError:
+        return records
+    for line in lines:
+        try:
+            record = PatchRecord(**json.loads(line))
+        except (ValueError, TypeError):
+            continue  # a line cut short by the interruption
+        info = by_index.get(record.index)
+        if info is None:
+            continue
+        if record.kept and not (info.image_file in on_disk and (info.mask_file is None or info.mask_file in on_disk)):
+            continue
+        records[record.index] = record
+    return records
+
+
+def _manifest_rows(plan: ExportPlan, kept: list[PatchRecord], splits: list[str]) -> list[dict[str, Any]]:
+    by_index = {p.index: p for p in plan.patches}
+    names = spatial_axis_names(plan.grid.ndim)
+    rows = []
+    for record, split_name in zip(kept, splits):
+        info = by_index[record.index]
+        row: dict[str, Any] = {"index": record.index, "split": split_name,
+                               "image": info.image_file, "mask": info.mask_file or ""}
+        for name, a, b in zip(names, info.start, info.stop):
+            row[f"{name}0"], row[f"{name}1"] = a, b
+        for name, v in zip(names, info.valid_stop):
+            row[f"valid_{name}1"] = v
+        row["foreground_fraction"] = "" if record.foreground_fraction is None else f"{record.foreground_fraction:.6g}"
+        row["image_std"] = "" if record.image_std is None else f"{record.image_std:.6g}"
+        rows.append(row)
+    return rows
+
+
+def manifest_columns(names: Sequence[str]) -> list[str]:
+    """The manifest's column names for spatial axes ``names`` (e.g. ``("y", "x")``)."""
+    return (["index", "split", "image", "mask"]
+            + [f"{n}{k}" for n in names for k in (0, 1)]
+            + [f"valid_{n}1" for n in names]
+            + ["foreground_fraction", "image_std"])
+
+
+def _finish(out: Path, plan: ExportPlan, records: dict[int, PatchRecord], written: int,
+            resumed: int) -> ExportResult:
+    """Write the manifest, drop stale patch files, mark the export complete."""
+    ordered = [records[p.index] for p in plan.patches]
+    kept = [r for r in ordered if r.kept]
+    splits = assign_splits(len(kept), plan.split, plan.seed)
+    rows = _manifest_rows(plan, kept, splits)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=manifest_columns(spatial_axis_names(plan.grid.ndim)),
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text_atomic(out / MANIFEST_FILE, buffer.getvalue(), plan.settings.fsync)
+    listed = {row[key] for row in rows for key in ("image", "mask") if row[key]}
+    for name in patch_files_on_disk(out, plan.dataset):
+        if name not in listed:  # e.g. a patch dropped by a filter after the source changed
+            (out / name).unlink()
+    split_counts = {name: splits.count(name) for name in (plan.split or {})}
+    dataset = {**plan.dataset, "complete": True, "n_patches": len(kept), "split_counts": split_counts,
+               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _write_text_atomic(out / DATASET_FILE, json.dumps(dataset, indent=2) + "\n", plan.settings.fsync)
+    return ExportResult(
+        out_dir=out, manifest_path=out / MANIFEST_FILE, dataset_path=out / DATASET_FILE,
+        n_candidates=len(ordered), n_patches=len(kept), n_written=written, n_resumed=resumed,
+        n_rejected_foreground=sum(r.reason == "foreground" for r in ordered),
+        n_rejected_blank=sum(r.reason == "blank" for r in ordered),
+        split_counts=split_counts, rows=tuple(rows),
+    )
+
+
+def _batches(patches: Sequence[PatchInfo], bytes_per_pixel: int, budget: int) -> Iterable[list[PatchInfo]]:
+    """Consecutive patches whose regions together stay under ``budget`` bytes (at least one each)."""
+    batch: list[PatchInfo] = []
+    size = 0
+    for info in patches:
+        n = bytes_per_pixel * int(np.prod([b - a for a, b in zip(info.start, info.valid_stop)]))
+        if batch and size + n > budget:
+            yield batch
+            batch, size = [], 0
+        batch.append(info)
+        size += n
+    if batch:
+        yield batch
+
+
+def iter_export(
+    out_dir: str | os.PathLike,
+    image: Any,
+    mask: Any = None,
+    *,
+    overwrite: bool = False,
+    read_batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
+    **options: Any,
+) -> Generator[ExportProgress, None, ExportResult]:
+    """:func:`export_patches` as a generator: yields :class:`ExportProgress` after each patch.
+
+    Its return value (``StopIteration.value``, or ``result = yield from ...``) is the
+    :class:`ExportResult`. Stopping early (``close()``, an exception) leaves a
+    folder that a re-run with the same settings resumes.
+    """
+    plan = plan_export(image, mask, **options)
+    image = _array_like(image, "image")
+    mask = None if mask is None else _array_like(mask, "mask")
+    out = Path(out_dir)
+    records = _prepare_folder(out, plan, overwrite)
+    resumed = sum(r.kept for r in records.values())
+    todo = [p for p in plan.patches if p.index not in records]
+    progress = ExportProgress(done=len(records), total=len(plan.patches), resumed=resumed)
+    yield replace(progress)
+    ndim = len(image.shape)
+    channel_axis = plan.settings.channel_axis
+    bytes_per_pixel = np.dtype(image.dtype).itemsize * (1 if channel_axis is None else image.shape[channel_axis])
+    bytes_per_pixel += 0 if mask is None else np.dtype(mask.dtype).itemsize
+    with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal:
+        for batch in _batches(todo, bytes_per_pixel, read_batch_bytes):
+            masks = [None] * len(batch) if mask is None else read_regions(mask, [p.region(mask.ndim, None) for p in batch])
+            decided = {p.index: screen_patch(m, p, plan.settings) for p, m in zip(batch, masks)}
+            to_read = [p for p in batch if decided[p.index] is None]
+            images = iter(read_regions(image, [p.region(ndim, channel_axis) for p in to_read]))
+            for info, mask_region in zip(batch, masks):
+                record = decided[info.index]
+                if record is None:
+                    record = export_patch(next(images), mask_region, info, plan.settings, out)
+                journal.write(json.dumps(asdict(record)) + "\n")
+                journal.flush()
+                records[info.index] = record
+                progress.done += 1
+                progress.written += record.kept
+                yield replace(progress)
+    return _finish(out, plan, records, progress.written, resumed)
+
+
+def export_patches(
+    out_dir: str | os.PathLike,
+    image: Any,
+    mask: Any = None,
+    *,
+    patch_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    edge: str = "drop",
+    channel_axis: int | None = None,
+    fmt: str = "tiff",
+    compression: str | None = None,
+    min_foreground: float = 0.0,
+    min_std: float | None = None,
+    indices: Iterable[int] | None = None,
+    split: Mapping[str, float] | Sequence[float] | None = None,
+    seed: int = 0,
+    pad_mode: str = "constant",
+    pad_value: float = 0,
+    relabel: bool = False,
+    overwrite: bool = False,
+    stem: str = "patch",
+    scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None,
+    image_name: str | None = None,
+    mask_name: str | None = None,
+    fsync: bool = False,
+    read_batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
+    progress: Callable[[ExportProgress], Any] | None = None,
+) -> ExportResult:
+    """Write image (and mask) patches, ``manifest.csv`` and ``dataset.json`` to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : folder to create or resume (see the module notes on safety).
+    image : numpy, dask or other array-like (zarr, memmap), channel axis included.
+        Dask and other lazy arrays are read a batch of patch regions at a time
+        (about ``read_batch_bytes``), never whole.
+    mask : integer labels with the image's spatial shape, or None.
+    patch_size, stride, edge, channel_axis : as :func:`napari_patchwork.grid.make_grid`
+        (pixels per spatial axis; RGB images use ``channel_axis=-1``).
+    fmt : ``"tiff"``, ``"npy"`` or ``"png"``; compression: None or ``"zlib"`` (TIFF).
+    min_foreground : keep patches whose mask foreground fraction is >= this (0..1).
+    min_std : drop near-blank patches whose largest per-channel standard deviation
+        (intensity units, valid pixels) is below this; None keeps them.
+    indices : only these patch indices of the grid (e.g. the selected grid shapes).
+    split : fractions per split, ``{"train": 0.8, "val": 0.2}`` or ``(0.8, 0.1, 0.1)``
+        (train/val/test); assigned to the kept patches by :func:`assign_splits` with
+        ``seed``. Overlapping patches (stride < patch) can share pixels across splits.
+    pad_mode, pad_value : how ``edge="pad"`` fills the part past the image (see
+        :data:`PAD_MODES`); the valid region is in the manifest.
+    relabel : renumber the mask instances of each patch 1..n (the stitched mask then
+        holds per-patch ids, not the source labels).
+    overwrite : write into a foreign non-empty folder, or replace an export of ours
+        made with other settings.
+    stem : file name prefix.
+    scale, translate : the image layer's, per spatial axis (recorded for the reader).
+    image_name, mask_name : layer names (recorded).
+    fsync : flush every file to disk before renaming it (slower; power-loss safe).
+    progress : called with an :class:`ExportProgress` after each patch.
+
+    Returns
+    -------
+    ExportResult
+    """
+    gen = iter_export(
+        out_dir, image, mask, overwrite=overwrite, read_batch_bytes=read_batch_bytes,
+        patch_size=patch_size, stride=stride, edge=edge, channel_axis=channel_axis, fmt=fmt,
+        compression=compression, min_foreground=min_foreground, min_std=min_std, indices=indices,
+        split=split, seed=seed, pad_mode=pad_mode, pad_value=pad_value, relabel=relabel,
+        stem=stem, scale=scale, translate=translate, image_name=image_name, mask_name=mask_name,
+        fsync=fsync,
+    )
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(step)

@@ -1,0 +1,386 @@
+"""Read a patch folder back: stitch its patches, or predictions named like them, into full arrays.
+
+GUI-free (no napari, no Qt). A patch folder is what
+:func:`napari_patchwork.export.export_patches` writes; see that module for the
+layout. Stitching an export's ``images``/``masks`` gives back the source image and
+mask exactly, dtype included, wherever a kept patch covers them (pixels outside
+every kept patch, e.g. the remainder in ``drop`` mode or filtered patches, get
+``fill_value``; :meth:`PatchFolder.coverage` says which). Padding is cropped.
+
+Predictions: a folder of model outputs with the same file names as the image
+patches (any of ``.tif``, ``.tiff``, ``.png``, ``.npy``), each with the patch's
+spatial shape (padding included in ``pad`` mode), optionally with one channel
+axis first or last. Where patches overlap, ``overlap`` decides:
+
+* ``"center"`` (default): each pixel comes from the patch whose centre is nearest
+  (Chebyshev distance relative to the patch size), which avoids patch-border
+  artefacts of predictions;
+* ``"last"``: later patches (higher index) overwrite earlier ones;
+* ``"mean"``: the average of all patches covering the pixel (float64 result
+  unless ``dtype`` is given).
+
+Exported images and masks agree wherever patches overlap, so every mode rebuilds
+them exactly. The stitched arrays are numpy arrays held in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_patchwork.export import (
+    DATASET_FILE,
+    FILE_FORMATS,
+    FORMAT_VERSION,
+    IMAGES_DIR,
+    MANIFEST_FILE,
+    MASKS_DIR,
+    patch_files_on_disk,
+    manifest_columns,
+    read_dataset_json,
+)
+from napari_patchwork.grid import PatchGrid, make_grid
+
+OVERLAP_MODES: tuple[str, ...] = ("center", "last", "mean")
+PATCH_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
+"""File extensions read as patches (and predictions)."""
+
+
+class PatchFolderError(ValueError):
+    """The folder cannot be read or stitched; the message says why and what to do."""
+
+
+def is_patch_folder(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a folder with a ``dataset.json`` written by this plugin (complete or not)."""
+    try:
+        return Path(path).is_dir() and read_dataset_json(path) is not None
+    except OSError:
+        return False
+
+
+def read_patch_file(path: str | os.PathLike) -> np.ndarray:
+    """One patch file (TIFF, PNG or NPY, by extension) as a numpy array."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    if ext == ".png":
+        import imageio.v3 as iio
+
+        return iio.imread(path, extension=".png")
+    if ext == ".npy":
+        return np.load(path, allow_pickle=False)
+    raise PatchFolderError(f"{path.name}: cannot read {ext!r} files; use one of {', '.join(PATCH_EXTENSIONS)}.")
+
+
+@dataclass(frozen=True)
+class PatchFolder:
+    """A complete patch folder: its ``dataset.json`` (``info``) and manifest.
+
+    ``indices`` ``(N,)``, ``starts``/``stops``/``valid_stops`` ``(N, ndim)`` int64
+    hold, per manifest row, the patch index and its box in source pixels over the
+    spatial axes (``stops`` may pass the image in ``pad`` mode, ``valid_stops``
+    never do). ``rows`` are the manifest rows as read (strings).
+    """
+
+    path: Path
+    info: dict[str, Any]
+    rows: tuple[dict[str, str], ...]
+    indices: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+    valid_stops: np.ndarray
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.info["image"]["shape"])
+
+    @property
+    def channel_axis(self) -> int | None:
+        return self.info["channel_axis"]
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        axis = self.channel_axis
+        return tuple(s for a, s in enumerate(self.image_shape) if a != axis)
+
+    @property
+    def has_mask(self) -> bool:
+        return self.info.get("mask") is not None
+
+    @property
+    def grid(self) -> PatchGrid:
+        """The full grid the patches were cut from (before any filter)."""
+        info = self.info
+        return make_grid(self.image_shape, info["patch_size"], info["stride"], info["edge"],
+                         channel_axis=self.channel_axis)
+
+    def coverage(self) -> np.ndarray:
+        """Bool array of the spatial shape: True where a patch in the manifest holds real data."""
+        covered = np.zeros(self.spatial_shape, dtype=bool)
+        for start, stop in zip(self.starts, self.valid_stops):
+            covered[tuple(slice(a, b) for a, b in zip(start, stop))] = True
+        return covered
+
+    def column(self, name: str) -> list[str]:
+        """One manifest column, as strings."""
+        return [row[name] for row in self.rows]
+
+    def image(self, *, fill_value: float = 0) -> np.ndarray:
+        """The stitched image: source shape and dtype."""
+        return stitch(self, "images", fill_value=fill_value, overlap="last")
+
+    def mask(self, *, fill_value: int = 0) -> np.ndarray | None:
+        """The stitched mask (source shape and dtype), or None if the export had no mask."""
+        return stitch(self, "masks", fill_value=fill_value, overlap="last") if self.has_mask else None
+
+
+def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
+    """Open a patch folder written by :func:`napari_patchwork.export.export_patches`.
+
+    Raises :class:`PatchFolderError` if the folder is not one, is incomplete
+    (interrupted export: run the export again to resume), or its manifest does not
+    match the grid in ``dataset.json``.
+    """
+    path = Path(folder)
+    if path.name == DATASET_FILE:
+        path = path.parent
+    info = read_dataset_json(path)
+    if info is None:
+        raise PatchFolderError(f"{path} is not a patch folder of napari-patchwork (no valid {DATASET_FILE}).")
+    if int(info.get("format_version", 0)) > FORMAT_VERSION:
+        raise PatchFolderError(f"{path} was written by a newer napari-patchwork "
+                               f"({info.get('plugin_version')}); update the plugin to read it.")
+    if not info.get("complete"):
+        raise PatchFolderError(f"the export in {path} is incomplete (interrupted or still running); "
+                               "run the same export again to finish it.")
+    names = info["spatial_axes"]
+    try:
+        with open(path / MANIFEST_FILE, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = set(manifest_columns(names)) - set(reader.fieldnames or ())
+            if missing:
+                raise PatchFolderError(f"{path / MANIFEST_FILE} lacks the columns {sorted(missing)}.")
+            rows = tuple(reader)
+        indices = np.array([int(r["index"]) for r in rows], dtype=np.int64)
+        starts = np.array([[int(r[f"{n}0"]) for n in names] for r in rows], dtype=np.int64).reshape(-1, len(names))
+        stops = np.array([[int(r[f"{n}1"]) for n in names] for r in rows], dtype=np.int64).reshape(-1, len(names))
+        valid = np.array([[int(r[f"valid_{n}1"]) for n in names] for r in rows],
+                         dtype=np.int64).reshape(-1, len(names))
+    except FileNotFoundError:
+        raise PatchFolderError(f"{path} has no {MANIFEST_FILE}; run the export again to write it.") from None
+    except (ValueError, KeyError) as err:
+        if isinstance(err, PatchFolderError):
+            raise
+        raise PatchFolderError(f"{path / MANIFEST_FILE} is damaged ({err}); export again.") from None
+    folder_obj = PatchFolder(path, info, rows, indices, starts, stops, valid)
+    grid = folder_obj.grid
+    if len(indices) and (indices.max() >= grid.n_patches or indices.min() < 0
+                         or not np.array_equal(grid.boxes[indices, 0], starts)
+                         or not np.array_equal(grid.boxes[indices, 1], stops)):
+        raise PatchFolderError(f"{path / MANIFEST_FILE} does not match the grid in {DATASET_FILE}; export again.")
+    return folder_obj
+
+
+def read_patches(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """The stitched image and mask (None without a mask) of a patch folder, exactly as exported."""
+    patches = read_patch_folder(folder)
+    return patches.image(), patches.mask()
+
+
+def verify_patch_folder(folder: str | os.PathLike) -> list[str]:
+    """Problems that make the manifest and the files disagree; an empty list if none.
+
+    Reports manifest rows whose file is missing, patch files (of this export's
+    naming) that the manifest does not list, and leftover temporary files.
+    """
+    patches = read_patch_folder(folder)
+    listed = {row[key] for row in patches.rows for key in ("image", "mask") if row[key]}
+    on_disk = set(patch_files_on_disk(patches.path, patches.info))
+    problems = [f"missing: {name}" for name in sorted(listed) if not (patches.path / name).is_file()]
+    problems += [f"not in the manifest: {name}" for name in sorted(on_disk - listed)]
+    return problems
+
+
+# --------------------------------------------------------------------------- stitching
+
+
+def _source_files(patches: PatchFolder, source: str | os.PathLike, allow_missing: bool) -> list[Path | None]:
+    """The file of each manifest row in ``source``: ``"images"``, ``"masks"`` or a predictions folder."""
+    if source in (IMAGES_DIR, MASKS_DIR):
+        if source == MASKS_DIR and not patches.has_mask:
+            raise PatchFolderError(f"the export in {patches.path} has no mask.")
+        files = [patches.path / row["image" if source == IMAGES_DIR else "mask"] for row in patches.rows]
+    else:
+        folder = Path(source)
+        if not folder.is_absolute():
+            folder = patches.path / folder
+        if not folder.is_dir():
+            raise PatchFolderError(f"predictions folder {folder} does not exist.")
+        by_stem: dict[str, str] = {}
+        for name in os.listdir(folder):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in PATCH_EXTENSIONS:
+                if stem in by_stem:
+                    raise PatchFolderError(f"{folder} holds both {by_stem[stem]} and {name}; keep one per patch.")
+                by_stem[stem] = name
+        stems = [Path(row["image"]).stem for row in patches.rows]
+        files = [folder / by_stem[s] if s in by_stem else None for s in stems]
+        missing = [s for s, f in zip(stems, files) if f is None]
+        if missing and not allow_missing:
+            raise PatchFolderError(
+                f"{len(missing)} of {len(stems)} patches have no prediction in {folder} "
+                f"(e.g. {missing[0]}.tif); predict all patches, or pass allow_missing=True."
+            )
+        return files
+    missing = [f for f in files if not f.is_file()]
+    if missing and not allow_missing:
+        raise PatchFolderError(f"{len(missing)} patch files are missing, e.g. {missing[0]}; export again.")
+    return [f if f.is_file() else None for f in files]
+
+
+def _channel_position(shape: Sequence[int], patch: Sequence[int], preferred: int | None) -> int | None:
+    """Where the one channel axis of a patch array of ``shape`` is (None: no channel axis)."""
+    if tuple(shape) == tuple(patch):
+        return None
+    if len(shape) == len(patch) + 1:
+        candidates = ([] if preferred is None else [preferred]) + [len(shape) - 1, 0]
+        for axis in candidates:
+            if tuple(s for a, s in enumerate(shape) if a != axis) == tuple(patch):
+                return axis
+    raise PatchFolderError(f"a patch of shape {tuple(shape)} does not fit the patch size {tuple(patch)} "
+                           "(with at most one channel axis, first or last).")
+
+
+def _center_distance(start: np.ndarray, stop: np.ndarray, valid_stop: np.ndarray) -> np.ndarray:
+    """Chebyshev distance of the valid pixels of box ``start:stop`` to its centre, in half-sizes."""
+    distance = np.zeros((), dtype=np.float32)
+    ndim = len(start)
+    for axis, (a, b, v) in enumerate(zip(start, stop, valid_stop)):
+        centre, half = (a + b - 1) / 2.0, max((b - a) / 2.0, 0.5)
+        d = (np.abs(np.arange(a, v) - centre) / half).astype(np.float32)
+        distance = np.maximum(distance, d.reshape([-1 if k == axis else 1 for k in range(ndim)]))
+    return distance
+
+
+def _has_overlap(patches: PatchFolder) -> bool:
+    return any(s < p for s, p in zip(patches.info["stride"], patches.info["patch_size"]))
+
+
+def stitch(
+    folder: str | os.PathLike | PatchFolder,
+    source: str | os.PathLike = IMAGES_DIR,
+    *,
+    overlap: str = "center",
+    fill_value: float = 0,
+    dtype: Any = None,
+    allow_missing: bool = False,
+) -> np.ndarray:
+    """Put the patches of a patch folder back together.
+
+    Parameters
+    ----------
+    folder : a patch folder (path or :class:`PatchFolder`).
+    source : ``"images"``, ``"masks"`` or a folder of predictions named like the
+        image patches (relative to the patch folder or absolute).
+    overlap : ``"center"``, ``"last"`` or ``"mean"`` (see the module notes).
+    fill_value : for pixels that no patch covers.
+    dtype : output dtype; default the source dtype from ``dataset.json`` for images
+        and masks, the first prediction's dtype for predictions (float64 for mean).
+    allow_missing : skip patches whose file is missing instead of raising.
+
+    Returns
+    -------
+    numpy array: the image's shape for ``images``, its spatial shape for ``masks``
+    and for predictions (plus the predictions' channel axis, at the same position
+    as in the prediction files).
+    """
+    patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
+    if overlap not in OVERLAP_MODES:
+        raise PatchFolderError(f"overlap={overlap!r} is not known; choose one of {', '.join(OVERLAP_MODES)}.")
+    files = _source_files(patches, source, allow_missing)
+    spatial = patches.spatial_shape
+    if source == IMAGES_DIR:
+        source_dtype, channel_axis = np.dtype(patches.info["image"]["dtype"]), patches.channel_axis
+    elif source == MASKS_DIR:
+        source_dtype, channel_axis = np.dtype(patches.info["mask"]["dtype"]), None
+    else:
+        source_dtype, channel_axis = None, "detect"
+    if not _has_overlap(patches) and overlap == "center":
+        overlap = "last"  # no pixel is in two patches: the same result, faster
+    out = sums = counts = best = None
+    channels = None
+    for row_index, path in enumerate(files):
+        if path is None:
+            continue
+        start, stop, valid = patches.starts[row_index], patches.stops[row_index], patches.valid_stops[row_index]
+        patch_shape = tuple(int(v) for v in stop - start)
+        data = read_patch_file(path)
+        if channel_axis == "detect":
+            channel_axis = _channel_position(data.shape, patch_shape, patches.channel_axis)
+        if out is None and sums is None:
+            if channel_axis is not None:
+                channels = patches.image_shape[channel_axis] if source == IMAGES_DIR else data.shape[channel_axis]
+            out_shape = list(spatial)
+            if channel_axis is not None:
+                out_shape.insert(channel_axis, channels)
+            out_dtype = np.dtype(dtype) if dtype is not None else (
+                np.dtype(np.float64) if overlap == "mean" else source_dtype or data.dtype)
+            if overlap == "mean":
+                sums = np.zeros(out_shape, dtype=np.float64)
+                counts = np.zeros(spatial, dtype=np.int64)
+            else:
+                out = np.full(out_shape, fill_value, dtype=out_dtype)
+            if overlap == "center":
+                best = np.full(spatial, np.inf, dtype=np.float32)
+        expected = list(patch_shape)
+        if channel_axis is not None:
+            expected.insert(channel_axis, channels)
+        if data.shape != tuple(expected):
+            if data.size == int(np.prod(expected)) and data.ndim == len(expected) - 1:
+                data = data.reshape(expected)  # a single channel that PNG dropped
+            else:
+                raise PatchFolderError(f"{path.name} has shape {data.shape}, expected {tuple(expected)}.")
+        inside = tuple(slice(0, int(v - a)) for a, v in zip(start, valid))
+        where = tuple(slice(int(a), int(v)) for a, v in zip(start, valid))
+        if channel_axis is not None:  # channels last, so spatial indexing is the same for all arrays
+            data = np.moveaxis(data, channel_axis, -1)
+        data = data[inside]
+        if overlap == "mean":
+            sums_view = sums if channel_axis is None else np.moveaxis(sums, channel_axis, -1)
+            sums_view[where] += data
+            counts[where] += 1
+            continue
+        out_view = out if channel_axis is None else np.moveaxis(out, channel_axis, -1)
+        if overlap == "last":
+            out_view[where] = data
+        else:  # center: keep each pixel from the patch whose centre is nearest
+            distance = _center_distance(start, stop, valid)
+            nearer = distance < best[where]
+            best[where] = np.where(nearer, distance, best[where])
+            region = out_view[where]
+            region[nearer] = data[nearer]
+    if sums is not None:
+        covered = counts > 0
+        denominator = np.maximum(counts, 1)
+        if channel_axis is not None:
+            denominator = np.expand_dims(denominator, channel_axis)
+            covered = np.expand_dims(covered, channel_axis)
+        mean = np.where(covered, sums / denominator, fill_value)
+        return mean.astype(out_dtype, copy=False)
+    if out is None:  # no file at all
+        if source_dtype is None:
+            raise PatchFolderError("no prediction file found; nothing to stitch.")
+        out_shape = list(spatial)
+        if channel_axis is not None:
+            out_shape.insert(channel_axis, patches.image_shape[channel_axis])
+        return np.full(out_shape, fill_value, dtype=np.dtype(dtype) if dtype is not None else source_dtype)
+    return out
