@@ -1,0 +1,100 @@
+"""npe2 reader: open a patch folder (or its ``dataset.json``) as Image, Labels and grid layers.
+
+Thin adapter over :mod:`napari_patchwork.stitch` (no Qt). :func:`get_reader`
+returns None for anything that is not a patch folder of this plugin and never
+raises. The reader adds
+
+* the stitched image (source shape and dtype; pixels no exported patch covered
+  are 0), with the scale/translate recorded at export;
+* the stitched mask as a Labels layer, if the export had one;
+* the patch grid as a Shapes layer with one rectangle per exported patch,
+  features ``index``, ``row``, ``col`` (``z``), ``split`` and
+  ``foreground_fraction``, and the grid description in
+  ``metadata["napari_patchwork"]`` (so it can be saved again as a patch folder).
+
+An incomplete export (interrupted) raises an error that says to run it again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_patchwork._layer_data import grid_layer_data
+from napari_patchwork.export import DATASET_FILE
+from napari_patchwork.grid import grid_features
+from napari_patchwork.stitch import is_patch_folder, read_patch_folder
+
+LayerDataTuple = tuple[Any, dict, str]
+
+
+def _folder(path: str | os.PathLike | list) -> Path | None:
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    folder = Path(path)
+    if folder.name == DATASET_FILE and folder.is_file():
+        folder = folder.parent
+    return folder if is_patch_folder(folder) else None
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
+    """The patch-folder reader if ``path`` is a patch folder (or its ``dataset.json``), else None."""
+    try:
+        return read_patch_folder_layers if _folder(path) is not None else None
+    except Exception:  # a reader must not raise for paths it does not handle
+        return None
+
+
+def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
+    """Layer data tuples for a patch folder: stitched image, mask (if any) and grid."""
+    folder = _folder(path)
+    if folder is None:
+        raise ValueError(f"{path} is not a patch folder of napari-patchwork.")
+    patches = read_patch_folder(folder)
+    info = patches.info
+    image_name = info["image"].get("name") or folder.name
+    spatial_scale, spatial_translate = info.get("scale"), info.get("translate")
+    channel_axis = patches.channel_axis
+    image_meta: dict[str, Any] = {"name": image_name, "rgb": bool(info.get("rgb"))}
+    if spatial_scale is not None:
+        scale = list(spatial_scale)
+        if channel_axis is not None and not info.get("rgb"):
+            scale.insert(channel_axis, 1.0)
+        image_meta["scale"] = scale
+    if spatial_translate is not None:
+        translate = list(spatial_translate)
+        if channel_axis is not None and not info.get("rgb"):
+            translate.insert(channel_axis, 0.0)
+        image_meta["translate"] = translate
+    spatial_meta = {k: v for k, v in (("scale", spatial_scale), ("translate", spatial_translate)) if v is not None}
+    layers: list[LayerDataTuple] = [(patches.image(), image_meta, "image")]
+    if patches.has_mask:
+        mask_name = info["mask"].get("name") or f"{image_name} mask"
+        layers.append((patches.mask(), {"name": mask_name, **spatial_meta}, "labels"))
+    grid = patches.grid
+    if grid.ndim >= 2:
+        features = grid_features(grid)
+        fraction = np.full(grid.n_patches, np.nan)
+        split = np.full(grid.n_patches, "", dtype=object)
+        fg_column = patches.column("foreground_fraction")
+        if any(fg_column):
+            fraction[patches.indices] = [float(v) if v else np.nan for v in fg_column]
+            features["foreground_fraction"] = fraction
+        split[patches.indices] = patches.column("split")
+        features["split"] = split
+        keep = np.zeros(grid.n_patches, dtype=bool)
+        keep[patches.indices] = True
+        data, kwargs = grid_layer_data(
+            grid, features, keep, scale=spatial_scale, translate=spatial_translate,
+            color_by="foreground_fraction" if "foreground_fraction" in features else "index",
+            channel_axis=channel_axis, name=f"{image_name} grid",
+            metadata={"image_layer": image_name, "patch_folder": str(folder)},
+        )
+        layers.append((data, kwargs, "shapes"))
+    return layers

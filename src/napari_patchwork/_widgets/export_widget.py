@@ -1,0 +1,341 @@
+"""Export-patches widget: every option of :func:`napari_patchwork.export.export_patches`.
+
+Thin GUI over the core: the export runs in a ``thread_worker`` generator that
+yields progress after each patch; *Cancel* stops it at the next patch and leaves
+a folder that the same export resumes. Messages go through napari notifications.
+"""
+
+from typing import Any, Optional
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+
+from napari_patchwork._widgets._layers import GRID_METADATA_KEY, image_channel_axis, layer_choices
+from napari_patchwork.export import (
+    FILE_FORMATS,
+    PAD_MODES,
+    ExportError,
+    ExportProgress,
+    ExportResult,
+    iter_export,
+    plan_export,
+)
+from napari_patchwork.grid import EDGE_MODES, spatial_shape
+
+
+class ExportFailed(Exception):
+    """An unexpected error in the export thread (carried out of the worker as is)."""
+
+
+def parse_sizes(text: str, what: str) -> Optional[list[int]]:
+    """``"256"`` or ``"16, 256, 256"`` -> list of ints; empty -> None; else ExportError."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ExportError(f"{what}: {text!r} is not a whole number or a list like '256' or '16, 256, 256'.") from None
+    return values
+
+
+def parse_split(text: str) -> Optional[list[float]]:
+    """``"0.8, 0.1, 0.1"`` -> fractions (train, val, test); empty -> None; else ExportError."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ExportError(f"split: {text!r} is not a list of fractions like '0.8, 0.1, 0.1'.") from None
+
+
+def _grid_metadata(layer) -> Optional[dict]:
+    return None if layer is None else layer.metadata.get(GRID_METADATA_KEY)
+
+
+def _layer_data(layer):
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+class ExportWidget(Container):
+    """Export image (+ mask) patches to a folder of files with a manifest.
+
+    Patch size, stride, edge mode and channel axis are taken from the chosen grid
+    layer (made by the *Patch grid* widget) when one is picked; "only selected
+    patches" exports the patches whose rectangles are selected in that layer.
+    """
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.worker = None
+        self.last_result: Optional[ExportResult] = None
+        self.image_combo = ComboBox(label="image", choices=self._image_choices)
+        self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
+        self.grid_combo = ComboBox(
+            label="grid", choices=self._grid_choices, nullable=True,
+            tooltip="A patch grid layer: its patch size, stride and edge mode are used.",
+        )
+        self.channels_first = CheckBox(
+            text="first axis is channels", value=False,
+            tooltip="For a non-RGB multichannel image: never cut axis 0.",
+        )
+        self.patch_size = LineEdit(
+            label="patch size (px)", value="256",
+            tooltip="One number for all spatial axes, or one per axis in array order, e.g. '16, 256, 256'.",
+        )
+        self.stride = LineEdit(
+            label="stride (px)", value="",
+            tooltip="Step between patches, like the patch size. Empty = patch size (no overlap).",
+        )
+        self.edge = ComboBox(label="edge", choices=list(EDGE_MODES), value="drop")
+        self.pad_mode = ComboBox(label="pad with", choices=list(PAD_MODES), value="constant")
+        self.pad_value = FloatSpinBox(label="pad value", value=0, min=-1e12, max=1e12)
+        self.fmt = ComboBox(label="format", choices=list(FILE_FORMATS), value="tiff")
+        self.compression = ComboBox(label="compression", choices=["none", "zlib"], value="none")
+        self.min_foreground = FloatSpinBox(
+            label="min foreground", value=0.0, min=0.0, max=1.0, step=0.05,
+            tooltip="Keep patches whose mask foreground fraction is at least this.",
+        )
+        self.min_std = FloatSpinBox(
+            label="drop blank below std", value=0.0, min=0.0, max=1e12, step=1.0,
+            tooltip="Drop patches whose largest per-channel standard deviation is below this "
+            "(intensity units). 0 = keep blank patches.",
+        )
+        self.only_selected = CheckBox(text="only patches selected in the grid", value=False)
+        self.relabel = CheckBox(text="relabel instances 1..n per patch", value=False)
+        self.split = LineEdit(
+            label="split", value="",
+            tooltip="Fractions for train, val, test, e.g. '0.8, 0.1, 0.1'. Empty = no split.",
+        )
+        self.seed = SpinBox(label="split seed", value=0, min=0, max=2**31 - 1)
+        self.stem = LineEdit(label="file name stem", value="patch")
+        self.out_dir = FileEdit(label="folder", mode="d")
+        self.overwrite = CheckBox(
+            text="overwrite", value=False,
+            tooltip="Write into a non-empty folder, or replace an export made with other settings.",
+        )
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.export_button = PushButton(text="Export")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.extend([
+            self.image_combo, self.mask_combo, self.grid_combo, self.channels_first, self.patch_size,
+            self.stride, self.edge, self.pad_mode, self.pad_value, self.fmt, self.compression,
+            self.min_foreground, self.min_std, self.only_selected, self.relabel, self.split, self.seed,
+            self.stem, self.out_dir, self.overwrite, self.progress, self.export_button,
+            self.cancel_button, self.status,
+        ])
+        self.export_button.changed.connect(self._on_export)
+        self.cancel_button.changed.connect(self.cancel)
+        self.grid_combo.changed.connect(self._on_grid_changed)
+        self.image_combo.changed.connect(self._on_image_changed)
+        self.edge.changed.connect(self._update_visibility)
+        self.fmt.changed.connect(self._update_visibility)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._on_layers_changed)
+        self._on_layers_changed()
+
+    # -- layer choices -------------------------------------------------------------
+    def _image_choices(self, _widget=None) -> list:
+        return layer_choices(self._viewer, "image")
+
+    def _mask_choices(self, _widget=None) -> list:
+        return layer_choices(self._viewer, "labels")
+
+    def _grid_choices(self, _widget=None) -> list:
+        return [layer for layer in layer_choices(self._viewer, "shapes") if _grid_metadata(layer)]
+
+    def _on_layers_changed(self, _event=None) -> None:
+        grid_before = self.grid_combo.value
+        self.reset_choices()
+        if grid_before is None and self.grid_combo.value is None:
+            self._pick_grid_for_image()
+        self._on_image_changed()
+
+    def _pick_grid_for_image(self) -> None:
+        image = self.image_combo.value
+        grids = self._grid_choices()
+        matching = [g for g in grids if image is not None and _grid_metadata(g).get("image_layer") == image.name]
+        if matching:
+            self.grid_combo.value = matching[0]
+
+    def _on_image_changed(self, _value=None) -> None:
+        image = self.image_combo.value
+        self.channels_first.visible = image is not None and not image.rgb
+        self._update_visibility()
+
+    def _on_grid_changed(self, _value=None) -> None:
+        """Take patch size, stride, edge and channel axis from the grid layer's metadata."""
+        meta = _grid_metadata(self.grid_combo.value)
+        self.only_selected.enabled = meta is not None
+        if meta is None:
+            self.only_selected.value = False
+            return
+        self.patch_size.value = ", ".join(str(v) for v in meta["patch_size"])
+        stride = meta.get("stride")
+        self.stride.value = "" if not stride or list(stride) == list(meta["patch_size"]) else \
+            ", ".join(str(v) for v in stride)
+        self.edge.value = meta.get("edge", "drop")
+        self.channels_first.value = meta.get("channel_axis") == 0
+        image_name = meta.get("image_layer")
+        if image_name in self._viewer.layers and self._viewer.layers[image_name] in self._image_choices():
+            self.image_combo.value = self._viewer.layers[image_name]
+
+    def _update_visibility(self, _value=None) -> None:
+        padded = self.edge.value == "pad"
+        self.pad_mode.visible = padded
+        self.pad_value.visible = padded
+        self.compression.visible = self.fmt.value == "tiff"
+
+    # -- options -------------------------------------------------------------------
+    def selected_indices(self) -> list[int]:
+        """Patch indices of the rectangles selected in the grid layer."""
+        grid = self.grid_combo.value
+        if grid is None or "index" not in grid.features:
+            raise ExportError("'only selected patches' needs a grid layer made by the Patch grid widget.")
+        selected = sorted(grid.selected_data)
+        if not selected:
+            raise ExportError(f"no patch is selected in '{grid.name}'; select rectangles (select tool) "
+                              "or untick 'only patches selected in the grid'.")
+        return sorted({int(i) for i in np.asarray(grid.features["index"])[selected]})
+
+    def export_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`iter_export` from the widget (ExportError if incomplete)."""
+        image = self.image_combo.value
+        if image is None:
+            raise ExportError("no Image layer: open or add an image, then pick it under 'image'.")
+        out_dir = str(self.out_dir.value).strip()
+        if out_dir in ("", "."):
+            raise ExportError("choose the folder to export to under 'folder'.")
+        channel_axis = image_channel_axis(image, channels_first=self.channels_first.value)
+        data = _layer_data(image)
+        spatial = spatial_shape(data.shape, channel_axis)
+        patch = parse_sizes(self.patch_size.value, "patch size")
+        if patch is None:
+            raise ExportError("patch size is empty: give a size in pixels, e.g. 256.")
+        mask_layer = self.mask_combo.value
+        mask = None
+        if mask_layer is not None:
+            mask = _layer_data(mask_layer)
+            if isinstance(mask, np.ndarray):
+                mask = mask.copy()  # painting during the export must not change what is written
+        scale, translate = list(image.scale), list(image.translate)
+        return {
+            "out_dir": out_dir,
+            "image": data,
+            "mask": mask,
+            "patch_size": patch[0] if len(patch) == 1 else patch,
+            "stride": _single(parse_sizes(self.stride.value, "stride")),
+            "edge": self.edge.value,
+            "channel_axis": channel_axis,
+            "fmt": self.fmt.value,
+            "compression": None if self.compression.value == "none" else self.compression.value,
+            "min_foreground": float(self.min_foreground.value),
+            "min_std": float(self.min_std.value) if self.min_std.value > 0 else None,
+            "indices": self.selected_indices() if self.only_selected.value else None,
+            "split": parse_split(self.split.value),
+            "seed": int(self.seed.value),
+            "pad_mode": self.pad_mode.value,
+            "pad_value": self.pad_value.value,
+            "relabel": bool(self.relabel.value),
+            "overwrite": bool(self.overwrite.value),
+            "stem": self.stem.value.strip(),
+            "scale": scale if len(scale) in (len(spatial), len(data.shape)) else None,
+            "translate": translate if len(translate) in (len(spatial), len(data.shape)) else None,
+            "image_name": image.name,
+            "mask_name": None if mask_layer is None else mask_layer.name,
+        }
+
+    # -- running -------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _on_export(self, _value=None) -> None:
+        try:
+            self.start_export()
+        except ValueError as err:  # ExportError, GridError: the message says what to change
+            self._show_error(err)
+
+    def start_export(self):
+        """Check the options, then export in a worker thread; returns the worker."""
+        if self.running:
+            raise ExportError("an export is already running; wait for it or cancel it.")
+        options = self.export_options()
+        check = {k: v for k, v in options.items() if k not in ("out_dir", "overwrite")}
+        plan_export(**check)  # fail fast on bad options, before any file is touched
+        worker = thread_worker(_export_job, start_thread=False)(options)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_done)
+        worker.errored.connect(self._show_error)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.export_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+        self.status.value = "exporting..."
+        worker.start()
+        return worker
+
+    def cancel(self, _value=None) -> None:
+        """Stop the running export after the current patch."""
+        if self.worker is not None:
+            self.status.value = "cancelling..."
+            self.worker.quit()
+
+    def _on_progress(self, step: ExportProgress) -> None:
+        self._last_progress = step
+        self.progress.max = max(step.total, 1)
+        self.progress.value = step.done
+        self.status.value = f"{step.done} / {step.total} patches"
+
+    def _on_done(self, result: ExportResult) -> None:
+        self.last_result = result
+        self.progress.value = self.progress.max
+        self.status.value = f"exported {result.message}"
+        show_info(f"Exported {result.message}")
+
+    def _on_aborted(self) -> None:
+        step = getattr(self, "_last_progress", None)
+        done = "" if step is None else f" after {step.done} of {step.total} patches"
+        self.status.value = f"cancelled{done}; export again with the same settings to resume."
+        show_info(f"Export cancelled{done}. Export again with the same settings to resume.")
+
+    def _show_error(self, err: BaseException) -> None:
+        self.status.value = f"error: {err}"
+        show_error(f"Export failed: {err}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.export_button.enabled = True
+        self.cancel_button.enabled = False
+
+
+def _single(values: Optional[list[int]]):
+    return values[0] if values is not None and len(values) == 1 else values
+
+
+def _export_job(options: dict[str, Any]):
+    """Worker generator: yields :class:`ExportProgress`, returns the :class:`ExportResult`."""
+    options = dict(options)
+    out_dir, image, mask = options.pop("out_dir"), options.pop("image"), options.pop("mask")
+    try:
+        return (yield from iter_export(out_dir, image, mask, **options))
+    except RuntimeError as err:  # the worker would only warn about a RuntimeError
+        raise ExportFailed(f"{type(err).__name__}: {err}") from err
