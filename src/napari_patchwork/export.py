@@ -31,8 +31,8 @@ while an export runs or after it was interrupted.
 Formats
 -------
 * ``tiff`` (default): any dtype, exact. RGB(A) uint8/uint16 patches are written
-  as RGB TIFFs, everything else as greyscale pages; ``compression="zlib"`` is
-  lossless.
+  as RGB TIFFs, everything else as greyscale pages (a 1D patch as one row);
+  ``compression="zlib"`` is lossless.
 * ``npy``: any dtype, exact, fastest to read back with numpy.
 * ``png``: 2D only, uint8 greyscale/grey+alpha/RGB/RGBA or uint16 greyscale (what
   Pillow writes). Float, signed or wider images raise :class:`ExportError`. Masks
@@ -302,7 +302,9 @@ def write_patch(
             def write(fh, array=array, photometric=photometric):
                 import tifffile
 
-                tifffile.imwrite(fh, array, photometric=photometric, compression=compression)
+                # TIFF pages are 2D: a 1D patch is stored as one row (stitch reshapes it back)
+                data = array if array.ndim >= 2 else array.reshape(1, -1)
+                tifffile.imwrite(fh, data, photometric=photometric, compression=compression)
 
         elif fmt == "npy":
 

@@ -345,8 +345,8 @@ def stitch(
         if channel_axis is not None:
             expected.insert(channel_axis, channels)
         if data.shape != tuple(expected):
-            if data.size == int(np.prod(expected)) and data.ndim == len(expected) - 1:
-                data = data.reshape(expected)  # a single channel that PNG dropped
+            if [s for s in data.shape if s != 1] == [s for s in expected if s != 1]:
+                data = data.reshape(expected)  # a length-1 axis dropped (PNG) or added (1D TIFF)
             else:
                 raise PatchFolderError(f"{path.name} has shape {data.shape}, expected {tuple(expected)}.")
         inside = tuple(slice(0, int(v - a)) for a, v in zip(start, valid))
