@@ -279,7 +279,8 @@ class ExportWidget(Container):
         options = self.export_options()
         check = {k: v for k, v in options.items() if k not in ("out_dir", "overwrite")}
         plan_export(**check)  # fail fast on bad options, before any file is touched
-        worker = thread_worker(_export_job, start_thread=False)(options)
+        # errors reach _show_error (a notification); ignore_errors stops superqt from re-raising them
+        worker = thread_worker(_export_job, start_thread=False, ignore_errors=True)(options)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._show_error)

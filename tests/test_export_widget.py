@@ -1,0 +1,146 @@
+"""Drive the real Export patches widget on a headless napari viewer."""
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+
+from napari_patchwork import export as export_module
+from napari_patchwork._widgets.export_widget import ExportWidget
+from napari_patchwork._widgets.grid_widget import GridWidget
+from napari_patchwork.sample import sample_image, sample_mask
+from napari_patchwork.stitch import read_patches, verify_patch_folder
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample_image(), name="ihc")
+    viewer.add_labels(sample_mask(), name="nuclei")
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return viewer, widget
+
+
+@pytest.fixture
+def notifications():
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)
+
+
+def run_export(qtbot, widget):
+    widget.export_button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+
+
+def manifest_indices(folder):
+    with open(folder / "manifest.csv", newline="") as fh:
+        return [int(row["index"]) for row in csv.DictReader(fh)]
+
+
+def test_export_button_writes_patches_and_reports_where(viewer_widget, qtbot, notifications, tmp_path):
+    viewer, widget = viewer_widget
+    widget.mask_combo.value = viewer.layers["nuclei"]
+    widget.out_dir.value = tmp_path / "out"
+    widget.patch_size.value = "100"
+    widget.edge.value = "pad"
+    widget.pad_mode.value = "reflect"
+    widget.split.value = "0.8, 0.2"
+    assert not widget.pad_mode.native.isHidden() and widget.channels_first.native.isHidden()  # RGB image
+    widget.export_button.native.click()
+    assert not widget.export_button.enabled and widget.cancel_button.enabled  # while it runs
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert widget.export_button.enabled and not widget.cancel_button.enabled
+    out = tmp_path / "out"
+    assert len(list((out / "images").iterdir())) == 36 == len(list((out / "masks").iterdir()))
+    assert verify_patch_folder(out) == []
+    image, mask = read_patches(out)
+    np.testing.assert_array_equal(image, sample_image())
+    np.testing.assert_array_equal(mask, sample_mask())
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["pad_mode"] == "reflect" and info["split"] == {"train": 0.8, "val": 0.2}
+    assert info["image"]["name"] == "ihc" and info["mask"]["name"] == "nuclei"
+    assert widget.progress.value == widget.progress.max == 36
+    messages = [str(n.message) for n in notifications]
+    assert any("Exported 36 patches in" in m and str(out) in m for m in messages), messages
+    assert "36 patches" in widget.status.value
+
+
+def test_grid_layer_gives_patch_size_and_selected_patches(viewer_widget, qtbot, tmp_path):
+    viewer, widget = viewer_widget
+    grid_widget = GridWidget(viewer)
+    grid_widget.patch_height.value = 128
+    grid_widget.patch_width.value = 64
+    grid_widget.show_button.native.click()
+    grid = viewer.layers["ihc grid"]
+    assert widget.grid_combo.value is grid  # picked because it belongs to the chosen image
+    assert widget.patch_size.value == "128, 64" and widget.edge.value == "drop"
+    grid.selected_data = {2, 9, 30}
+    widget.only_selected.value = True
+    widget.out_dir.value = tmp_path / "selected"
+    widget.fmt.value = "npy"
+    run_export(qtbot, widget)
+    expected = sorted(int(i) for i in grid.features["index"][[2, 9, 30]])
+    assert manifest_indices(tmp_path / "selected") == expected
+    assert len(list((tmp_path / "selected" / "images").glob("*.npy"))) == 3
+
+
+def test_errors_are_shown_and_nothing_is_lost(viewer_widget, qtbot, notifications, tmp_path):
+    viewer, widget = viewer_widget
+    widget.export_button.native.click()  # no folder chosen yet
+    assert not widget.running
+    assert any("choose the folder" in str(n.message) for n in notifications)
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "draft.txt").write_text("precious")
+    widget.out_dir.value = folder
+    widget.patch_size.value = "64"
+    run_export(qtbot, widget)
+    assert any("not empty" in str(n.message) for n in notifications)
+    assert [p.name for p in folder.iterdir()] == ["draft.txt"]
+    assert widget.status.value.startswith("error:") and widget.export_button.enabled
+    widget.fmt.value = "png"
+    viewer.add_image(np.zeros((64, 64), np.float32), name="float")
+    widget.image_combo.value = viewer.layers["float"]
+    widget.out_dir.value = tmp_path / "png"
+    widget.export_button.native.click()
+    assert not widget.running  # refused before starting
+    assert "float32" in str(notifications[-1].message)
+
+
+def test_cancel_then_export_again_resumes(viewer_widget, qtbot, tmp_path, monkeypatch):
+    viewer, widget = viewer_widget
+    real_write = export_module.write_patch
+
+    def slow_write(*args, **kwargs):
+        time.sleep(0.01)
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "write_patch", slow_write)
+    widget.mask_combo.value = viewer.layers["nuclei"]
+    widget.out_dir.value = tmp_path / "out"
+    widget.patch_size.value = "32"  # 256 patches
+    widget.export_button.native.click()
+
+    def cancel_after_some(step):
+        if step.done >= 20:
+            widget.cancel_button.native.click()
+
+    widget.worker.yielded.connect(cancel_after_some)
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert "cancelled after" in widget.status.value and "resume" in widget.status.value
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["complete"] is False
+    written_before = len(list((tmp_path / "out" / "images").iterdir()))
+    assert 20 <= written_before < 256
+    monkeypatch.setattr(export_module, "write_patch", real_write)
+    run_export(qtbot, widget)
+    result = widget.last_result
+    assert result.n_patches == 256 and result.n_resumed == written_before
+    assert result.n_written == 256 - written_before
+    assert verify_patch_folder(tmp_path / "out") == []
