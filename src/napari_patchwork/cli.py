@@ -1,0 +1,352 @@
+"""The ``napari-patchwork`` command line: the widgets' jobs without a GUI.
+
+    napari-patchwork demo [OUT_DIR]
+    napari-patchwork tile IMAGE... [--mask MASK] --size 256 -o DIR
+    napari-patchwork cluster IMAGE... -k 5 -o LABELS.tif
+    napari-patchwork stitch DIR -o OUT.tif
+
+Run ``napari-patchwork COMMAND --help`` for every option. Bad input ends with a
+one-line message on stderr and exit code 2 (usage) or 1 (a file that cannot be
+read or written). No napari, no Qt: this module imports only the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from napari_patchwork import __version__
+from napari_patchwork.grid import EDGE_MODES
+
+PROG = "napari-patchwork"
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+# -- helpers ---------------------------------------------------------------------------
+def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Files named or matched by glob patterns (``'slides/*.tif'``), in order, without repeats."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise CLIError(f"no file matches {pattern!r}.")
+        for match in matches:
+            path = Path(match)
+            if not path.exists():
+                raise CLIError(f"{path}: no such file.")
+            if path not in paths:
+                paths.append(path)
+    return paths
+
+
+def mask_for(image_path: Path, mask_arg: str | None, n_images: int) -> Path | None:
+    """The mask file of ``image_path``: ``--mask`` as given, or with ``{stem}`` filled in."""
+    if mask_arg is None:
+        return None
+    if "{stem}" in mask_arg:
+        return Path(mask_arg.format(stem=image_path.name.split(".")[0]))
+    if n_images > 1:
+        raise CLIError("several images but one --mask: use a pattern such as --mask 'masks/{stem}.tif'.")
+    return Path(mask_arg)
+
+
+def channel_axis_arg(value: str | None, shape: tuple[int, ...]) -> int | None:
+    """``--channel-axis``: 'auto' = -1 for (y, x, 3|4) RGB(A), 'none', or an integer."""
+    from napari_patchwork.io import guess_channel_axis
+
+    if value in (None, "auto"):
+        return guess_channel_axis(shape)
+    if value == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise CLIError(f"--channel-axis must be 'auto', 'none' or an integer, not {value!r}.") from None
+
+
+def load(path: Path, lazy: bool | None):
+    from napari_patchwork.io import ImageReadError, read_image
+
+    try:
+        return read_image(path, lazy=lazy)
+    except ImageReadError as err:
+        raise CLIError(str(err), code=1) from err
+
+
+class TqdmProgress:
+    """An export ``progress`` callback (gets an ExportProgress) drawing a tqdm bar on stderr."""
+
+    def __init__(self, description: str, disable: bool = False):
+        from tqdm.auto import tqdm
+
+        # disable=None: no bar when stderr is not a terminal (logs, CI)
+        self._bar = tqdm(desc=description, unit="patch", disable=True if disable else None, leave=False)
+
+    def __call__(self, state) -> None:
+        if self._bar.total != state.total:
+            self._bar.total = state.total
+        self._bar.update(state.done - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def connect_scheduler(address: str | None):
+    """A dask.distributed Client for ``--scheduler`` (it becomes dask's default), or None."""
+    if address is None:
+        return None
+    try:
+        from dask.distributed import Client
+    except ImportError as err:
+        raise CLIError("--scheduler needs dask.distributed: pip install distributed") from err
+    try:
+        return Client(address, timeout="10s")
+    except OSError as err:
+        raise CLIError(f"cannot reach the dask scheduler at {address}: {err}", code=1) from err
+
+
+# -- commands --------------------------------------------------------------------------
+def cmd_tile(args: argparse.Namespace) -> int:
+    from napari_patchwork.export import export_patches
+
+    images = expand_inputs(args.images)
+    client = connect_scheduler(args.scheduler)
+    try:
+        for image_path in images:
+            image = load(image_path, args.lazy)
+            mask_path = mask_for(image_path, args.mask, len(images))
+            mask = None if mask_path is None else load(mask_path, args.lazy)
+            out = Path(args.output) if len(images) == 1 else Path(args.output) / image_path.name.split(".")[0]
+            progress = TqdmProgress(image_path.name, disable=args.quiet)
+            try:
+                result = export_patches(
+                    out, image, mask,
+                    patch_size=tuple(args.size) if len(args.size) > 1 else args.size[0],
+                    stride=None if args.stride is None else (tuple(args.stride) if len(args.stride) > 1 else args.stride[0]),
+                    edge=args.edge,
+                    channel_axis=channel_axis_arg(args.channel_axis, tuple(image.shape)),
+                    fmt=args.format,
+                    compression=args.compression,
+                    min_foreground=args.min_foreground,
+                    split=tuple(args.split) if args.split else None,
+                    seed=args.seed,
+                    overwrite=args.overwrite,
+                    stem=image_path.name.split(".")[0],
+                    progress=progress,
+                )
+            finally:
+                progress.close()
+            if not args.quiet:
+                print(f"{image_path}: {result.message}")
+    finally:
+        if client is not None:
+            client.close()
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from napari_patchwork.cluster import ClusterModel, cluster_pixels
+    from napari_patchwork.io import write_image
+
+    images = expand_inputs(args.images)
+    out = Path(args.output)
+    if len(images) > 1 and out.suffix:
+        raise CLIError("several images: give an output folder with -o, not a file name.")
+    client = connect_scheduler(args.scheduler)
+    try:
+        model = ClusterModel.load(args.model) if args.model else None
+        for image_path in images:
+            image = load(image_path, args.lazy)
+            channel_axis = channel_axis_arg(args.channel_axis, tuple(image.shape))
+            mask_path = mask_for(image_path, args.mask, len(images))
+            mask = None if mask_path is None else load(mask_path, args.lazy)
+            if model is None:
+                result = cluster_pixels(
+                    image, args.k, channel_axis=channel_axis, spatial_weight=args.spatial_weight,
+                    sigma=args.sigma, mask=mask, sample_size=args.sample_size, random_state=args.seed,
+                )
+                labels = result.labels
+                if args.save_model:
+                    result.model.save(args.save_model)
+            else:
+                labels = model.predict(image, mask=mask)
+            target = out if len(images) == 1 else out / f"{image_path.name.split('.')[0]}_clusters.tif"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, np.asarray(labels))
+            if not args.quiet:
+                print(f"{image_path}: cluster labels written to {target}")
+    finally:
+        if client is not None:
+            client.close()
+    return 0
+
+
+def cmd_stitch(args: argparse.Namespace) -> int:
+    from napari_patchwork.io import write_image
+    from napari_patchwork.stitch import read_patch_folder, stitch
+
+    folder = read_patch_folder(args.folder)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.predictions:
+        write_image(out, stitch(folder, args.predictions))
+        written = [str(out)]
+    else:
+        write_image(out, folder.image())
+        written = [str(out)]
+    mask = None if args.predictions else folder.mask()
+    if mask is not None:
+        mask_out = Path(args.mask_output) if args.mask_output else out.with_name(
+            out.name.split(".")[0] + "_mask" + "".join(out.suffixes)
+        )
+        write_image(mask_out, mask)
+        written.append(str(mask_out))
+    if not args.quiet:
+        print("stitched: " + ", ".join(written))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Tile the bundled sample (image + nuclei mask), then stitch it back and check it."""
+    from napari_patchwork.export import export_patches
+    from napari_patchwork.sample import sample_image, sample_mask
+    from napari_patchwork.stitch import read_patch_folder
+
+    out = Path(args.output)
+    image, mask = sample_image(), sample_mask()
+    progress = TqdmProgress("sample", disable=args.quiet)
+    try:
+        result = export_patches(
+            out / "patches", image, mask, patch_size=args.size, edge="pad", channel_axis=-1,
+            fmt="tiff", split=(0.8, 0.2), seed=0, overwrite=args.overwrite, stem="ihc",
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    back = read_patch_folder(out / "patches")
+    exact = np.array_equal(back.image(), image) and np.array_equal(back.mask(), mask)
+    print(f"sample: IHC image {image.shape} {image.dtype}, nuclei mask with {int(mask.max())} labels")
+    print(f"tiled: {result.message}")
+    print(f"stitched back: {'identical to the input' if exact else 'DIFFERENT from the input'}")
+    return 0 if exact else 1
+
+
+# -- parser ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Patch grids, pixel clustering and patch export, without a GUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+        p.add_argument(
+            "--lazy", action=argparse.BooleanOptionalAction, default=None,
+            help="read inputs lazily as dask arrays (default: only files over 512 MiB)",
+        )
+        p.add_argument(
+            "--channel-axis", default="auto", metavar="AXIS",
+            help="axis that holds channels and is never cut: 'auto' (last axis of a (y, x, 3|4) "
+            "RGB image), 'none', or an integer (default: auto)",
+        )
+        p.add_argument(
+            "--scheduler", metavar="ADDRESS",
+            help="run on a dask.distributed scheduler, e.g. tcp://127.0.0.1:8786",
+        )
+
+    demo = sub.add_parser("demo", help="tile the bundled sample image and its mask, stitch them back")
+    demo.add_argument("output", nargs="?", default="patchwork-demo", help="output folder (default: patchwork-demo)")
+    demo.add_argument("--size", type=int, default=128, help="patch size in pixels (default: 128)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo output")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(func=cmd_demo)
+
+    tile = sub.add_parser("tile", help="cut images (and masks) into patches and write them with a manifest")
+    tile.add_argument("images", nargs="+", metavar="IMAGE", help="image files or glob patterns")
+    tile.add_argument("--mask", metavar="MASK", help="label/mask file; with several images a pattern "
+                      "with {stem}, e.g. 'masks/{stem}_mask.tif'")
+    tile.add_argument("--size", type=int, nargs="+", required=True, metavar="PX",
+                      help="patch size in pixels: one value for all spatial axes or one per axis (z y x)")
+    tile.add_argument("--stride", type=int, nargs="+", metavar="PX",
+                      help="step between patches (default: the patch size, no overlap)")
+    tile.add_argument("--edge", choices=EDGE_MODES, default="drop",
+                      help="last patch at the edge: drop it, pad it, shift it inward, or clip it (partial)")
+    tile.add_argument("--format", choices=["tiff", "png", "npy"], default="tiff", help="patch file format")
+    tile.add_argument("--compression", choices=["zlib", "none"], default=None,
+                      help="TIFF compression (default: none)")
+    tile.add_argument("--min-foreground", type=float, default=0.0, metavar="FRACTION",
+                      help="keep only patches whose mask has at least this fraction of non-zero pixels")
+    tile.add_argument("--split", type=float, nargs="+", metavar="FRACTION",
+                      help="train/val(/test) fractions, e.g. --split 0.8 0.1 0.1 (deterministic with --seed)")
+    tile.add_argument("--seed", type=int, default=0, help="random seed of the split (default: 0)")
+    tile.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    tile.add_argument("-o", "--output", required=True, metavar="DIR",
+                      help="output folder (one sub-folder per image when several)")
+    common(tile)
+    tile.set_defaults(func=cmd_tile)
+
+    cluster = sub.add_parser("cluster", help="KMeans segmentation of pixels into a label image")
+    cluster.add_argument("images", nargs="+", metavar="IMAGE", help="image files or glob patterns")
+    cluster.add_argument("-k", type=int, default=5, help="number of clusters (default: 5)")
+    cluster.add_argument("--spatial-weight", type=float, default=0.0,
+                         help="weight of pixel position against colour (SLIC-like compactness; default 0)")
+    cluster.add_argument("--sigma", type=float, default=0.0, help="Gaussian smoothing in pixels (default 0)")
+    cluster.add_argument("--mask", metavar="MASK", help="region of interest (non-zero pixels); "
+                         "with several images a pattern with {stem}")
+    cluster.add_argument("--sample-size", type=int, default=200_000,
+                         help="pixels sampled to fit the model (default 200000)")
+    cluster.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cluster.add_argument("--save-model", metavar="FILE", help="save the fitted model to re-apply it later")
+    cluster.add_argument("--model", metavar="FILE", help="apply a saved model instead of fitting one")
+    cluster.add_argument("-o", "--output", required=True, metavar="LABELS.tif",
+                         help="output label image (a folder when several images)")
+    common(cluster)
+    cluster.set_defaults(func=cmd_cluster)
+
+    stitch = sub.add_parser("stitch", help="rebuild full images from a patch folder")
+    stitch.add_argument("folder", metavar="DIR", help="a folder written by 'tile' (with dataset.json)")
+    stitch.add_argument("--predictions", metavar="DIR",
+                        help="a folder of model outputs named like the image patches: stitch those instead")
+    stitch.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="stitched image file")
+    stitch.add_argument("--mask-output", metavar="FILE",
+                        help="stitched mask file (default: OUT_mask.tif next to OUT)")
+    stitch.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    stitch.set_defaults(func=cmd_stitch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return err.code
+    except (ValueError, FileExistsError) as err:  # the core's errors say what to change
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The command line, through subprocess: exit codes, messages, outputs."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_patchwork.sample import sample_image, sample_mask
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "napari_patchwork.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )
+
+
+def test_demo_tiles_the_sample_and_stitches_it_back(tmp_path):
+    result = run("demo", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "16 patches" in result.stdout and "identical to the input" in result.stdout
+    images = sorted((tmp_path / "demo" / "patches" / "images").iterdir())
+    masks = sorted((tmp_path / "demo" / "patches" / "masks").iterdir())
+    assert len(images) == len(masks) == 16
+    assert images[1].name == "ihc_01_y0_x128.tif"
+    assert tifffile.imread(images[1]).shape == (128, 128, 3)
+    assert np.array_equal(tifffile.imread(masks[1]), sample_mask()[:128, 128:256])
+
+
+@pytest.fixture
+def slide_files(tmp_path):
+    image, mask = sample_image(), sample_mask()
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", image, photometric="rgb")
+        tifffile.imwrite(tmp_path / f"{name}_mask.tif", mask)
+    return tmp_path
+
+
+def test_tile_several_images_with_glob_and_mask_pattern_then_stitch(slide_files):
+    d = slide_files
+    result = run("tile", d / "[ab].tif", "--mask", str(d / "{stem}_mask.tif"), "--size", "100",
+                 "--edge", "pad", "--min-foreground", "0.2", "--split", "0.5", "0.5", "-o", d / "out")
+    assert result.returncode == 0, result.stderr
+    assert "a.tif" in result.stdout and "b.tif" in result.stdout
+    for name in ("a", "b"):
+        manifest = (d / "out" / name / "manifest.csv").read_text().splitlines()
+        assert manifest[0].startswith("index,split,image,mask")
+        assert 1 < len(manifest) - 1 < 36  # some of the 6 x 6 patches are under 20 % nuclei
+    result = run("stitch", d / "out" / "a", "-o", d / "a_back.tif")
+    assert result.returncode == 0, result.stderr
+    back, back_mask = tifffile.imread(d / "a_back.tif"), tifffile.imread(d / "a_back_mask.tif")
+    assert back.shape == (512, 512, 3) and back_mask.dtype == np.uint16
+    kept = back_mask > 0  # patches under the threshold were not exported: compare where kept
+    assert np.array_equal(back_mask[kept], sample_mask()[kept])
+
+
+def test_stitch_everything_exact(slide_files):
+    d = slide_files
+    assert run("tile", d / "a.tif", "--mask", d / "a_mask.tif", "--size", "64", "-o", d / "t").returncode == 0
+    assert run("stitch", d / "t", "-o", d / "back.npy").returncode == 0
+    assert np.array_equal(np.load(d / "back.npy"), sample_image())
+    assert np.array_equal(np.load(d / "back_mask.npy"), sample_mask())
+
+
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (["tile", "missing.tif", "--size", "64", "-o", "out"], "missing.tif: no such file", 2),
+        (["tile", "nothing*.tif", "--size", "64", "-o", "out"], "no file matches", 2),
+        (["tile", "a.tif", "--size", "0", "-o", "out"], "at least 1 pixel", 2),
+        (["tile", "a.tif", "--size", "1000", "-o", "out"], "larger than the image", 2),
+        (["tile", "a.tif", "b.tif", "--mask", "a_mask.tif", "--size", "64", "-o", "out"],
+         "use a pattern such as", 2),
+        (["tile", "a.tif", "--mask", "a.tif", "--size", "64", "-o", "out"], "mask", 2),
+        (["tile", "a.tif", "--size", "64", "--channel-axis", "x", "-o", "out"], "--channel-axis", 2),
+        (["tile", "broken.tif", "--size", "64", "-o", "out"], "cannot read it as an image", 1),
+        (["stitch", "a_mask.tif", "-o", "x.tif"], "patch folder", 2),
+    ],
+)
+def test_bad_input_one_line_message_and_exit_code(slide_files, args, message, code):
+    (slide_files / "broken.tif").write_bytes(b"not a tiff at all")
+    result = run(*args, cwd=slide_files)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("napari-patchwork: error:"), result.stderr
+    assert message in lines[0]
+
+
+def test_existing_foreign_folder_is_not_overwritten(slide_files):
+    d = slide_files
+    (d / "busy").mkdir()
+    (d / "busy" / "thesis.docx").write_text("precious")
+    result = run("tile", d / "a.tif", "--size", "64", "-o", d / "busy")
+    assert result.returncode == 2 and "overwrite" in result.stderr
+    assert (d / "busy" / "thesis.docx").read_text() == "precious"
+
+
+def test_help_explains_every_option():
+    result = run("tile", "--help")
+    assert result.returncode == 0
+    for option in ("--mask", "--size", "--stride", "--edge", "--format", "--min-foreground",
+                   "--split", "--scheduler", "--overwrite", "--channel-axis"):
+        assert option in result.stdout
