@@ -298,13 +298,17 @@ def write_patch(
             continue
         if fmt == "tiff":
             photometric = "rgb" if (what == "image" and rgb) else "minisblack"
+            # TIFF pages are 2D: a 1D patch is stored as one row (stitch reshapes it back)
+            data = array if array.ndim >= 2 else array.reshape(1, -1)
+            # plain 2D and RGB pages read back in their shape without tifffile's shape
+            # description, which costs more time than writing a 256 px patch
+            plain = data.ndim == 2 or photometric == "rgb"
 
-            def write(fh, array=array, photometric=photometric):
+            def write(fh, data=data, photometric=photometric, plain=plain):
                 import tifffile
 
-                # TIFF pages are 2D: a 1D patch is stored as one row (stitch reshapes it back)
-                data = array if array.ndim >= 2 else array.reshape(1, -1)
-                tifffile.imwrite(fh, data, photometric=photometric, compression=compression)
+                tifffile.imwrite(fh, data, photometric=photometric, compression=compression,
+                                 metadata=None if plain else {}, software=False)
 
         elif fmt == "npy":
 
