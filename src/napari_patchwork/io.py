@@ -76,19 +76,66 @@ def read_image(path: str | os.PathLike, lazy: bool | None = None):
     )
 
 
+LAZY_CHUNK_BYTES = 4 * 2**20
+"""Largest dask chunk of a lazily read TIFF (whole multiples of its tiles, about square):
+small enough that reading one patch decodes little more than the patch."""
+
+
+def _read_tiff_block(path: str, contiguous: bool, block_info=None):
+    """One dask block of a TIFF (level 0): only that region is read from the file."""
+    import tifffile
+
+    region = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
+    if contiguous:  # uncompressed, in one piece: memory-map and copy the region
+        return np.array(tifffile.memmap(path, mode="r")[region])
+    return tifffile.imread(path, selection=region, level=0)
+
+
+def _lazy_chunks(shape: tuple[int, ...], unit: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Grow ``unit`` (the file's tile) axis by axis in turn, up to :data:`LAZY_CHUNK_BYTES`."""
+    chunks = [min(u, s) for u, s in zip(unit, shape)]
+    grown = True
+    while grown:
+        grown = False
+        for axis in range(len(shape)):
+            bigger = min(shape[axis], chunks[axis] * 2)
+            others = int(np.prod(chunks, dtype=np.int64)) // chunks[axis]
+            if bigger > chunks[axis] and others * bigger * itemsize <= LAZY_CHUNK_BYTES:
+                chunks[axis] = bigger
+                grown = True
+    return tuple(chunks)
+
+
 def _read_tiff(path: Path, lazy: bool):
+    """A TIFF as numpy, or lazily as dask, chunk by chunk.
+
+    Blocks hold only the file's path, so the array can be sent to dask.distributed
+    workers (which must see the same file system). Tiled/compressed files are read
+    per region through tifffile's zarr store, so a block decodes only its tiles;
+    uncompressed contiguous files are memory-mapped.
+    """
     import tifffile
 
     if not lazy:
-        return tifffile.imread(path)
+        return tifffile.imread(path, level=0)
     import dask.array as da
     import zarr
 
-    store = tifffile.imread(path, aszarr=True)
-    group_or_array = zarr.open(store, mode="r")
-    if isinstance(group_or_array, zarr.Group):  # pyramidal file: level 0 is full resolution
-        group_or_array = group_or_array[sorted(group_or_array.array_keys())[0]]
-    return da.from_zarr(group_or_array)
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        contiguous = series.dataoffset is not None
+    with tifffile.imread(path, aszarr=True, level=0) as store:
+        array = zarr.open(store, mode="r")
+        shape, dtype, tile = array.shape, array.dtype, array.chunks
+    unit = (1,) * len(shape) if contiguous else tile
+    if contiguous:  # start from one channel-complete pixel
+        unit = tuple(s if i == len(shape) - 1 and s <= 4 else 1 for i, s in enumerate(shape))
+    chunks = _lazy_chunks(shape, unit, dtype.itemsize)
+    return da.map_blocks(
+        _read_tiff_block, str(path), contiguous,
+        chunks=da.core.normalize_chunks(chunks, shape), dtype=dtype,
+        meta=np.empty((0,) * len(shape), dtype=dtype),
+    )
 
 
 def guess_channel_axis(shape: tuple[int, ...]) -> int | None:

@@ -1,0 +1,55 @@
+"""Whole-image reading and writing for the command line."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_patchwork.io import ImageReadError, guess_channel_axis, read_image, write_image
+
+
+@pytest.fixture(scope="module")
+def rgb():
+    return (np.random.default_rng(1).random((700, 900, 3)) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["tiled", "tiled-zlib", "contiguous", "strips-zlib"])
+def test_lazy_tiff_reads_regions_exactly(tmp_path, rgb, kind):
+    path = tmp_path / f"{kind}.tif"
+    options = {
+        "tiled": dict(tile=(128, 128)),
+        "tiled-zlib": dict(tile=(128, 128), compression="zlib"),
+        "contiguous": {},
+        "strips-zlib": dict(compression="zlib", rowsperstrip=64),
+    }[kind]
+    tifffile.imwrite(path, rgb, photometric="rgb", **options)
+    lazy = read_image(path, lazy=True)
+    assert type(lazy).__module__.startswith("dask")
+    assert lazy.shape == rgb.shape and lazy.dtype == rgb.dtype
+    assert np.array_equal(lazy[650:700, 100:830].compute(), rgb[650:700, 100:830])
+    assert np.array_equal(lazy.compute(), rgb)
+    assert np.array_equal(read_image(path), rgb)  # small file: numpy by default
+    assert isinstance(read_image(path), np.ndarray)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".npy"])
+def test_write_then_read_round_trip(tmp_path, rgb, suffix):
+    path = write_image(tmp_path / f"x{suffix}", rgb)
+    assert np.array_equal(read_image(path), rgb)
+    assert [p.name for p in tmp_path.iterdir()] == [f"x{suffix}"]  # no temporary left
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "nope.tif")
+    (tmp_path / "bad.tif").write_bytes(b"garbage")
+    with pytest.raises(ImageReadError, match="bad.tif: cannot read it as an image"):
+        read_image(tmp_path / "bad.tif")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ImageReadError, match="unknown image type"):
+        read_image(tmp_path / "notes.txt")
+
+
+def test_guess_channel_axis():
+    assert guess_channel_axis((10, 10, 3)) == -1
+    assert guess_channel_axis((3, 10, 10)) is None
+    assert guess_channel_axis((10, 10)) is None
