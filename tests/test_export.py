@@ -30,7 +30,17 @@ from napari_patchwork.stitch import (
     verify_patch_folder,
 )
 
-DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64, np.float32, np.float64, np.bool_]
+DTYPES = [
+    np.uint8,
+    np.uint16,
+    np.int16,
+    np.int32,
+    np.uint32,
+    np.int64,
+    np.float32,
+    np.float64,
+    np.bool_,
+]
 MASK_DTYPES = [np.uint8, np.uint16, np.int32, np.int64, np.int8, np.bool_]
 
 
@@ -45,7 +55,9 @@ def random_array(rng, shape, dtype):
 
 
 def files_in(folder: Path, sub: str) -> set[str]:
-    return {f"{sub}/{name}" for name in os.listdir(folder / sub)} if (folder / sub).exists() else set()
+    return (
+        {f"{sub}/{name}" for name in os.listdir(folder / sub)} if (folder / sub).exists() else set()
+    )
 
 
 def read_manifest(folder: Path) -> list[dict]:
@@ -108,12 +120,21 @@ def export_cases(draw):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=export_cases())
 def test_export_then_stitch_is_exact(case):
-    """Random shapes, dtypes, patch sizes, strides and edge modes: stitched == source, dtype included."""
+    """Random shapes, dtypes, patch sizes, strides, edge modes: stitched == source, dtype too."""
     rng = np.random.default_rng(case["seed"])
     image = random_array(rng, case["shape"], case["dtype"])
-    mask = None if case["mask_dtype"] is None else random_array(rng, case["spatial"], case["mask_dtype"])
-    grid = make_grid(case["shape"], case["patch_size"], case["stride"], case["edge"],
-                     channel_axis=case["channel_axis"])
+    mask = (
+        None
+        if case["mask_dtype"] is None
+        else random_array(rng, case["spatial"], case["mask_dtype"])
+    )
+    grid = make_grid(
+        case["shape"],
+        case["patch_size"],
+        case["stride"],
+        case["edge"],
+        channel_axis=case["channel_axis"],
+    )
     indices = None
     if case["subset"] and grid.n_patches > 1:
         indices = rng.choice(grid.n_patches, size=grid.n_patches // 2, replace=False)
@@ -121,24 +142,47 @@ def test_export_then_stitch_is_exact(case):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "patches"
         result = export_patches(
-            out, image, mask, patch_size=case["patch_size"], stride=case["stride"], edge=case["edge"],
-            channel_axis=case["channel_axis"], fmt=case["fmt"], compression=compression,
-            pad_mode=case["pad_mode"], pad_value=1, indices=indices,
+            out,
+            image,
+            mask,
+            patch_size=case["patch_size"],
+            stride=case["stride"],
+            edge=case["edge"],
+            channel_axis=case["channel_axis"],
+            fmt=case["fmt"],
+            compression=compression,
+            pad_mode=case["pad_mode"],
+            pad_value=1,
+            indices=indices,
         )
         rows = check_consistent(out)
         expected_indices = np.arange(grid.n_patches) if indices is None else np.sort(indices)
-        assert [int(r["index"]) for r in rows] == expected_indices.tolist() == [r["index"] for r in result.rows]
+        assert (
+            [int(r["index"]) for r in rows]
+            == expected_indices.tolist()
+            == [r["index"] for r in result.rows]
+        )
         stitched_image, stitched_mask = read_patches(out)
         covered = read_patch_folder(out).coverage()
-        image_covered = covered if case["channel_axis"] is None else np.expand_dims(covered, case["channel_axis"])
+        image_covered = (
+            covered
+            if case["channel_axis"] is None
+            else np.expand_dims(covered, case["channel_axis"])
+        )
         assert stitched_image.dtype == image.dtype and stitched_image.shape == image.shape
-        np.testing.assert_array_equal(stitched_image, np.where(image_covered, image, np.zeros_like(image)))
+        np.testing.assert_array_equal(
+            stitched_image, np.where(image_covered, image, np.zeros_like(image))
+        )
         if mask is not None:
             assert stitched_mask.dtype == mask.dtype
-            np.testing.assert_array_equal(stitched_mask, np.where(covered, mask, np.zeros_like(mask)))
+            np.testing.assert_array_equal(
+                stitched_mask, np.where(covered, mask, np.zeros_like(mask))
+            )
         else:
             assert stitched_mask is None
-        no_gaps = case["stride"] is None or all(s <= p for s, p in zip(case["stride"], case["patch_size"]))
+        no_gaps = case["stride"] is None or all(
+            s <= p for s, p in zip(case["stride"], case["patch_size"])
+        )
         if indices is None and case["edge"] != "drop" and no_gaps:
             assert covered.all()
         # every patch file has the full patch shape (padding included) and the source dtype
@@ -164,15 +208,30 @@ def sample_pair(shape=(60, 80)):
 
 def test_file_names_manifest_and_dataset(tmp_path):
     image, mask = sample_pair()
-    result = export_patches(tmp_path / "out", image, mask, patch_size=20, edge="drop", channel_axis=-1,
-                            image_name="he", mask_name="nuclei", scale=(0.5, 0.5), translate=(10, 20))
+    result = export_patches(
+        tmp_path / "out",
+        image,
+        mask,
+        patch_size=20,
+        edge="drop",
+        channel_axis=-1,
+        image_name="he",
+        mask_name="nuclei",
+        scale=(0.5, 0.5),
+        translate=(10, 20),
+    )
     out = tmp_path / "out"
     rows = check_consistent(out)
     assert result.n_patches == len(rows) == 12
-    assert rows[0]["image"] == "images/patch_00_y0_x0.tif" and rows[0]["mask"] == "masks/patch_00_y0_x0.tif"
+    assert (
+        rows[0]["image"] == "images/patch_00_y0_x0.tif"
+        and rows[0]["mask"] == "masks/patch_00_y0_x0.tif"
+    )
     assert rows[5]["image"] == "images/patch_05_y20_x20.tif"
     assert (rows[5]["y0"], rows[5]["y1"], rows[5]["x0"], rows[5]["x1"]) == ("20", "40", "20", "40")
-    assert float(rows[0]["foreground_fraction"]) == pytest.approx(np.count_nonzero(mask[:20, :20]) / 400)
+    assert float(rows[0]["foreground_fraction"]) == pytest.approx(
+        np.count_nonzero(mask[:20, :20]) / 400
+    )
     info = json.loads((out / "dataset.json").read_text())
     assert info["image"] == {"shape": [60, 80, 3], "dtype": "|u1", "name": "he"}
     assert info["mask"]["dtype"] == np.dtype(np.int32).str and info["mask"]["name"] == "nuclei"
@@ -194,7 +253,9 @@ def test_3d_names_include_z(tmp_path):
 def test_png_round_trip_converts_masks_and_back(tmp_path):
     image, mask = sample_pair()
     mask[mask > 60000] = 65535
-    export_patches(tmp_path / "rgb", image, mask, patch_size=16, edge="pad", channel_axis=-1, fmt="png")
+    export_patches(
+        tmp_path / "rgb", image, mask, patch_size=16, edge="pad", channel_axis=-1, fmt="png"
+    )
     with open(tmp_path / "rgb" / "images" / "patch_00_y0_x0.png", "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     stitched_image, stitched_mask = read_patches(tmp_path / "rgb")
@@ -262,8 +323,14 @@ def test_bad_options_say_what_to_change(tmp_path, kwargs, message):
 def test_filters_foreground_blank_and_indices(tmp_path):
     image, mask = sample_pair()
     image[40:60, 0:20] = (200, 120, 90)  # a uniformly coloured, blank patch (index 8)
-    result = export_patches(tmp_path / "fg", image, mask, patch_size=20, channel_axis=-1, min_foreground=0.1)
-    fractions = [np.count_nonzero(mask[y:y + 20, x:x + 20]) / 400 for y in (0, 20, 40) for x in (0, 20, 40, 60)]
+    result = export_patches(
+        tmp_path / "fg", image, mask, patch_size=20, channel_axis=-1, min_foreground=0.1
+    )
+    fractions = [
+        np.count_nonzero(mask[y : y + 20, x : x + 20]) / 400
+        for y in (0, 20, 40)
+        for x in (0, 20, 40, 60)
+    ]
     expected = [i for i, f in enumerate(fractions) if f >= 0.1]
     assert [r["index"] for r in result.rows] == expected
     assert result.n_rejected_foreground == 12 - len(expected)
@@ -273,7 +340,9 @@ def test_filters_foreground_blank_and_indices(tmp_path):
     assert [r["index"] for r in result.rows] == [i for i in range(12) if i != 8]
     assert result.n_rejected_blank == 1 and float(result.rows[0]["image_std"]) > 1.0
 
-    result = export_patches(tmp_path / "some", image, mask, patch_size=20, channel_axis=-1, indices=[7, 3, 3])
+    result = export_patches(
+        tmp_path / "some", image, mask, patch_size=20, channel_axis=-1, indices=[7, 3, 3]
+    )
     assert [r["index"] for r in result.rows] == [3, 7]
     assert json.loads((tmp_path / "some" / "dataset.json").read_text())["indices"] == [3, 7]
 
@@ -285,17 +354,27 @@ def test_pad_modes_fill_and_record_the_valid_region(tmp_path):
     rows = read_manifest(tmp_path / "c")
     last = rows[-1]
     assert (last["y0"], last["y1"], last["valid_y1"], last["x0"], last["x1"], last["valid_x1"]) == (
-        "4", "8", "5", "4", "8", "7")
+        "4",
+        "8",
+        "5",
+        "4",
+        "8",
+        "7",
+    )
     patch = read_patch_file(tmp_path / "c" / last["image"])
     np.testing.assert_array_equal(patch[:1, :3], image[4:, 4:])
     assert (patch[1:] == 9).all() and (patch[:, 3:] == 9).all()
     assert (read_patch_file(tmp_path / "c" / last["mask"])[1:] == 0).all()
     export_patches(tmp_path / "r", image, mask, patch_size=4, edge="pad", pad_mode="reflect")
     last = read_manifest(tmp_path / "r")[-1]
-    np.testing.assert_array_equal(read_patch_file(tmp_path / "r" / last["image"]),
-                                  np.pad(image[4:, 4:], ((0, 3), (0, 1)), mode="reflect"))
-    np.testing.assert_array_equal(read_patch_file(tmp_path / "r" / last["mask"]),
-                                  np.pad(mask[4:, 4:], ((0, 3), (0, 1)), mode="reflect"))
+    np.testing.assert_array_equal(
+        read_patch_file(tmp_path / "r" / last["image"]),
+        np.pad(image[4:, 4:], ((0, 3), (0, 1)), mode="reflect"),
+    )
+    np.testing.assert_array_equal(
+        read_patch_file(tmp_path / "r" / last["mask"]),
+        np.pad(mask[4:, 4:], ((0, 3), (0, 1)), mode="reflect"),
+    )
 
 
 def test_relabel_numbers_instances_per_patch(tmp_path):
@@ -318,9 +397,13 @@ def test_split_is_deterministic_and_exact(tmp_path):
     assert labels != assign_splits(10, {"train": 0.7, "val": 0.2, "test": 0.1}, seed=4)
     assert assign_splits(3, None) == ["", "", ""]
     image, mask = sample_pair()
-    result = export_patches(tmp_path / "out", image, mask, patch_size=20, channel_axis=-1, split=(0.75, 0.25))
+    result = export_patches(
+        tmp_path / "out", image, mask, patch_size=20, channel_axis=-1, split=(0.75, 0.25)
+    )
     assert result.split_counts == {"train": 9, "val": 3}
-    assert [r["split"] for r in read_manifest(tmp_path / "out")] == assign_splits(12, {"train": 0.75, "val": 0.25})
+    assert [r["split"] for r in read_manifest(tmp_path / "out")] == assign_splits(
+        12, {"train": 0.75, "val": 0.25}
+    )
 
 
 def test_rerun_with_other_split_rewrites_only_the_manifest(tmp_path):
@@ -328,10 +411,14 @@ def test_rerun_with_other_split_rewrites_only_the_manifest(tmp_path):
     out = tmp_path / "out"
     export_patches(out, image, mask, patch_size=20, channel_axis=-1, split=(0.5, 0.5))
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/*")}
-    result = export_patches(out, image, mask, patch_size=20, channel_axis=-1, split=(0.5, 0.5), seed=1)
+    result = export_patches(
+        out, image, mask, patch_size=20, channel_axis=-1, split=(0.5, 0.5), seed=1
+    )
     assert result.n_written == 0 and result.n_resumed == 12
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*")} == mtimes
-    assert [r["split"] for r in read_manifest(out)] == assign_splits(12, {"train": 0.5, "val": 0.5}, 1)
+    assert [r["split"] for r in read_manifest(out)] == assign_splits(
+        12, {"train": 0.5, "val": 0.5}, 1
+    )
     check_consistent(out)
 
 
@@ -358,7 +445,9 @@ def test_other_settings_refused_then_replaced_with_overwrite(tmp_path):
     with pytest.raises(ExportError, match="patch_size"):
         export_patches(out, image, mask, patch_size=30, channel_axis=-1, fmt="npy")
     assert len(read_manifest(out)) == 12  # the old export is intact
-    result = export_patches(out, image, mask, patch_size=30, channel_axis=-1, fmt="npy", overwrite=True)
+    result = export_patches(
+        out, image, mask, patch_size=30, channel_axis=-1, fmt="npy", overwrite=True
+    )
     assert result.n_patches == 4
     check_consistent(out, foreign={"images/notes.txt"})
     assert not list(out.glob("*/*.tif"))
@@ -370,7 +459,7 @@ class DiskFull(OSError):
 
 
 def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch):
-    """A write fails mid-file after 5 patches; the re-run writes only the rest and ends consistent."""
+    """A write fails mid-file after 5 patches; the re-run writes only the rest, consistently."""
     image, mask = sample_pair()
     out = tmp_path / "out"
     real_write = export_module.write_patch
@@ -397,7 +486,9 @@ def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch
     assert result.n_resumed == 5 and result.n_written == 7 and result.n_patches == 12
     rows = check_consistent(out)
     assert not list(out.rglob("*.part"))
-    reference = export_patches(tmp_path / "ref", image, mask, patch_size=20, channel_axis=-1, split=(0.5, 0.5))
+    reference = export_patches(
+        tmp_path / "ref", image, mask, patch_size=20, channel_axis=-1, split=(0.5, 0.5)
+    )
     assert [r["split"] for r in rows] == [r["split"] for r in reference.rows]
     for row in rows:
         for key in ("image", "mask"):
@@ -420,7 +511,9 @@ def test_cancelled_export_resumes_even_with_a_torn_journal(tmp_path):
     assert result.n_written + result.n_resumed == result.n_patches
     assert result.n_resumed == sum(json.loads(line)["kept"] for line in journal[:5])
     check_consistent(out)
-    np.testing.assert_array_equal(read_patches(out)[1] > 0, (mask > 0) & read_patch_folder(out).coverage())
+    np.testing.assert_array_equal(
+        read_patches(out)[1] > 0, (mask > 0) & read_patch_folder(out).coverage()
+    )
 
 
 class RecordingArray:
@@ -451,8 +544,14 @@ def test_dask_input_is_read_a_batch_at_a_time_never_whole(tmp_path):
             computes.append((sum(recorder_image.reads), sum(recorder_mask.reads)))
 
     with CountComputes():
-        result = export_patches(tmp_path / "out", image, mask, patch_size=16, channel_axis=-1,
-                                read_batch_bytes=4 * 16 * 16 * (3 + 4))
+        result = export_patches(
+            tmp_path / "out",
+            image,
+            mask,
+            patch_size=16,
+            channel_axis=-1,
+            read_batch_bytes=4 * 16 * 16 * (3 + 4),
+        )
     assert result.n_patches == 24
     # every source pixel is read exactly once, in many small computes (4 patches per batch)
     assert sum(recorder_image.reads) == image_np.size and sum(recorder_mask.reads) == mask_np.size
@@ -471,8 +570,14 @@ def test_dask_skips_reading_image_patches_the_mask_filters_out(tmp_path):
     mask_np[:20, :20] = 1
     recorder = RecordingArray(image_np)
     image = da.from_array(recorder, chunks=(20, 20, 3))
-    result = export_patches(tmp_path / "out", image, da.from_array(mask_np, chunks=20), patch_size=20,
-                            channel_axis=-1, min_foreground=0.5)
+    result = export_patches(
+        tmp_path / "out",
+        image,
+        da.from_array(mask_np, chunks=20),
+        patch_size=20,
+        channel_axis=-1,
+        min_foreground=0.5,
+    )
     assert result.n_patches == 1 and sum(recorder.reads) == 20 * 20 * 3
 
 
@@ -506,7 +611,9 @@ def test_stitch_predictions_nearest_centre_wins_on_overlap(tmp_path):
     assert stitched.dtype == np.float32 and stitched.shape == (10, 13)
     grid = make_grid(image.shape, 6, 4, "shift")
     for y in range(10):
-        for x in range(13):  # brute force: the covering patch with the nearest centre, first on ties
+        for x in range(
+            13
+        ):  # brute force: the covering patch with the nearest centre, first on ties
             best = min(
                 (max(abs(p - (a + b - 1) / 2) / ((b - a) / 2) for p, a, b in zip((y, x), *box)), i)
                 for i, box in enumerate(grid.boxes)

@@ -44,7 +44,9 @@ def manifest_indices(folder):
         return [int(row["index"]) for row in csv.DictReader(fh)]
 
 
-def test_export_button_writes_patches_and_reports_where(viewer_widget, qtbot, notifications, tmp_path):
+def test_export_button_writes_patches_and_reports_where(
+    viewer_widget, qtbot, notifications, tmp_path
+):
     viewer, widget = viewer_widget
     widget.mask_combo.value = viewer.layers["nuclei"]
     widget.out_dir.value = tmp_path / "out"
@@ -52,7 +54,9 @@ def test_export_button_writes_patches_and_reports_where(viewer_widget, qtbot, no
     widget.edge.value = "pad"
     widget.pad_mode.value = "reflect"
     widget.split.value = "0.8, 0.2"
-    assert not widget.pad_mode.native.isHidden() and widget.channels_first.native.isHidden()  # RGB image
+    assert (
+        not widget.pad_mode.native.isHidden() and widget.channels_first.native.isHidden()
+    )  # RGB image
     widget.export_button.native.click()
     assert not widget.export_button.enabled and widget.cancel_button.enabled  # while it runs
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)

@@ -20,8 +20,13 @@ SCALE, TRANSLATE = (0.5, 0.25), (10.0, -4.0)
 
 def sample_layers(shape=(120, 150)):
     rng = np.random.default_rng(0)
-    image = napari.layers.Image(rng.integers(0, 255, (*shape, 3), dtype=np.uint8), name="he", rgb=True,
-                                scale=SCALE, translate=TRANSLATE)
+    image = napari.layers.Image(
+        rng.integers(0, 255, (*shape, 3), dtype=np.uint8),
+        name="he",
+        rgb=True,
+        scale=SCALE,
+        translate=TRANSLATE,
+    )
     mask = np.zeros(shape, np.int32)
     mask[10:60, 20:90] = 3
     mask[70:110, 100:140] = 900
@@ -31,8 +36,16 @@ def sample_layers(shape=(120, 150)):
 
 def grid_layer(image, patch=(40, 50), keep=None):
     grid = make_grid(image.data.shape, patch, channel_axis=-1)
-    data, kwargs = grid_layer_data(grid, grid_features(grid), keep, scale=SCALE, translate=TRANSLATE,
-                                   channel_axis=-1, name="he grid", metadata={"image_layer": image.name})
+    data, kwargs = grid_layer_data(
+        grid,
+        grid_features(grid),
+        keep,
+        scale=SCALE,
+        translate=TRANSLATE,
+        channel_axis=-1,
+        name="he grid",
+        metadata={"image_layer": image.name},
+    )
     return napari.layers.Shapes(data, **kwargs), grid
 
 
@@ -40,10 +53,14 @@ def test_writer_uses_the_grid_layer_and_its_remaining_patches(tmp_path):
     image, labels = sample_layers()
     keep = np.ones(9, bool)
     keep[[0, 4]] = False  # the user removed two rectangles from the grid
-    shapes, grid = grid_layer(image, keep=keep)
+    shapes, _ = grid_layer(image, keep=keep)
     tuples = [layer.as_layer_data_tuple() for layer in (image, labels, shapes)]
     options = writer_options(tuples)
-    assert options["patch_size"] == [40, 50] and options["edge"] == "drop" and options["channel_axis"] == -1
+    assert (
+        options["patch_size"] == [40, 50]
+        and options["edge"] == "drop"
+        and options["channel_axis"] == -1
+    )
     assert options["indices"] == [1, 2, 3, 5, 6, 7, 8]
     written = write_patch_folder(str(tmp_path / "out"), tuples)
     assert written == [str(tmp_path / "out")]
@@ -55,7 +72,9 @@ def test_writer_uses_the_grid_layer_and_its_remaining_patches(tmp_path):
 
 def test_writer_default_without_grid_exports_the_whole_image(tmp_path):
     image, labels = sample_layers((300, 270))
-    write_patch_folder(str(tmp_path / "out"), [image.as_layer_data_tuple(), labels.as_layer_data_tuple()])
+    write_patch_folder(
+        str(tmp_path / "out"), [image.as_layer_data_tuple(), labels.as_layer_data_tuple()]
+    )
     info = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert info["patch_size"] == [DEFAULT_PATCH_SIZE] * 2 and info["edge"] == "pad"
     stitched_image, stitched_mask = read_patches(tmp_path / "out")
@@ -67,7 +86,9 @@ def test_writer_default_without_grid_exports_the_whole_image(tmp_path):
 
 def test_writer_refuses_shapes_that_are_not_a_grid_or_a_wrong_grid(tmp_path):
     image, labels = sample_layers()
-    drawing = napari.layers.Shapes([np.array([[0, 0], [10, 10], [0, 10]])], shape_type="polygon", name="ROIs")
+    drawing = napari.layers.Shapes(
+        [np.array([[0, 0], [10, 10], [0, 10]])], shape_type="polygon", name="ROIs"
+    )
     with pytest.raises(ExportError, match="'ROIs' is not a patch grid"):
         writer_options([image.as_layer_data_tuple(), drawing.as_layer_data_tuple()])
     other, _ = sample_layers((60, 60))
@@ -104,16 +125,33 @@ def test_reader_on_an_interrupted_export_says_to_resume(tmp_path):
 
 def test_reader_layers_line_up_and_rebuild_the_data(tmp_path):
     image, labels = sample_layers()
-    export_patches(tmp_path / "out", image.data, labels.data, patch_size=(40, 50), stride=(30, 50),
-                   channel_axis=-1, split=(0.5, 0.5), scale=SCALE, translate=TRANSLATE,
-                   image_name="he", mask_name="nuclei", min_foreground=0.01)
-    layers = get_reader(str(tmp_path / "out" / "dataset.json"))(str(tmp_path / "out" / "dataset.json"))
+    export_patches(
+        tmp_path / "out",
+        image.data,
+        labels.data,
+        patch_size=(40, 50),
+        stride=(30, 50),
+        channel_axis=-1,
+        split=(0.5, 0.5),
+        scale=SCALE,
+        translate=TRANSLATE,
+        image_name="he",
+        mask_name="nuclei",
+        min_foreground=0.01,
+    )
+    layers = get_reader(str(tmp_path / "out" / "dataset.json"))(
+        str(tmp_path / "out" / "dataset.json")
+    )
     assert [t for _, _, t in layers] == ["image", "labels", "shapes"]
     (img, img_meta, _), (mask, mask_meta, _), (rects, grid_meta, _) = layers
     covered = read_patch_folder(tmp_path / "out").coverage()[..., None]  # min_foreground drops some
     assert 0 < covered.mean() < 1
     np.testing.assert_array_equal(img, np.where(covered, image.data, 0))
-    assert img_meta["rgb"] and img_meta["scale"] == list(SCALE) and img_meta["translate"] == list(TRANSLATE)
+    assert (
+        img_meta["rgb"]
+        and img_meta["scale"] == list(SCALE)
+        and img_meta["translate"] == list(TRANSLATE)
+    )
     assert mask.dtype == np.int32 and mask_meta["name"] == "nuclei"
     features = grid_meta["features"]
     assert set(features["split"]) == {"train", "val"}

@@ -44,10 +44,10 @@ def _folder(path: str | os.PathLike | list) -> Path | None:
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
-    """The patch-folder reader if ``path`` is a patch folder (or its ``dataset.json``), else None."""
+    """The patch-folder reader for a patch folder (or its ``dataset.json``), else None."""
     try:
         return read_patch_folder_layers if _folder(path) is not None else None
-    except Exception:  # a reader must not raise for paths it does not handle
+    except Exception:  # noqa: BLE001 - a reader must not raise for paths it does not handle
         return None
 
 
@@ -72,7 +72,11 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
         if channel_axis is not None and not info.get("rgb"):
             translate.insert(channel_axis, 0.0)
         image_meta["translate"] = translate
-    spatial_meta = {k: v for k, v in (("scale", spatial_scale), ("translate", spatial_translate)) if v is not None}
+    spatial_meta = {
+        k: v
+        for k, v in (("scale", spatial_scale), ("translate", spatial_translate))
+        if v is not None
+    }
     layers: list[LayerDataTuple] = [(patches.image(), image_meta, "image")]
     if patches.has_mask:
         mask_name = info["mask"].get("name") or f"{image_name} mask"
@@ -91,9 +95,14 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
         keep = np.zeros(grid.n_patches, dtype=bool)
         keep[patches.indices] = True
         data, kwargs = grid_layer_data(
-            grid, features, keep, scale=spatial_scale, translate=spatial_translate,
+            grid,
+            features,
+            keep,
+            scale=spatial_scale,
+            translate=spatial_translate,
             color_by="foreground_fraction" if "foreground_fraction" in features else "index",
-            channel_axis=channel_axis, name=f"{image_name} grid",
+            channel_axis=channel_axis,
+            name=f"{image_name} grid",
             metadata={"image_layer": image_name, "patch_folder": str(folder)},
         )
         layers.append((data, kwargs, "shapes"))

@@ -1,4 +1,4 @@
-"""npe2 writer: File > Save Selected Layers... with an Image (+ Labels, + grid Shapes) -> patch folder.
+"""npe2 writer: File > Save Selected Layers... of an Image (+ Labels, + grid) -> patch folder.
 
 Thin adapter over :func:`napari_patchwork.export.export_patches` (no Qt). The
 layers arrive as layer data tuples ``(data, meta, layer_type)``:
@@ -61,11 +61,20 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
     by_type: dict[str, list[FullLayerData]] = {}
     for item in layer_data:
         by_type.setdefault(item[2], []).append(item)
-    images, labels, shapes = by_type.get("image", []), by_type.get("labels", []), by_type.get("shapes", [])
-    if len(images) != 1 or len(labels) > 1 or len(shapes) > 1 or set(by_type) - {"image", "labels", "shapes"}:
+    images, labels, shapes = (
+        by_type.get("image", []),
+        by_type.get("labels", []),
+        by_type.get("shapes", []),
+    )
+    if (
+        len(images) != 1
+        or len(labels) > 1
+        or len(shapes) > 1
+        or set(by_type) - {"image", "labels", "shapes"}
+    ):
         raise ExportError(
-            "a patch folder is saved from one Image layer, optionally with one Labels layer (the mask) "
-            "and one patch-grid Shapes layer; select just those layers."
+            "a patch folder is saved from one Image layer, optionally with one Labels layer "
+            "(the mask) and one patch-grid Shapes layer; select just those layers."
         )
     image_data, image_meta, _ = images[0]
     image = _level0(image_data, image_meta)
@@ -81,18 +90,25 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
         grid = (shapes_meta.get("metadata") or {}).get(GRID_METADATA_KEY)
         if not grid or "patch_size" not in grid:
             raise ExportError(
-                f"the Shapes layer '{shapes_meta.get('name')}' is not a patch grid; make one with the "
-                "Patch grid widget, or save without the Shapes layer (default 256 px patches)."
+                f"the Shapes layer '{shapes_meta.get('name')}' is not a patch grid; make one with "
+                "the Patch grid widget, or save without the Shapes layer (default 256 px patches)."
             )
         if not image_meta.get("rgb"):
             channel_axis = grid.get("channel_axis")
-        if grid.get("shape") is not None and list(grid["shape"]) != list(spatial_shape(image.shape, channel_axis)):
+        if grid.get("shape") is not None and list(grid["shape"]) != list(
+            spatial_shape(image.shape, channel_axis)
+        ):
             raise ExportError(
-                f"the grid '{shapes_meta.get('name')}' was made for an image of size {grid['shape']}, "
-                f"not for '{image_meta.get('name')}' {tuple(image.shape)}; select the matching grid."
+                f"the grid '{shapes_meta.get('name')}' was made for an image of size "
+                f"{grid['shape']}, not for '{image_meta.get('name')}' {tuple(image.shape)}; "
+                "select the matching grid."
             )
-        options.update(patch_size=grid["patch_size"], stride=grid.get("stride"), edge=grid.get("edge", "drop"),
-                       indices=_grid_indices(shapes_meta, grid.get("n_patches")))
+        options.update(
+            patch_size=grid["patch_size"],
+            stride=grid.get("stride"),
+            edge=grid.get("edge", "drop"),
+            indices=_grid_indices(shapes_meta, grid.get("n_patches")),
+        )
     else:
         spatial = spatial_shape(image.shape, channel_axis)
         patch = [DEFAULT_PATCH_SIZE] * min(2, len(spatial))

@@ -78,7 +78,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis, spatial_axes
+from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis
 
 FOLDER_FORMAT = "napari-patchwork/patch-folder"
 FORMAT_VERSION = 1
@@ -102,8 +102,21 @@ _AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x"), 4: ("t", "z", "y", 
 # dataset.json keys that decide the content of the patch files: a re-run resumes
 # only if all of them are equal.
 _FILE_SETTING_KEYS = (
-    "image", "mask", "channel_axis", "patch_size", "stride", "edge", "pad_mode", "pad_value",
-    "file_format", "compression", "stem", "relabel", "min_foreground", "min_std", "indices",
+    "image",
+    "mask",
+    "channel_axis",
+    "patch_size",
+    "stride",
+    "edge",
+    "pad_mode",
+    "pad_value",
+    "file_format",
+    "compression",
+    "stem",
+    "relabel",
+    "min_foreground",
+    "min_std",
+    "indices",
 )
 
 
@@ -133,7 +146,7 @@ def patch_file_name(stem: str, index: int, start: Sequence[int], width: int, ext
 
 
 def _patch_name_pattern(stem: str, ext: str) -> re.Pattern[str]:
-    """Regex matching every patch file name :func:`patch_file_name` can make for ``stem``/``ext``."""
+    """Regex matching every file name :func:`patch_file_name` makes for ``stem``/``ext``."""
     return re.compile(rf"^{re.escape(stem)}_\d+(_[tzyx]\d+)+{re.escape(ext)}$")
 
 
@@ -183,10 +196,14 @@ def normalize_split(split: Mapping[str, float] | Sequence[float] | None) -> dict
         named = dict(zip(SPLIT_NAMES, values))
     for name, value in named.items():
         if not name or "," in name or not np.isfinite(value) or value < 0:
-            raise ExportError(f"split {name!r}: {value} is not a valid fraction (0 to 1, name without commas).")
+            raise ExportError(
+                f"split {name!r}: {value} is not a valid fraction (0 to 1, name without commas)."
+            )
     total = sum(named.values())
     if abs(total - 1.0) > 1e-6:
-        raise ExportError(f"split fractions must add up to 1, they add up to {total:g}: e.g. (0.8, 0.1, 0.1).")
+        raise ExportError(
+            f"split fractions must add up to 1, they add up to {total:g}: e.g. (0.8, 0.1, 0.1)."
+        )
     return named
 
 
@@ -307,8 +324,14 @@ def write_patch(
             def write(fh, data=data, photometric=photometric, plain=plain):
                 import tifffile
 
-                tifffile.imwrite(fh, data, photometric=photometric, compression=compression,
-                                 metadata=None if plain else {}, software=False)
+                tifffile.imwrite(
+                    fh,
+                    data,
+                    photometric=photometric,
+                    compression=compression,
+                    metadata=None if plain else {},
+                    software=False,
+                )
 
         elif fmt == "npy":
 
@@ -393,7 +416,9 @@ class PatchRecord:
     image_std: float | None = None
 
 
-def screen_patch(mask_region: np.ndarray | None, info: PatchInfo, settings: PatchSettings) -> PatchRecord | None:
+def screen_patch(
+    mask_region: np.ndarray | None, info: PatchInfo, settings: PatchSettings
+) -> PatchRecord | None:
     """The rejection record if the mask patch fails ``min_foreground``, else None.
 
     Lets the caller skip reading the image patch of a patch that will be dropped.
@@ -433,7 +458,9 @@ def export_patch(
     if info.is_padded:
         widths = info.pad_width(image_patch.ndim, settings.channel_axis)
         if settings.pad_mode == "constant":
-            image_patch = np.pad(image_patch, widths, mode="constant", constant_values=settings.pad_value)
+            image_patch = np.pad(
+                image_patch, widths, mode="constant", constant_values=settings.pad_value
+            )
         else:
             image_patch = np.pad(image_patch, widths, mode=settings.pad_mode)
         if mask_patch is not None:
@@ -477,25 +504,33 @@ def _array_like(array: Any, what: str) -> Any:
     return np.asarray(array)
 
 
-def _check_png(image_dtype: np.dtype, n_spatial: int, channels: int | None, channel_axis: int | None,
-               ndim: int) -> None:
+def _check_png(
+    image_dtype: np.dtype, n_spatial: int, channels: int | None, channel_axis: int | None, ndim: int
+) -> None:
     hint = "use fmt='tiff' or 'npy' (both keep any dtype exactly)"
     if n_spatial != 2:
-        raise ExportError(f"PNG holds 2D images, these patches have {n_spatial} spatial axes; {hint}.")
+        raise ExportError(
+            f"PNG holds 2D images, these patches have {n_spatial} spatial axes; {hint}."
+        )
     if channel_axis is not None and channel_axis != ndim - 1:
         raise ExportError(f"PNG needs the channel axis last, it is axis {channel_axis}; {hint}.")
     if image_dtype not in (np.uint8, np.uint16, np.bool_):
-        raise ExportError(f"PNG holds uint8 or uint16 images, this image is {image_dtype}; {hint}, "
-                          "or convert the image to uint8/uint16 first.")
+        raise ExportError(
+            f"PNG holds uint8 or uint16 images, this image is {image_dtype}; {hint}, "
+            "or convert the image to uint8/uint16 first."
+        )
     if channels not in (None, 1, 2, 3, 4):
         raise ExportError(f"PNG holds 1 to 4 channels, this image has {channels}; {hint}.")
     if image_dtype == np.uint16 and channels not in (None, 1):
-        raise ExportError(f"PNG (as written by Pillow) holds uint16 only as greyscale; this image has "
-                          f"{channels} uint16 channels; {hint}, or convert it to uint8.")
+        raise ExportError(
+            f"PNG (as written by Pillow) holds uint16 only as greyscale; this image has "
+            f"{channels} uint16 channels; {hint}, or convert it to uint8."
+        )
 
 
-def _per_spatial(values: Sequence[float] | None, n_spatial: int, ndim: int, channel_axis: int | None,
-                 name: str) -> list[float] | None:
+def _per_spatial(
+    values: Sequence[float] | None, n_spatial: int, ndim: int, channel_axis: int | None, name: str
+) -> list[float] | None:
     """Scale/translate per spatial axis (a value for the channel axis is dropped)."""
     if values is None:
         return None
@@ -503,7 +538,9 @@ def _per_spatial(values: Sequence[float] | None, n_spatial: int, ndim: int, chan
     if len(values) == ndim and channel_axis is not None:
         values = [v for axis, v in enumerate(values) if axis != channel_axis]
     if len(values) != n_spatial:
-        raise ExportError(f"{name} has {len(values)} values; give one per spatial axis ({n_spatial}).")
+        raise ExportError(
+            f"{name} has {len(values)} values; give one per spatial axis ({n_spatial})."
+        )
     return values
 
 
@@ -547,18 +584,20 @@ def plan_export(
     if mask is not None:
         if tuple(mask.shape) != grid.shape:
             raise ExportError(
-                f"mask shape {tuple(mask.shape)} does not match the image's spatial shape {grid.shape}"
-                f" (image shape {tuple(image.shape)}, channel_axis={channel_axis}); use a mask drawn "
-                "on this image, or set channel_axis to the image's channel axis."
+                f"mask shape {tuple(mask.shape)} does not match the image's spatial shape "
+                f"{grid.shape} (image shape {tuple(image.shape)}, channel_axis={channel_axis}); "
+                "use a mask drawn on this image, or set channel_axis to the image's channel axis."
             )
         if not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.integer)):
-            raise ExportError(f"masks must hold integer labels, this one is {mask.dtype}; use a Labels layer.")
+            raise ExportError(
+                f"masks must hold integer labels, this one is {mask.dtype}; use a Labels layer."
+            )
     if fmt not in FILE_FORMATS:
         raise ExportError(f"fmt={fmt!r} is not known; choose one of {', '.join(FILE_FORMATS)}.")
     if compression not in COMPRESSIONS:
         raise ExportError(f"compression={compression!r} is not supported; use None or 'zlib'.")
     if compression is not None and fmt != "tiff":
-        raise ExportError(f"compression applies to TIFF only; use fmt='tiff' or compression=None.")
+        raise ExportError("compression applies to TIFF only; use fmt='tiff' or compression=None.")
     channels = None if axis is None else int(image.shape[axis])
     if fmt == "png":
         _check_png(image_dtype, grid.ndim, channels, axis, ndim)
@@ -567,13 +606,19 @@ def plan_export(
     if min_foreground > 0 and mask is None:
         raise ExportError("min_foreground needs a mask; give a mask or set min_foreground=0.")
     if min_std is not None and not (np.isfinite(min_std) and min_std >= 0):
-        raise ExportError(f"min_std must be a number >= 0 (or None to keep blank patches), got {min_std}.")
+        raise ExportError(
+            f"min_std must be a number >= 0 (or None to keep blank patches), got {min_std}."
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem or ""):
-        raise ExportError(f"stem={stem!r}: use letters, digits, '.', '_' or '-' (no spaces or slashes).")
+        raise ExportError(
+            f"stem={stem!r}: use letters, digits, '.', '_' or '-' (no spaces or slashes)."
+        )
     padded = edge == "pad"
     if padded:
         if pad_mode not in PAD_MODES:
-            raise ExportError(f"pad_mode={pad_mode!r} is not known; choose one of {', '.join(PAD_MODES)}.")
+            raise ExportError(
+                f"pad_mode={pad_mode!r} is not known; choose one of {', '.join(PAD_MODES)}."
+            )
         pad_value = _check_pad_value(pad_value, image_dtype)
     split_fractions = normalize_split(split)
 
@@ -581,31 +626,43 @@ def plan_export(
     if indices is not None:
         candidates = np.unique(np.asarray(list(indices), dtype=np.int64))
         if candidates.size == 0:
-            raise ExportError("no patch selected (indices is empty); select patches or pass indices=None.")
+            raise ExportError(
+                "no patch selected (indices is empty); select patches or pass indices=None."
+            )
         bad = candidates[(candidates < 0) | (candidates >= grid.n_patches)]
         if bad.size:
-            raise ExportError(f"patch indices {bad[:5].tolist()} do not exist: the grid has "
-                              f"{grid.n_patches} patches (0..{grid.n_patches - 1}); is it the grid of this image?")
+            raise ExportError(
+                f"patch indices {bad[:5].tolist()} do not exist: the grid has "
+                f"{grid.n_patches} patches (0..{grid.n_patches - 1}); is it the grid of this image?"
+            )
     width = len(str(max(grid.n_patches - 1, 0)))
     ext = FILE_FORMATS[fmt]
     valid_stops = grid.clipped_boxes()[:, 1]
     patches = []
     for i in candidates.tolist():
         name = patch_file_name(stem, i, grid.boxes[i, 0], width, ext)
-        patches.append(PatchInfo(
-            index=i,
-            start=tuple(int(v) for v in grid.boxes[i, 0]),
-            stop=tuple(int(v) for v in grid.boxes[i, 1]),
-            valid_stop=tuple(int(v) for v in valid_stops[i]),
-            image_file=f"{IMAGES_DIR}/{name}",
-            mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
-        ))
+        patches.append(
+            PatchInfo(
+                index=i,
+                start=tuple(int(v) for v in grid.boxes[i, 0]),
+                stop=tuple(int(v) for v in grid.boxes[i, 1]),
+                valid_stop=tuple(int(v) for v in valid_stops[i]),
+                image_file=f"{IMAGES_DIR}/{name}",
+                mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
+            )
+        )
     rgb = axis == ndim - 1 and channels in (3, 4) and image_dtype in (np.uint8, np.uint16)
     settings = PatchSettings(
-        fmt=fmt, compression=compression, channel_axis=axis, rgb=bool(rgb),
-        pad_mode=pad_mode if padded else "constant", pad_value=pad_value if padded else 0,
-        relabel=bool(relabel) and mask is not None, min_foreground=float(min_foreground),
-        min_std=None if min_std is None else float(min_std), fsync=fsync,
+        fmt=fmt,
+        compression=compression,
+        channel_axis=axis,
+        rgb=bool(rgb),
+        pad_mode=pad_mode if padded else "constant",
+        pad_value=pad_value if padded else 0,
+        relabel=bool(relabel) and mask is not None,
+        min_foreground=float(min_foreground),
+        min_std=None if min_std is None else float(min_std),
+        fsync=fsync,
     )
     axes = list(names)
     if axis is not None:
@@ -617,9 +674,18 @@ def plan_export(
         "format_version": FORMAT_VERSION,
         "plugin_version": __version__,
         "complete": False,
-        "image": {"shape": list(map(int, image.shape)), "dtype": image_dtype.str, "name": image_name},
-        "mask": None if mask is None else {
-            "shape": list(map(int, mask.shape)), "dtype": np.dtype(mask.dtype).str, "name": mask_name},
+        "image": {
+            "shape": list(map(int, image.shape)),
+            "dtype": image_dtype.str,
+            "name": image_name,
+        },
+        "mask": None
+        if mask is None
+        else {
+            "shape": list(map(int, mask.shape)),
+            "dtype": np.dtype(mask.dtype).str,
+            "name": mask_name,
+        },
         "axes": "".join(axes),
         "spatial_axes": list(names),
         "channel_axis": axis,
@@ -655,8 +721,10 @@ def _check_pad_value(pad_value: float, dtype: np.dtype) -> float | int | bool:
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         if float(value) != int(value) or not info.min <= int(value) <= info.max:
-            raise ExportError(f"pad_value={pad_value} does not fit the image dtype {dtype} "
-                              f"({info.min}..{info.max}); use a whole number in that range.")
+            raise ExportError(
+                f"pad_value={pad_value} does not fit the image dtype {dtype} "
+                f"({info.min}..{info.max}); use a whole number in that range."
+            )
         return int(value)
     return float(value)
 
@@ -706,11 +774,15 @@ class ExportResult:
         text = f"{self.n_patches} patch{'es' if self.n_patches != 1 else ''} in {self.out_dir}"
         details = []
         if self.n_resumed:
-            details.append(f"{self.n_written} written now, {self.n_resumed} already there from an earlier run")
+            details.append(
+                f"{self.n_written} written now, {self.n_resumed} already there from an earlier run"
+            )
         skipped = self.n_rejected_foreground + self.n_rejected_blank
         if skipped:
-            details.append(f"{skipped} of {self.n_candidates} skipped: "
-                           f"{self.n_rejected_foreground} under min foreground, {self.n_rejected_blank} blank")
+            details.append(
+                f"{skipped} of {self.n_candidates} skipped: "
+                f"{self.n_rejected_foreground} under min foreground, {self.n_rejected_blank} blank"
+            )
         if self.split_counts:
             details.append(", ".join(f"{k} {v}" for k, v in self.split_counts.items()))
         return text + (f" ({'; '.join(details)})" if details else "")
@@ -755,7 +827,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def patch_files_on_disk(folder: Path, info: dict[str, Any]) -> list[str]:
     """Patch files (``images/<name>``, ``masks/<name>``) of the export described by ``info``,
     and leftover temporary files."""
-    pattern = _patch_name_pattern(info.get("stem", "patch"), FILE_FORMATS.get(info.get("file_format"), ".tif"))
+    pattern = _patch_name_pattern(
+        info.get("stem", "patch"), FILE_FORMATS.get(info.get("file_format"), ".tif")
+    )
     found = []
     for sub in (IMAGES_DIR, MASKS_DIR):
         with contextlib.suppress(FileNotFoundError):
@@ -780,14 +854,15 @@ def _prepare_folder(out: Path, plan: ExportPlan, overwrite: bool) -> dict[int, P
         if any(os.scandir(out)) and not overwrite:
             raise ExportError(
                 f"{out} is not empty and holds no patch export of ours; choose an empty or new "
-                "folder, or pass overwrite=True to write into it (files of the same name are replaced)."
+                "folder, or pass overwrite=True to write into it (files of the same name are "
+                "replaced)."
             )
     else:
         differences = _differences(old, plan.dataset)
         if differences and not overwrite:
             raise ExportError(
-                f"{out} holds a patch export with other settings ({'; '.join(differences)}); choose "
-                "another folder, or pass overwrite=True to replace that export."
+                f"{out} holds a patch export with other settings ({'; '.join(differences)}); "
+                "choose another folder, or pass overwrite=True to replace that export."
             )
         if differences:  # overwrite: remove that export, leave other files alone
             for name in patch_files_on_disk(out, old):
@@ -803,7 +878,9 @@ def _prepare_folder(out: Path, plan: ExportPlan, overwrite: bool) -> dict[int, P
     (out / IMAGES_DIR).mkdir(exist_ok=True)
     if plan.patches and plan.patches[0].mask_file is not None:
         (out / MASKS_DIR).mkdir(exist_ok=True)
-    _write_text_atomic(out / DATASET_FILE, json.dumps(plan.dataset, indent=2) + "\n", plan.settings.fsync)
+    _write_text_atomic(
+        out / DATASET_FILE, json.dumps(plan.dataset, indent=2) + "\n", plan.settings.fsync
+    )
     return resumed
 
 
@@ -828,25 +905,35 @@ def _load_journal(out: Path, plan: ExportPlan) -> dict[int, PatchRecord]:
         info = by_index.get(record.index)
         if info is None:
             continue
-        if record.kept and not (info.image_file in on_disk and (info.mask_file is None or info.mask_file in on_disk)):
+        if record.kept and not (
+            info.image_file in on_disk and (info.mask_file is None or info.mask_file in on_disk)
+        ):
             continue
         records[record.index] = record
     return records
 
 
-def _manifest_rows(plan: ExportPlan, kept: list[PatchRecord], splits: list[str]) -> list[dict[str, Any]]:
+def _manifest_rows(
+    plan: ExportPlan, kept: list[PatchRecord], splits: list[str]
+) -> list[dict[str, Any]]:
     by_index = {p.index: p for p in plan.patches}
     names = spatial_axis_names(plan.grid.ndim)
     rows = []
     for record, split_name in zip(kept, splits):
         info = by_index[record.index]
-        row: dict[str, Any] = {"index": record.index, "split": split_name,
-                               "image": info.image_file, "mask": info.mask_file or ""}
+        row: dict[str, Any] = {
+            "index": record.index,
+            "split": split_name,
+            "image": info.image_file,
+            "mask": info.mask_file or "",
+        }
         for name, a, b in zip(names, info.start, info.stop):
             row[f"{name}0"], row[f"{name}1"] = a, b
         for name, v in zip(names, info.valid_stop):
             row[f"valid_{name}1"] = v
-        row["foreground_fraction"] = "" if record.foreground_fraction is None else f"{record.foreground_fraction:.6g}"
+        row["foreground_fraction"] = (
+            "" if record.foreground_fraction is None else f"{record.foreground_fraction:.6g}"
+        )
         row["image_std"] = "" if record.image_std is None else f"{record.image_std:.6g}"
         rows.append(row)
     return rows
@@ -854,22 +941,26 @@ def _manifest_rows(plan: ExportPlan, kept: list[PatchRecord], splits: list[str])
 
 def manifest_columns(names: Sequence[str]) -> list[str]:
     """The manifest's column names for spatial axes ``names`` (e.g. ``("y", "x")``)."""
-    return (["index", "split", "image", "mask"]
-            + [f"{n}{k}" for n in names for k in (0, 1)]
-            + [f"valid_{n}1" for n in names]
-            + ["foreground_fraction", "image_std"])
+    return (
+        ["index", "split", "image", "mask"]
+        + [f"{n}{k}" for n in names for k in (0, 1)]
+        + [f"valid_{n}1" for n in names]
+        + ["foreground_fraction", "image_std"]
+    )
 
 
-def _finish(out: Path, plan: ExportPlan, records: dict[int, PatchRecord], written: int,
-            resumed: int) -> ExportResult:
+def _finish(
+    out: Path, plan: ExportPlan, records: dict[int, PatchRecord], written: int, resumed: int
+) -> ExportResult:
     """Write the manifest, drop stale patch files, mark the export complete."""
     ordered = [records[p.index] for p in plan.patches]
     kept = [r for r in ordered if r.kept]
     splits = assign_splits(len(kept), plan.split, plan.seed)
     rows = _manifest_rows(plan, kept, splits)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=manifest_columns(spatial_axis_names(plan.grid.ndim)),
-                            lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=manifest_columns(spatial_axis_names(plan.grid.ndim)), lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     _write_text_atomic(out / MANIFEST_FILE, buffer.getvalue(), plan.settings.fsync)
@@ -878,20 +969,35 @@ def _finish(out: Path, plan: ExportPlan, records: dict[int, PatchRecord], writte
         if name not in listed:  # e.g. a patch dropped by a filter after the source changed
             (out / name).unlink()
     split_counts = {name: splits.count(name) for name in (plan.split or {})}
-    dataset = {**plan.dataset, "complete": True, "n_patches": len(kept), "split_counts": split_counts,
-               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _write_text_atomic(out / DATASET_FILE, json.dumps(dataset, indent=2) + "\n", plan.settings.fsync)
+    dataset = {
+        **plan.dataset,
+        "complete": True,
+        "n_patches": len(kept),
+        "split_counts": split_counts,
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_text_atomic(
+        out / DATASET_FILE, json.dumps(dataset, indent=2) + "\n", plan.settings.fsync
+    )
     return ExportResult(
-        out_dir=out, manifest_path=out / MANIFEST_FILE, dataset_path=out / DATASET_FILE,
-        n_candidates=len(ordered), n_patches=len(kept), n_written=written, n_resumed=resumed,
+        out_dir=out,
+        manifest_path=out / MANIFEST_FILE,
+        dataset_path=out / DATASET_FILE,
+        n_candidates=len(ordered),
+        n_patches=len(kept),
+        n_written=written,
+        n_resumed=resumed,
         n_rejected_foreground=sum(r.reason == "foreground" for r in ordered),
         n_rejected_blank=sum(r.reason == "blank" for r in ordered),
-        split_counts=split_counts, rows=tuple(rows),
+        split_counts=split_counts,
+        rows=tuple(rows),
     )
 
 
-def _batches(patches: Sequence[PatchInfo], bytes_per_pixel: int, budget: int) -> Iterable[list[PatchInfo]]:
-    """Consecutive patches whose regions together stay under ``budget`` bytes (at least one each)."""
+def _batches(
+    patches: Sequence[PatchInfo], bytes_per_pixel: int, budget: int
+) -> Iterable[list[PatchInfo]]:
+    """Consecutive patches whose regions together stay under ``budget`` bytes (>= 1 each)."""
     batch: list[PatchInfo] = []
     size = 0
     for info in patches:
@@ -931,11 +1037,17 @@ def iter_export(
     yield replace(progress)
     ndim = len(image.shape)
     channel_axis = plan.settings.channel_axis
-    bytes_per_pixel = np.dtype(image.dtype).itemsize * (1 if channel_axis is None else image.shape[channel_axis])
+    bytes_per_pixel = np.dtype(image.dtype).itemsize * (
+        1 if channel_axis is None else image.shape[channel_axis]
+    )
     bytes_per_pixel += 0 if mask is None else np.dtype(mask.dtype).itemsize
     with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal:
         for batch in _batches(todo, bytes_per_pixel, read_batch_bytes):
-            masks = [None] * len(batch) if mask is None else read_regions(mask, [p.region(mask.ndim, None) for p in batch])
+            masks = (
+                [None] * len(batch)
+                if mask is None
+                else read_regions(mask, [p.region(mask.ndim, None) for p in batch])
+            )
             decided = {p.index: screen_patch(m, p, plan.settings) for p, m in zip(batch, masks)}
             to_read = [p for p in batch if decided[p.index] is None]
             images = iter(read_regions(image, [p.region(ndim, channel_axis) for p in to_read]))
@@ -1017,11 +1129,30 @@ def export_patches(
     ExportResult
     """
     gen = iter_export(
-        out_dir, image, mask, overwrite=overwrite, read_batch_bytes=read_batch_bytes,
-        patch_size=patch_size, stride=stride, edge=edge, channel_axis=channel_axis, fmt=fmt,
-        compression=compression, min_foreground=min_foreground, min_std=min_std, indices=indices,
-        split=split, seed=seed, pad_mode=pad_mode, pad_value=pad_value, relabel=relabel,
-        stem=stem, scale=scale, translate=translate, image_name=image_name, mask_name=mask_name,
+        out_dir,
+        image,
+        mask,
+        overwrite=overwrite,
+        read_batch_bytes=read_batch_bytes,
+        patch_size=patch_size,
+        stride=stride,
+        edge=edge,
+        channel_axis=channel_axis,
+        fmt=fmt,
+        compression=compression,
+        min_foreground=min_foreground,
+        min_std=min_std,
+        indices=indices,
+        split=split,
+        seed=seed,
+        pad_mode=pad_mode,
+        pad_value=pad_value,
+        relabel=relabel,
+        stem=stem,
+        scale=scale,
+        translate=translate,
+        image_name=image_name,
+        mask_name=mask_name,
         fsync=fsync,
     )
     while True:

@@ -36,13 +36,12 @@ import numpy as np
 
 from napari_patchwork.export import (
     DATASET_FILE,
-    FILE_FORMATS,
     FORMAT_VERSION,
     IMAGES_DIR,
     MANIFEST_FILE,
     MASKS_DIR,
-    patch_files_on_disk,
     manifest_columns,
+    patch_files_on_disk,
     read_dataset_json,
 )
 from napari_patchwork.grid import PatchGrid, make_grid
@@ -57,7 +56,7 @@ class PatchFolderError(ValueError):
 
 
 def is_patch_folder(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a folder with a ``dataset.json`` written by this plugin (complete or not)."""
+    """True if ``path`` is a folder with a ``dataset.json`` of this plugin (complete or not)."""
     try:
         return Path(path).is_dir() and read_dataset_json(path) is not None
     except OSError:
@@ -78,7 +77,9 @@ def read_patch_file(path: str | os.PathLike) -> np.ndarray:
         return iio.imread(path, extension=".png")
     if ext == ".npy":
         return np.load(path, allow_pickle=False)
-    raise PatchFolderError(f"{path.name}: cannot read {ext!r} files; use one of {', '.join(PATCH_EXTENSIONS)}.")
+    raise PatchFolderError(
+        f"{path.name}: cannot read {ext!r} files; use one of {', '.join(PATCH_EXTENSIONS)}."
+    )
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,13 @@ class PatchFolder:
     def grid(self) -> PatchGrid:
         """The full grid the patches were cut from (before any filter)."""
         info = self.info
-        return make_grid(self.image_shape, info["patch_size"], info["stride"], info["edge"],
-                         channel_axis=self.channel_axis)
+        return make_grid(
+            self.image_shape,
+            info["patch_size"],
+            info["stride"],
+            info["edge"],
+            channel_axis=self.channel_axis,
+        )
 
     def coverage(self) -> np.ndarray:
         """Bool array of the spatial shape: True where a patch in the manifest holds real data."""
@@ -140,7 +146,9 @@ class PatchFolder:
 
     def mask(self, *, fill_value: int = 0) -> np.ndarray | None:
         """The stitched mask (source shape and dtype), or None if the export had no mask."""
-        return stitch(self, "masks", fill_value=fill_value, overlap="last") if self.has_mask else None
+        return (
+            stitch(self, "masks", fill_value=fill_value, overlap="last") if self.has_mask else None
+        )
 
 
 def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
@@ -155,38 +163,60 @@ def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
         path = path.parent
     info = read_dataset_json(path)
     if info is None:
-        raise PatchFolderError(f"{path} is not a patch folder of napari-patchwork (no valid {DATASET_FILE}).")
+        raise PatchFolderError(
+            f"{path} is not a patch folder of napari-patchwork (no valid {DATASET_FILE})."
+        )
     if int(info.get("format_version", 0)) > FORMAT_VERSION:
-        raise PatchFolderError(f"{path} was written by a newer napari-patchwork "
-                               f"({info.get('plugin_version')}); update the plugin to read it.")
+        raise PatchFolderError(
+            f"{path} was written by a newer napari-patchwork "
+            f"({info.get('plugin_version')}); update the plugin to read it."
+        )
     if not info.get("complete"):
-        raise PatchFolderError(f"the export in {path} is incomplete (interrupted or still running); "
-                               "run the same export again to finish it.")
+        raise PatchFolderError(
+            f"the export in {path} is incomplete (interrupted or still running); "
+            "run the same export again to finish it."
+        )
     names = info["spatial_axes"]
     try:
         with open(path / MANIFEST_FILE, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             missing = set(manifest_columns(names)) - set(reader.fieldnames or ())
             if missing:
-                raise PatchFolderError(f"{path / MANIFEST_FILE} lacks the columns {sorted(missing)}.")
+                raise PatchFolderError(
+                    f"{path / MANIFEST_FILE} lacks the columns {sorted(missing)}."
+                )
             rows = tuple(reader)
         indices = np.array([int(r["index"]) for r in rows], dtype=np.int64)
-        starts = np.array([[int(r[f"{n}0"]) for n in names] for r in rows], dtype=np.int64).reshape(-1, len(names))
-        stops = np.array([[int(r[f"{n}1"]) for n in names] for r in rows], dtype=np.int64).reshape(-1, len(names))
-        valid = np.array([[int(r[f"valid_{n}1"]) for n in names] for r in rows],
-                         dtype=np.int64).reshape(-1, len(names))
+        starts = np.array([[int(r[f"{n}0"]) for n in names] for r in rows], dtype=np.int64).reshape(
+            -1, len(names)
+        )
+        stops = np.array([[int(r[f"{n}1"]) for n in names] for r in rows], dtype=np.int64).reshape(
+            -1, len(names)
+        )
+        valid = np.array(
+            [[int(r[f"valid_{n}1"]) for n in names] for r in rows], dtype=np.int64
+        ).reshape(-1, len(names))
     except FileNotFoundError:
-        raise PatchFolderError(f"{path} has no {MANIFEST_FILE}; run the export again to write it.") from None
+        raise PatchFolderError(
+            f"{path} has no {MANIFEST_FILE}; run the export again to write it."
+        ) from None
     except (ValueError, KeyError) as err:
         if isinstance(err, PatchFolderError):
             raise
-        raise PatchFolderError(f"{path / MANIFEST_FILE} is damaged ({err}); export again.") from None
+        raise PatchFolderError(
+            f"{path / MANIFEST_FILE} is damaged ({err}); export again."
+        ) from None
     folder_obj = PatchFolder(path, info, rows, indices, starts, stops, valid)
     grid = folder_obj.grid
-    if len(indices) and (indices.max() >= grid.n_patches or indices.min() < 0
-                         or not np.array_equal(grid.boxes[indices, 0], starts)
-                         or not np.array_equal(grid.boxes[indices, 1], stops)):
-        raise PatchFolderError(f"{path / MANIFEST_FILE} does not match the grid in {DATASET_FILE}; export again.")
+    if len(indices) and (
+        indices.max() >= grid.n_patches
+        or indices.min() < 0
+        or not np.array_equal(grid.boxes[indices, 0], starts)
+        or not np.array_equal(grid.boxes[indices, 1], stops)
+    ):
+        raise PatchFolderError(
+            f"{path / MANIFEST_FILE} does not match the grid in {DATASET_FILE}; export again."
+        )
     return folder_obj
 
 
@@ -205,7 +235,9 @@ def verify_patch_folder(folder: str | os.PathLike) -> list[str]:
     patches = read_patch_folder(folder)
     listed = {row[key] for row in patches.rows for key in ("image", "mask") if row[key]}
     on_disk = set(patch_files_on_disk(patches.path, patches.info))
-    problems = [f"missing: {name}" for name in sorted(listed) if not (patches.path / name).is_file()]
+    problems = [
+        f"missing: {name}" for name in sorted(listed) if not (patches.path / name).is_file()
+    ]
     problems += [f"not in the manifest: {name}" for name in sorted(on_disk - listed)]
     return problems
 
@@ -213,12 +245,16 @@ def verify_patch_folder(folder: str | os.PathLike) -> list[str]:
 # --------------------------------------------------------------------------- stitching
 
 
-def _source_files(patches: PatchFolder, source: str | os.PathLike, allow_missing: bool) -> list[Path | None]:
-    """The file of each manifest row in ``source``: ``"images"``, ``"masks"`` or a predictions folder."""
+def _source_files(
+    patches: PatchFolder, source: str | os.PathLike, allow_missing: bool
+) -> list[Path | None]:
+    """The file of each manifest row in ``source`` (images, masks or a predictions folder)."""
     if source in (IMAGES_DIR, MASKS_DIR):
         if source == MASKS_DIR and not patches.has_mask:
             raise PatchFolderError(f"the export in {patches.path} has no mask.")
-        files = [patches.path / row["image" if source == IMAGES_DIR else "mask"] for row in patches.rows]
+        files = [
+            patches.path / row["image" if source == IMAGES_DIR else "mask"] for row in patches.rows
+        ]
     else:
         folder = Path(source)
         if not folder.is_absolute():
@@ -230,7 +266,9 @@ def _source_files(patches: PatchFolder, source: str | os.PathLike, allow_missing
             stem, ext = os.path.splitext(name)
             if ext.lower() in PATCH_EXTENSIONS:
                 if stem in by_stem:
-                    raise PatchFolderError(f"{folder} holds both {by_stem[stem]} and {name}; keep one per patch.")
+                    raise PatchFolderError(
+                        f"{folder} holds both {by_stem[stem]} and {name}; keep one per patch."
+                    )
                 by_stem[stem] = name
         stems = [Path(row["image"]).stem for row in patches.rows]
         files = [folder / by_stem[s] if s in by_stem else None for s in stems]
@@ -243,11 +281,15 @@ def _source_files(patches: PatchFolder, source: str | os.PathLike, allow_missing
         return files
     missing = [f for f in files if not f.is_file()]
     if missing and not allow_missing:
-        raise PatchFolderError(f"{len(missing)} patch files are missing, e.g. {missing[0]}; export again.")
+        raise PatchFolderError(
+            f"{len(missing)} patch files are missing, e.g. {missing[0]}; export again."
+        )
     return [f if f.is_file() else None for f in files]
 
 
-def _channel_position(shape: Sequence[int], patch: Sequence[int], preferred: int | None) -> int | None:
+def _channel_position(
+    shape: Sequence[int], patch: Sequence[int], preferred: int | None
+) -> int | None:
     """Where the one channel axis of a patch array of ``shape`` is (None: no channel axis)."""
     if tuple(shape) == tuple(patch):
         return None
@@ -256,8 +298,10 @@ def _channel_position(shape: Sequence[int], patch: Sequence[int], preferred: int
         for axis in candidates:
             if tuple(s for a, s in enumerate(shape) if a != axis) == tuple(patch):
                 return axis
-    raise PatchFolderError(f"a patch of shape {tuple(shape)} does not fit the patch size {tuple(patch)} "
-                           "(with at most one channel axis, first or last).")
+    raise PatchFolderError(
+        f"a patch of shape {tuple(shape)} does not fit the patch size {tuple(patch)} "
+        "(with at most one channel axis, first or last)."
+    )
 
 
 def _center_distance(start: np.ndarray, stop: np.ndarray, valid_stop: np.ndarray) -> np.ndarray:
@@ -305,7 +349,9 @@ def stitch(
     """
     patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
     if overlap not in OVERLAP_MODES:
-        raise PatchFolderError(f"overlap={overlap!r} is not known; choose one of {', '.join(OVERLAP_MODES)}.")
+        raise PatchFolderError(
+            f"overlap={overlap!r} is not known; choose one of {', '.join(OVERLAP_MODES)}."
+        )
     files = _source_files(patches, source, allow_missing)
     spatial = patches.spatial_shape
     if source == IMAGES_DIR:
@@ -321,19 +367,30 @@ def stitch(
     for row_index, path in enumerate(files):
         if path is None:
             continue
-        start, stop, valid = patches.starts[row_index], patches.stops[row_index], patches.valid_stops[row_index]
+        start, stop, valid = (
+            patches.starts[row_index],
+            patches.stops[row_index],
+            patches.valid_stops[row_index],
+        )
         patch_shape = tuple(int(v) for v in stop - start)
         data = read_patch_file(path)
         if channel_axis == "detect":
             channel_axis = _channel_position(data.shape, patch_shape, patches.channel_axis)
         if out is None and sums is None:
             if channel_axis is not None:
-                channels = patches.image_shape[channel_axis] if source == IMAGES_DIR else data.shape[channel_axis]
+                channels = (
+                    patches.image_shape[channel_axis]
+                    if source == IMAGES_DIR
+                    else data.shape[channel_axis]
+                )
             out_shape = list(spatial)
             if channel_axis is not None:
                 out_shape.insert(channel_axis, channels)
-            out_dtype = np.dtype(dtype) if dtype is not None else (
-                np.dtype(np.float64) if overlap == "mean" else source_dtype or data.dtype)
+            out_dtype = (
+                np.dtype(dtype)
+                if dtype is not None
+                else (np.dtype(np.float64) if overlap == "mean" else source_dtype or data.dtype)
+            )
             if overlap == "mean":
                 sums = np.zeros(out_shape, dtype=np.float64)
                 counts = np.zeros(spatial, dtype=np.int64)
@@ -348,10 +405,14 @@ def stitch(
             if [s for s in data.shape if s != 1] == [s for s in expected if s != 1]:
                 data = data.reshape(expected)  # a length-1 axis dropped (PNG) or added (1D TIFF)
             else:
-                raise PatchFolderError(f"{path.name} has shape {data.shape}, expected {tuple(expected)}.")
+                raise PatchFolderError(
+                    f"{path.name} has shape {data.shape}, expected {tuple(expected)}."
+                )
         inside = tuple(slice(0, int(v - a)) for a, v in zip(start, valid))
         where = tuple(slice(int(a), int(v)) for a, v in zip(start, valid))
-        if channel_axis is not None:  # channels last, so spatial indexing is the same for all arrays
+        if (
+            channel_axis is not None
+        ):  # channels last, so spatial indexing is the same for all arrays
             data = np.moveaxis(data, channel_axis, -1)
         data = data[inside]
         if overlap == "mean":
@@ -382,5 +443,7 @@ def stitch(
         out_shape = list(spatial)
         if channel_axis is not None:
             out_shape.insert(channel_axis, patches.image_shape[channel_axis])
-        return np.full(out_shape, fill_value, dtype=np.dtype(dtype) if dtype is not None else source_dtype)
+        return np.full(
+            out_shape, fill_value, dtype=np.dtype(dtype) if dtype is not None else source_dtype
+        )
     return out

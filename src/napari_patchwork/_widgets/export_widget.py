@@ -5,7 +5,7 @@ yields progress after each patch; *Cancel* stops it at the next patch and leaves
 a folder that the same export resumes. Messages go through napari notifications.
 """
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -40,7 +40,7 @@ class ExportFailed(Exception):
     """An unexpected error in the export thread (carried out of the worker as is)."""
 
 
-def parse_sizes(text: str, what: str) -> Optional[list[int]]:
+def parse_sizes(text: str, what: str) -> list[int] | None:
     """``"256"`` or ``"16, 256, 256"`` -> list of ints; empty -> None; else ExportError."""
     text = text.strip()
     if not text:
@@ -48,11 +48,13 @@ def parse_sizes(text: str, what: str) -> Optional[list[int]]:
     try:
         values = [int(v) for v in text.replace(",", " ").split()]
     except ValueError:
-        raise ExportError(f"{what}: {text!r} is not a whole number or a list like '256' or '16, 256, 256'.") from None
+        raise ExportError(
+            f"{what}: {text!r} is not a whole number or a list like '256' or '16, 256, 256'."
+        ) from None
     return values
 
 
-def parse_split(text: str) -> Optional[list[float]]:
+def parse_split(text: str) -> list[float] | None:
     """``"0.8, 0.1, 0.1"`` -> fractions (train, val, test); empty -> None; else ExportError."""
     text = text.strip()
     if not text:
@@ -60,10 +62,12 @@ def parse_split(text: str) -> Optional[list[float]]:
     try:
         return [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
-        raise ExportError(f"split: {text!r} is not a list of fractions like '0.8, 0.1, 0.1'.") from None
+        raise ExportError(
+            f"split: {text!r} is not a list of fractions like '0.8, 0.1, 0.1'."
+        ) from None
 
 
-def _grid_metadata(layer) -> Optional[dict]:
+def _grid_metadata(layer) -> dict | None:
     return None if layer is None else layer.metadata.get(GRID_METADATA_KEY)
 
 
@@ -83,23 +87,29 @@ class ExportWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self.worker = None
-        self.last_result: Optional[ExportResult] = None
+        self.last_result: ExportResult | None = None
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
         self.grid_combo = ComboBox(
-            label="grid", choices=self._grid_choices, nullable=True,
+            label="grid",
+            choices=self._grid_choices,
+            nullable=True,
             tooltip="A patch grid layer: its patch size, stride and edge mode are used.",
         )
         self.channels_first = CheckBox(
-            text="first axis is channels", value=False,
+            text="first axis is channels",
+            value=False,
             tooltip="For a non-RGB multichannel image: never cut axis 0.",
         )
         self.patch_size = LineEdit(
-            label="patch size (px)", value="256",
-            tooltip="One number for all spatial axes, or one per axis in array order, e.g. '16, 256, 256'.",
+            label="patch size (px)",
+            value="256",
+            tooltip="One number for all spatial axes, or one per axis in array order, "
+            "e.g. '16, 256, 256'.",
         )
         self.stride = LineEdit(
-            label="stride (px)", value="",
+            label="stride (px)",
+            value="",
             tooltip="Step between patches, like the patch size. Empty = patch size (no overlap).",
         )
         self.edge = ComboBox(label="edge", choices=list(EDGE_MODES), value="drop")
@@ -108,38 +118,69 @@ class ExportWidget(Container):
         self.fmt = ComboBox(label="format", choices=list(FILE_FORMATS), value="tiff")
         self.compression = ComboBox(label="compression", choices=["none", "zlib"], value="none")
         self.min_foreground = FloatSpinBox(
-            label="min foreground", value=0.0, min=0.0, max=1.0, step=0.05,
+            label="min foreground",
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.05,
             tooltip="Keep patches whose mask foreground fraction is at least this.",
         )
         self.min_std = FloatSpinBox(
-            label="drop blank below std", value=0.0, min=0.0, max=1e12, step=1.0,
+            label="drop blank below std",
+            value=0.0,
+            min=0.0,
+            max=1e12,
+            step=1.0,
             tooltip="Drop patches whose largest per-channel standard deviation is below this "
             "(intensity units). 0 = keep blank patches.",
         )
         self.only_selected = CheckBox(text="only patches selected in the grid", value=False)
         self.relabel = CheckBox(text="relabel instances 1..n per patch", value=False)
         self.split = LineEdit(
-            label="split", value="",
+            label="split",
+            value="",
             tooltip="Fractions for train, val, test, e.g. '0.8, 0.1, 0.1'. Empty = no split.",
         )
         self.seed = SpinBox(label="split seed", value=0, min=0, max=2**31 - 1)
         self.stem = LineEdit(label="file name stem", value="patch")
         self.out_dir = FileEdit(label="folder", mode="d")
         self.overwrite = CheckBox(
-            text="overwrite", value=False,
+            text="overwrite",
+            value=False,
             tooltip="Write into a non-empty folder, or replace an export made with other settings.",
         )
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.export_button = PushButton(text="Export")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
-        self.extend([
-            self.image_combo, self.mask_combo, self.grid_combo, self.channels_first, self.patch_size,
-            self.stride, self.edge, self.pad_mode, self.pad_value, self.fmt, self.compression,
-            self.min_foreground, self.min_std, self.only_selected, self.relabel, self.split, self.seed,
-            self.stem, self.out_dir, self.overwrite, self.progress, self.export_button,
-            self.cancel_button, self.status,
-        ])
+        self.extend(
+            [
+                self.image_combo,
+                self.mask_combo,
+                self.grid_combo,
+                self.channels_first,
+                self.patch_size,
+                self.stride,
+                self.edge,
+                self.pad_mode,
+                self.pad_value,
+                self.fmt,
+                self.compression,
+                self.min_foreground,
+                self.min_std,
+                self.only_selected,
+                self.relabel,
+                self.split,
+                self.seed,
+                self.stem,
+                self.out_dir,
+                self.overwrite,
+                self.progress,
+                self.export_button,
+                self.cancel_button,
+                self.status,
+            ]
+        )
         self.export_button.changed.connect(self._on_export)
         self.cancel_button.changed.connect(self.cancel)
         self.grid_combo.changed.connect(self._on_grid_changed)
@@ -170,7 +211,11 @@ class ExportWidget(Container):
     def _pick_grid_for_image(self) -> None:
         image = self.image_combo.value
         grids = self._grid_choices()
-        matching = [g for g in grids if image is not None and _grid_metadata(g).get("image_layer") == image.name]
+        matching = [
+            g
+            for g in grids
+            if image is not None and _grid_metadata(g).get("image_layer") == image.name
+        ]
         if matching:
             self.grid_combo.value = matching[0]
 
@@ -188,12 +233,18 @@ class ExportWidget(Container):
             return
         self.patch_size.value = ", ".join(str(v) for v in meta["patch_size"])
         stride = meta.get("stride")
-        self.stride.value = "" if not stride or list(stride) == list(meta["patch_size"]) else \
-            ", ".join(str(v) for v in stride)
+        self.stride.value = (
+            ""
+            if not stride or list(stride) == list(meta["patch_size"])
+            else ", ".join(str(v) for v in stride)
+        )
         self.edge.value = meta.get("edge", "drop")
         self.channels_first.value = meta.get("channel_axis") == 0
         image_name = meta.get("image_layer")
-        if image_name in self._viewer.layers and self._viewer.layers[image_name] in self._image_choices():
+        if (
+            image_name in self._viewer.layers
+            and self._viewer.layers[image_name] in self._image_choices()
+        ):
             self.image_combo.value = self._viewer.layers[image_name]
 
     def _update_visibility(self, _value=None) -> None:
@@ -207,11 +258,15 @@ class ExportWidget(Container):
         """Patch indices of the rectangles selected in the grid layer."""
         grid = self.grid_combo.value
         if grid is None or "index" not in grid.features:
-            raise ExportError("'only selected patches' needs a grid layer made by the Patch grid widget.")
+            raise ExportError(
+                "'only selected patches' needs a grid layer made by the Patch grid widget."
+            )
         selected = sorted(grid.selected_data)
         if not selected:
-            raise ExportError(f"no patch is selected in '{grid.name}'; select rectangles (select tool) "
-                              "or untick 'only patches selected in the grid'.")
+            raise ExportError(
+                f"no patch is selected in '{grid.name}'; select rectangles (select tool) "
+                "or untick 'only patches selected in the grid'."
+            )
         return sorted({int(i) for i in np.asarray(grid.features["index"])[selected]})
 
     def export_options(self) -> dict[str, Any]:
@@ -279,7 +334,7 @@ class ExportWidget(Container):
         options = self.export_options()
         check = {k: v for k, v in options.items() if k not in ("out_dir", "overwrite")}
         plan_export(**check)  # fail fast on bad options, before any file is touched
-        # errors reach _show_error (a notification); ignore_errors stops superqt from re-raising them
+        # errors reach _show_error (a notification); ignore_errors: superqt does not re-raise
         worker = thread_worker(_export_job, start_thread=False, ignore_errors=True)(options)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_done)
@@ -328,7 +383,7 @@ class ExportWidget(Container):
         self.cancel_button.enabled = False
 
 
-def _single(values: Optional[list[int]]):
+def _single(values: list[int] | None):
     return values[0] if values is not None and len(values) == 1 else values
 
 
