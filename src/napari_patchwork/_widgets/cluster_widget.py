@@ -1,0 +1,459 @@
+"""Cluster-segmentation widget: k-means on the pixels of an Image layer.
+
+Thin GUI over :mod:`napari_patchwork.cluster`: the widget turns layers into core
+arguments and results back into layers. Clustering and the k-choice scores run in
+a ``thread_worker`` generator that yields progress; *Cancel* stops it at the next
+block of pixels. Errors are napari notifications, never tracebacks.
+
+Layers made (all on the image's pixel grid, with its scale and translate):
+
+* ``"<image> clusters"``: Labels, ids 1..k by the core's documented order (1 =
+  darkest centre), 0 outside the ROI; the parameters, seed included, and the model
+  are in ``metadata["napari_patchwork.cluster"]``;
+* ``"<image> posterised"`` (optional): Image, every pixel replaced by its centre;
+* ``"<image> foreground"``: Labels 0/1 from the clusters chosen in the list.
+"""
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+    Table,
+)
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+
+from napari_patchwork._widgets._layers import (
+    image_channel_axis,
+    layer_choices,
+    spatial_transform,
+    update_or_add_layer,
+)
+from napari_patchwork.cluster import (
+    CHANNEL_SCALINGS,
+    ClusterError,
+    ClusterResult,
+    KScores,
+    choose_k_steps,
+    cluster_pixels_steps,
+)
+
+METADATA_KEY = "napari_patchwork.cluster"
+FOREGROUND_METADATA_KEY = "napari_patchwork.foreground"
+CLUSTERS_SUFFIX = " clusters"
+POSTERISED_SUFFIX = " posterised"
+FOREGROUND_SUFFIX = " foreground"
+TABLE_COLUMNS = ["id", "centre", "pixels", "%"]
+
+
+class JobFailed(Exception):
+    """An unexpected error in the worker thread (carried out of the worker as is)."""
+
+
+def _layer_data(layer):
+    """The full-resolution array of a layer (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def _format_centre(centre: np.ndarray) -> str:
+    return ", ".join(f"{v:.4g}" for v in centre)
+
+
+class ClusterWidget(Container):
+    """Cluster the pixels of an Image layer (k-means) into a Labels layer.
+
+    Choose the image, an optional ROI (a Labels layer: non-zero = cluster), k,
+    spatial weight, smoothing, channel scaling and seed; *Run*. The table lists the
+    cluster centres and pixel counts; pick clusters in the list and *Make
+    foreground mask* for a 0/1 Labels layer (e.g. for the patch grid's foreground
+    filter or the export). *Elbow plot* compares k from k min to k max.
+    """
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.worker = None
+        self.result: ClusterResult | None = None
+        self.scores: KScores | None = None
+        self._result_layer_name: str | None = None
+        self._result_image = None  # the Image layer the result was computed from
+        self._canvas = None
+
+        self.image_combo = ComboBox(label="image", choices=self._image_choices)
+        self.roi_combo = ComboBox(
+            label="ROI (labels)",
+            choices=self._labels_choices,
+            nullable=True,
+            tooltip="Optional: only non-zero pixels of this Labels layer are clustered; the rest gets 0.",
+        )
+        self.channels_first = CheckBox(
+            text="first axis is channels",
+            value=False,
+            tooltip="For a non-RGB multichannel image: axis 0 holds the channels.",
+        )
+        self.n_clusters = SpinBox(label="clusters (k)", value=5, min=2, max=255)
+        self.spatial_weight = FloatSpinBox(
+            label="spatial weight",
+            value=0.0,
+            min=0.0,
+            max=1000.0,
+            step=0.1,
+            tooltip="0 = colour only. Larger = more compact clusters (SLIC-like); positions "
+            "use the layer's scale, so anisotropic pixels are handled.",
+        )
+        self.sigma = FloatSpinBox(
+            label="smoothing sigma",
+            value=0.0,
+            min=0.0,
+            max=1000.0,
+            step=0.5,
+            tooltip="Gaussian smoothing before clustering, in the layer's physical units (0 = none).",
+        )
+        self.channel_scaling = ComboBox(
+            label="channel scaling",
+            choices=list(CHANNEL_SCALINGS),
+            value="shared",
+            tooltip="shared: one scale for all channels (RGB, same units). "
+            "per_channel: each channel standardised on its own (unrelated markers).",
+        )
+        self.seed = SpinBox(label="random seed", value=0, min=0, max=2**31 - 1)
+        self.posterise = CheckBox(text="posterised image", value=False)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
+        self.table = Table(
+            value={"data": [], "index": [], "columns": TABLE_COLUMNS}, label="clusters"
+        )
+        self.table.read_only = True
+        self.foreground_select = Select(label="foreground clusters", choices=[])
+        self.mask_button = PushButton(text="Make foreground mask", enabled=False)
+        self.k_min = SpinBox(label="k min", value=2, min=2, max=254)
+        self.k_max = SpinBox(label="k max", value=10, min=3, max=255)
+        self.elbow_button = PushButton(text="Elbow plot")
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        self.extend(
+            [
+                self.image_combo,
+                self.roi_combo,
+                self.channels_first,
+                self.n_clusters,
+                self.spatial_weight,
+                self.sigma,
+                self.channel_scaling,
+                self.seed,
+                self.posterise,
+                self.run_button,
+                self.cancel_button,
+                self.progress,
+                self.table,
+                self.foreground_select,
+                self.mask_button,
+                self.k_min,
+                self.k_max,
+                self.elbow_button,
+                self.status,
+            ]
+        )
+        self.run_button.changed.connect(self._on_run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.mask_button.changed.connect(self._on_make_mask)
+        self.elbow_button.changed.connect(self._on_elbow)
+        self.image_combo.changed.connect(self._on_image_changed)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self.reset_choices()
+        self._on_image_changed()
+
+    # -- layer choices -------------------------------------------------------------
+    def _image_choices(self, _widget=None) -> list:
+        return layer_choices(self._viewer, "image")
+
+    def _labels_choices(self, _widget=None) -> list:
+        return layer_choices(self._viewer, "labels")
+
+    def _on_image_changed(self, _value=None) -> None:
+        image = self.image_combo.value
+        self.channels_first.visible = image is not None and not image.rgb
+
+    # -- options ---------------------------------------------------------------------
+    def _common_options(self) -> tuple[Any, dict[str, Any]]:
+        """The selected image layer and the core keyword arguments shared by both jobs."""
+        image = self.image_combo.value
+        if image is None:
+            raise ClusterError(
+                "no Image layer selected: add or open an image, then pick it under 'image'."
+            )
+        channel_axis = image_channel_axis(image, channels_first=self.channels_first.value)
+        data = _layer_data(image)
+        spatial = tuple(
+            s
+            for a, s in enumerate(data.shape)
+            if channel_axis is None or a != channel_axis % data.ndim
+        )
+        roi_layer = self.roi_combo.value
+        roi = None
+        if roi_layer is not None:
+            roi = _layer_data(roi_layer)
+            if tuple(roi.shape) != spatial:
+                raise ClusterError(
+                    f"ROI '{roi_layer.name}' has shape {tuple(roi.shape)} but image '{image.name}' has "
+                    f"spatial shape {spatial}; pick a Labels layer drawn on this image."
+                )
+        options = {
+            "channel_axis": channel_axis,
+            "channel_scaling": self.channel_scaling.value,
+            "spatial_weight": float(self.spatial_weight.value),
+            "sigma": float(self.sigma.value),
+            "mask": roi,
+            "scale": spatial_transform(image, channel_axis)["scale"],
+            "random_state": int(self.seed.value),
+        }
+        return image, options
+
+    # -- running -------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _start(self, job, on_returned, message: str):
+        """Run the generator ``job`` in a worker thread; returns the worker."""
+        if self.running:
+            raise ClusterError("a computation is already running; wait for it or cancel it.")
+        # errors reach _show_error (a notification); ignore_errors keeps superqt from re-raising them
+        worker = thread_worker(job, start_thread=False, ignore_errors=True)()
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(on_returned)
+        worker.errored.connect(self._show_error)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        for button in (self.run_button, self.elbow_button, self.mask_button):
+            button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+        self.status.value = message
+        worker.start()
+        return worker
+
+    def _on_run(self, _value=None) -> None:
+        try:
+            self.start_clustering()
+        except ValueError as err:  # ClusterError: the message says what to change
+            self._show_error(err)
+
+    def start_clustering(self):
+        """Cluster the selected image in a worker thread; returns the worker."""
+        image, options = self._common_options()
+        data = _layer_data(image)
+        n_clusters = int(self.n_clusters.value)
+        layer_name = image.name
+
+        def job():
+            return (yield from _guarded(cluster_pixels_steps(data, n_clusters, **options)))
+
+        def done(result: ClusterResult) -> None:
+            self._show_result(layer_name, image, result)
+
+        return self._start(job, done, f"clustering '{image.name}' into {n_clusters} clusters...")
+
+    def _on_elbow(self, _value=None) -> None:
+        try:
+            self.start_elbow()
+        except ValueError as err:
+            self._show_error(err)
+
+    def start_elbow(self):
+        """Compute the k-choice scores for k min..k max in a worker thread; returns the worker."""
+        image, options = self._common_options()
+        if self.k_max.value <= self.k_min.value:
+            raise ClusterError(
+                f"k max ({self.k_max.value}) must be larger than k min ({self.k_min.value})."
+            )
+        data = _layer_data(image)
+        ks = range(int(self.k_min.value), int(self.k_max.value) + 1)
+
+        def job():
+            return (yield from _guarded(choose_k_steps(data, ks, **options)))
+
+        return self._start(
+            job, self._show_scores, f"comparing k = {ks.start}..{ks.stop - 1} on a sample..."
+        )
+
+    def cancel(self, _value=None) -> None:
+        """Stop the running computation at its next progress step."""
+        if self.worker is not None:
+            self.status.value = "cancelling..."
+            self.worker.quit()
+
+    def _on_progress(self, fraction: float) -> None:
+        self.progress.value = round(100 * fraction)
+
+    def _on_aborted(self) -> None:
+        self.status.value = "cancelled; nothing was changed."
+        show_info("Cluster segmentation cancelled.")
+
+    def _show_error(self, err: BaseException) -> None:
+        self.status.value = f"error: {err}"
+        show_error(f"Cluster segmentation: {err}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled = True
+        self.elbow_button.enabled = True
+        self.cancel_button.enabled = False
+        self.mask_button.enabled = self.result is not None
+
+    # -- results -> layers -----------------------------------------------------------
+    def _show_result(self, image_name: str, image, result: ClusterResult) -> None:
+        channel_axis = result.model.channel_axis
+        transform = spatial_transform(image, channel_axis)
+        counts = result.pixel_counts
+        metadata = {
+            METADATA_KEY: {
+                "image": image_name,
+                "params": result.params,
+                "model": result.model.to_dict(),
+                "pixel_counts": counts.tolist(),
+            }
+        }
+        labels_layer = update_or_add_layer(
+            self._viewer,
+            image_name + CLUSTERS_SUFFIX,
+            "labels",
+            data=result.labels,
+            metadata=metadata,
+            **transform,
+        )
+        if self.posterise.value:
+            update_or_add_layer(
+                self._viewer,
+                image_name + POSTERISED_SUFFIX,
+                "image",
+                data=result.posterized(),
+                rgb=image.rgb,
+                metadata=metadata,
+                **spatial_transform(image, None),  # same axes as the image, channels included
+            )
+        self.result = result
+        self._result_layer_name = labels_layer.name
+        self._result_image = image
+        self._fill_table(result, counts)
+        self.progress.value = 100
+        self.status.value = (
+            f"{result.model.n_clusters} clusters in '{labels_layer.name}' "
+            f"(fitted on {result.params['n_samples']:,} pixels, seed {result.params['random_state']})."
+        )
+        show_info(self.status.value)
+
+    def _fill_table(self, result: ClusterResult, counts: np.ndarray) -> None:
+        total = max(int(counts.sum()), 1)
+        rows = [
+            [cluster_id, _format_centre(centre), int(count), round(100 * int(count) / total, 2)]
+            for cluster_id, (centre, count) in enumerate(zip(result.centers, counts), start=1)
+        ]
+        self.table.value = {
+            "data": rows,
+            "index": list(range(1, len(rows) + 1)),
+            "columns": TABLE_COLUMNS,
+        }
+        self.foreground_select.choices = [
+            (f"{cluster_id}: {_format_centre(centre)}", cluster_id)
+            for cluster_id, centre in enumerate(result.centers, start=1)
+        ]
+
+    def _on_make_mask(self, _value=None) -> None:
+        try:
+            self.make_foreground_mask()
+        except ValueError as err:
+            self._show_error(err)
+
+    def make_foreground_mask(self):
+        """Labels layer ``"<image> foreground"`` (0/1) from the clusters chosen in the list."""
+        if self.result is None:
+            raise ClusterError("run the clustering first, then choose the foreground clusters.")
+        chosen = sorted(int(i) for i in self.foreground_select.value)
+        if not chosen:
+            raise ClusterError("choose one or more clusters in 'foreground clusters' first.")
+        image = self._result_image
+        mask = self.result.foreground(chosen)
+        layer = update_or_add_layer(
+            self._viewer,
+            image.name + FOREGROUND_SUFFIX,
+            "labels",
+            data=mask,
+            metadata={
+                FOREGROUND_METADATA_KEY: {
+                    "clusters_layer": self._result_layer_name,
+                    "cluster_ids": chosen,
+                }
+            },
+            **spatial_transform(image, self.result.model.channel_axis),
+        )
+        self.status.value = f"foreground = clusters {chosen} in '{layer.name}'."
+        show_info(self.status.value)
+        return layer
+
+    def _show_scores(self, scores: KScores) -> None:
+        self.scores = scores
+        try:
+            canvas = self._plot_canvas()
+        except ImportError:
+            self._show_error(
+                ClusterError("the elbow plot needs matplotlib: pip install matplotlib")
+            )
+            return
+        figure = canvas.figure
+        figure.clear()
+        panels = [
+            ("inertia (elbow)", scores.inertia),
+            ("silhouette (higher = better)", scores.silhouette),
+            ("Calinski-Harabasz (higher = better)", scores.calinski_harabasz),
+            ("Davies-Bouldin (lower = better)", scores.davies_bouldin),
+        ]
+        for index, (title, values) in enumerate(panels, start=1):
+            axes = figure.add_subplot(2, 2, index)
+            axes.plot(scores.k, values, marker="o")
+            axes.set_title(title, fontsize=8)
+            axes.set_xticks(scores.k)
+            axes.tick_params(labelsize=7)
+        figure.tight_layout()
+        canvas.draw_idle()
+        best = int(scores.k[np.argmax(scores.silhouette)])
+        self.progress.value = 100
+        self.status.value = (
+            f"k = {scores.k[0]}..{scores.k[-1]} scored on {scores.n_scored:,} pixels "
+            f"(silhouette on {scores.n_silhouette:,}); best silhouette at k = {best}."
+        )
+
+    def _plot_canvas(self):
+        """The matplotlib canvas at the bottom of the widget, made on first use."""
+        if self._canvas is None:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+
+            self._canvas = FigureCanvasQTAgg(Figure(figsize=(4, 3.2)))
+            self._canvas.setMinimumHeight(260)
+            self.native.layout().addWidget(self._canvas)
+        return self._canvas
+
+
+def _guarded(steps):
+    """Run a core progress generator in the worker, turning unexpected errors into JobFailed.
+
+    ClusterError (a ValueError) passes unchanged; a RuntimeError would only be
+    warned about by the worker, so it is wrapped.
+    """
+    try:
+        return (yield from steps)
+    except RuntimeError as err:
+        raise JobFailed(f"{type(err).__name__}: {err}") from err

@@ -1,0 +1,219 @@
+"""Drive the real Cluster segmentation widget on a headless napari viewer.
+
+Run with ``xvfb-run -a python -m pytest tests/test_cluster_widget.py``.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_patchwork import cluster
+from napari_patchwork._widgets import cluster_widget as widget_module
+from napari_patchwork._widgets.cluster_widget import METADATA_KEY, ClusterWidget
+from napari_patchwork.sample import sample_image, sample_mask
+
+SCALE = (0.5, 0.25)
+TRANSLATE = (10.0, -4.0)
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample_image(), name="ihc", scale=SCALE, translate=TRANSLATE)
+    widget = ClusterWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return viewer, widget
+
+
+@pytest.fixture
+def notifications():
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)
+
+
+def click_and_wait(qtbot, widget, button) -> None:
+    button.native.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+
+
+def error_messages(notifications) -> list[str]:
+    return [str(n.message) for n in notifications if n.severity == "error"]
+
+
+def test_run_adds_labels_on_the_image_grid_with_parameters(viewer_widget, qtbot, notifications):
+    viewer, widget = viewer_widget
+    widget.n_clusters.value = 4
+    widget.seed.value = 3
+    widget.run_button.native.click()
+    assert widget.running and not widget.run_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+    layer = viewer.layers["ihc clusters"]
+    assert layer.data.dtype == np.uint8 and layer.data.shape == (512, 512)
+    assert set(np.unique(layer.data)) == {1, 2, 3, 4}
+    np.testing.assert_allclose(layer.scale, SCALE)
+    np.testing.assert_allclose(layer.translate, TRANSLATE)
+    meta = layer.metadata[METADATA_KEY]
+    assert meta["params"]["n_clusters"] == 4 and meta["params"]["random_state"] == 3
+    assert meta["params"]["scale"] == list(SCALE)
+    # the same call on the core gives the same labels: the widget adds nothing of its own
+    expected = cluster.cluster_pixels(
+        sample_image(), 4, channel_axis=-1, random_state=3, scale=SCALE
+    )
+    np.testing.assert_array_equal(layer.data, expected.labels)
+    # the stored model re-applies to the image with the same ids
+    model = cluster.ClusterModel.from_dict(meta["model"])
+    np.testing.assert_array_equal(model.predict(sample_image()), layer.data)
+    # table: one row per cluster, counts add up to the image
+    table = widget.table.value["data"]
+    assert [row[0] for row in table] == [1, 2, 3, 4]
+    assert sum(row[2] for row in table) == 512 * 512
+    assert not error_messages(notifications)
+
+
+def test_running_again_replaces_the_layer_and_posterises(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    click_and_wait(qtbot, widget, widget.run_button)
+    widget.n_clusters.value = 3
+    widget.posterise.value = True
+    click_and_wait(qtbot, widget, widget.run_button)
+    names = [layer.name for layer in viewer.layers]
+    assert names.count("ihc clusters") == 1 and "ihc posterised" in names
+    labels = viewer.layers["ihc clusters"].data
+    assert labels.max() == 3
+    posterised = viewer.layers["ihc posterised"]
+    assert (
+        posterised.rgb
+        and posterised.data.shape == (512, 512, 3)
+        and posterised.data.dtype == np.uint8
+    )
+    np.testing.assert_allclose(posterised.scale, SCALE)
+    # every pixel of one cluster has that cluster's colour
+    colours = posterised.data[labels == 2]
+    assert (colours == colours[0]).all()
+
+
+def test_roi_keeps_zero_outside(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    roi = np.zeros((512, 512), dtype=np.uint8)
+    roi[100:300, 50:450] = 1
+    viewer.add_labels(roi, name="roi", scale=SCALE, translate=TRANSLATE)
+    widget.roi_combo.value = viewer.layers["roi"]
+    click_and_wait(qtbot, widget, widget.run_button)
+    labels = viewer.layers["ihc clusters"].data
+    assert (labels[roi == 0] == 0).all() and (labels[roi == 1] > 0).all()
+
+
+def test_foreground_mask_from_chosen_clusters(viewer_widget, qtbot, notifications):
+    viewer, widget = viewer_widget
+    assert not widget.mask_button.enabled  # nothing to choose from yet
+    click_and_wait(qtbot, widget, widget.run_button)
+    assert widget.mask_button.enabled
+    widget.foreground_select.value = [1, 2]  # the two darkest clusters: stained tissue
+    widget.mask_button.native.click()
+    mask_layer = viewer.layers["ihc foreground"]
+    labels = viewer.layers["ihc clusters"].data
+    np.testing.assert_array_equal(mask_layer.data, np.isin(labels, [1, 2]).astype(np.uint8))
+    np.testing.assert_allclose(mask_layer.scale, SCALE)
+    assert mask_layer.metadata["napari_patchwork.foreground"]["cluster_ids"] == [1, 2]
+    # the dark clusters are enriched in the (dark-stained) nuclei of the bundled mask
+    nuclei = sample_mask() > 0
+    assert mask_layer.data[nuclei].mean() > mask_layer.data[~nuclei].mean()
+    assert not error_messages(notifications)
+
+
+def test_errors_are_notifications_and_leave_the_viewer_alone(viewer_widget, qtbot, notifications):
+    viewer, widget = viewer_widget
+    flat = np.zeros((64, 64), dtype=np.uint8)
+    flat[:, 32:] = 200  # two grey levels only
+    viewer.add_image(flat, name="flat")
+    widget.image_combo.value = viewer.layers["flat"]
+    widget.n_clusters.value = 5
+    click_and_wait(qtbot, widget, widget.run_button)
+    assert any("2 distinct" in message for message in error_messages(notifications))
+    assert "flat clusters" not in viewer.layers
+    assert widget.run_button.enabled and "error" in widget.status.value
+
+    # a ROI drawn on another image is refused before anything runs
+    viewer.add_labels(np.ones((10, 10), dtype=np.uint8), name="small roi")
+    widget.roi_combo.value = viewer.layers["small roi"]
+    widget.run_button.native.click()
+    assert not widget.running
+    assert any(
+        "pick a Labels layer drawn on this image" in m for m in error_messages(notifications)
+    )
+
+    # no result yet for this widget's mask button: it stays disabled; the method explains
+    with pytest.raises(cluster.ClusterError, match="run the clustering first"):
+        widget.make_foreground_mask()
+
+
+def test_cancel_stops_the_run_and_adds_nothing(viewer_widget, qtbot, monkeypatch):
+    viewer, widget = viewer_widget
+    real_steps = widget_module.cluster_pixels_steps
+
+    def slow_steps(*args, **kwargs):  # the real computation, with time to press Cancel
+        steps = real_steps(*args, **kwargs)
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            time.sleep(0.05)
+            yield progress
+
+    monkeypatch.setattr(widget_module, "cluster_pixels_steps", slow_steps)
+    widget.run_button.native.click()
+    widget.worker.yielded.connect(lambda _progress: widget.cancel_button.native.click())
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert "cancelled" in widget.status.value
+    assert "ihc clusters" not in viewer.layers
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    # and a normal run still works afterwards
+    monkeypatch.setattr(widget_module, "cluster_pixels_steps", real_steps)
+    click_and_wait(qtbot, widget, widget.run_button)
+    assert "ihc clusters" in viewer.layers
+
+
+def test_elbow_plot_draws_the_scores(viewer_widget, qtbot, notifications):
+    _viewer, widget = viewer_widget
+    widget.k_min.value, widget.k_max.value = 2, 5
+    click_and_wait(qtbot, widget, widget.elbow_button)
+    scores = widget.scores
+    np.testing.assert_array_equal(scores.k, [2, 3, 4, 5])
+    axes = widget._canvas.figure.axes
+    assert len(axes) == 4
+    np.testing.assert_allclose(axes[0].lines[0].get_ydata(), scores.inertia)
+    assert widget._canvas.parent() is widget.native  # drawn in the dock widget
+    assert "best silhouette" in widget.status.value
+    assert not error_messages(notifications)
+
+
+def test_multichannel_first_axis_and_3d_stack(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rgb = sample_image()[:128, :128]
+    channels_first = np.moveaxis(rgb, -1, 0).astype(np.uint16) * 100  # (3, y, x), 16-bit
+    viewer.add_image(channels_first, name="multi", scale=(1, 2, 2))
+    widget = ClusterWidget(viewer)
+    widget.channels_first.value = True
+    widget.n_clusters.value = 3
+    click_and_wait(qtbot, widget, widget.run_button)
+    labels = viewer.layers["multi clusters"]
+    assert labels.data.shape == (128, 128)
+    np.testing.assert_allclose(labels.scale, (2, 2))
+
+    stack = np.stack([rgb[..., 0], rgb[::-1, :, 0], rgb[..., 0]])  # (z, y, x) grayscale
+    viewer.add_image(stack, name="stack")
+    widget.image_combo.value = viewer.layers["stack"]
+    widget.channels_first.value = False
+    click_and_wait(qtbot, widget, widget.run_button)
+    stack_labels = viewer.layers["stack clusters"].data
+    assert stack_labels.shape == stack.shape
+    np.testing.assert_array_equal(stack_labels[0], stack_labels[2])  # one model: same ids per slice
+    np.testing.assert_array_equal(stack_labels[1], stack_labels[0][::-1])
