@@ -184,6 +184,12 @@ def test_save_selected_layers_then_open_in_a_viewer(make_napari_viewer, npe2pm, 
     for layer in (image, labels, shapes):
         viewer.add_layer(layer)
     viewer.layers.selection = {image, labels, shapes}
+    # the entry users pick under "Files of type" in the Save Selected Layers dialog
+    from napari.plugins import _npe2
+
+    filters, writers = _npe2.file_extensions_string_for_layers([image, labels, shapes])
+    assert "Patchwork Patch folder (napari-patchwork) (*.*)" in filters.split(";;")
+    assert any(w.command == "napari-patchwork.write_patches" for w in writers)
     path = tmp_path / "saved"
     assert viewer.layers.save(str(path), selected=True, plugin="napari-patchwork") == [str(path)]
     assert len(list((path / "images").iterdir())) == 20  # 4 x 5 patches of 30 px
