@@ -322,7 +322,7 @@ def write_patch(
             data = array if array.ndim >= 2 else array.reshape(1, -1)
             # plain 2D and RGB pages read back in their shape without tifffile's shape
             # description, which costs more time than writing a 256 px patch
-            plain = data.ndim == 2 or photometric == "rgb"
+            plain = data.ndim == 2 or (photometric == "rgb" and data.ndim == 3)
 
             def write(fh, data=data, photometric=photometric, plain=plain):
                 import tifffile
@@ -654,7 +654,13 @@ def plan_export(
                 mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
             )
         )
-    rgb = axis == ndim - 1 and channels in (3, 4) and image_dtype in (np.uint8, np.uint16)
+    # RGB(A) TIFF pages need y, x and a last axis of 3 or 4 uint8/uint16 samples
+    rgb = (
+        axis == ndim - 1
+        and grid.ndim >= 2
+        and channels in (3, 4)
+        and image_dtype in (np.uint8, np.uint16)
+    )
     settings = PatchSettings(
         fmt=fmt,
         compression=compression,
