@@ -67,7 +67,8 @@ MAX_CLUSTERS = int(np.iinfo(np.uint16).max)
 
 ID_ORDER = (
     "ascending mean channel value of the centre in image units (1 = darkest); "
-    "ties broken by the channel values in channel order, then by position"
+    "ties (within 1e-4 standard deviations) broken by the channel values in channel order, "
+    "then by position"
 )
 """The documented rule that numbers clusters 1..k."""
 
@@ -178,7 +179,8 @@ class _Pixels:
     """An image prepared for clustering: channel axis last, smoothed, ROI as a bool mask."""
 
     values: Any  # (*spatial_shape, n_channels), numpy or dask
-    channel_axis: int | None  # normalised axis of the original image
+    channel_axis: int | None  # as given by the caller (e.g. -1), None for one channel
+    image_ndim: int  # of the original image
     scale: tuple[float, ...]  # physical pixel size per spatial axis
     mask: np.ndarray | None  # bool, spatial_shape; None = every pixel
     dtype: np.dtype  # of the original image
@@ -241,7 +243,6 @@ def _prepare(
                 f"grayscale images channel_axis=None (or raise max_channels={max_channels})."
             )
         values = image if axis == image.ndim - 1 else _moveaxis(image, axis, -1)
-        channel_axis = axis
     spatial = tuple(int(s) for s in values.shape[:-1])
     if math.prod(spatial) == 0 or values.shape[-1] == 0:
         raise ClusterError(f"the image is empty (shape {tuple(image.shape)}).")
@@ -256,7 +257,10 @@ def _prepare(
     )
     if any(sigma_px):
         values = _smooth(values, sigma_px)
-    return _Pixels(values, channel_axis, pixel_size, _prepare_mask(mask, spatial), dtype)
+    channel_axis = None if channel_axis is None else int(channel_axis)
+    return _Pixels(
+        values, channel_axis, image.ndim, pixel_size, _prepare_mask(mask, spatial), dtype
+    )
 
 
 def _moveaxis(array: Any, source: int, destination: int) -> Any:
@@ -386,7 +390,8 @@ class ClusterModel:
         space (channels first, then spatial features), row ``i`` is cluster id ``i + 1``.
     channel_offset, channel_scale : ``(n_channels,)`` float64; scaled channel
         feature = ``(value - offset) / scale`` (see the module docstring).
-    channel_axis : the channel axis of the fitted image (normalised), None for one channel.
+    channel_axis : the channel axis given for the fitted image (e.g. -1 for RGB, so the
+        model also fits a stack of RGB frames), None for one channel.
     channel_scaling : ``"shared"`` or ``"per_channel"``.
     spatial_weight : weight of the position features (0 = colour only).
     spatial_axes : spatial axes whose position is a feature, as negative indices
@@ -551,15 +556,24 @@ class ClusterModel:
     ) -> Any:
         """Label ``image`` with this model: ids ``1..k`` (0 outside ``mask``), shape = spatial shape.
 
-        ``channel_axis`` defaults to the fitted image's; ``scale`` (physical pixel
-        size per spatial axis) to the fitted one. The model's smoothing is applied.
-        numpy in, numpy out; dask in, lazy dask out.
+        ``channel_axis`` defaults to the fitted image's. The model's smoothing and
+        positions apply to the spatial axes it was fitted on, aligned from the last
+        axis: a model fitted on 2D frames labels each frame of a stack exactly as it
+        labels that frame alone. ``scale`` (physical pixel size per spatial axis)
+        defaults to the fitted one (1 on extra leading axes). numpy in, numpy out;
+        dask in, lazy dask out.
         """
+        image = image if _is_dask(image) else np.asarray(image)
+        channel_axis = self.channel_axis if channel_axis is ... else channel_axis
+        n_spatial = image.ndim - (channel_axis is not None)
+        fitted_sigma = (
+            (self.sigma,) * len(self.scale) if np.ndim(self.sigma) == 0 else tuple(self.sigma)
+        )
         pixels = _prepare(
             image,
-            channel_axis=self.channel_axis if channel_axis is ... else channel_axis,
-            scale=self.scale if scale is None else scale,
-            sigma=self.sigma,
+            channel_axis=channel_axis,
+            scale=_trailing(self.scale, n_spatial, 1.0) if scale is None else scale,
+            sigma=_trailing(fitted_sigma, n_spatial, 0.0),
             mask=mask,
             max_channels=max_channels,
         )
@@ -643,6 +657,12 @@ class ClusterModel:
         if not isinstance(data, dict):
             raise ClusterError(f"{path} is not a cluster model (expected a JSON object).")
         return cls.from_dict(data)
+
+
+def _trailing(values: Sequence[float], n: int, fill: float) -> tuple[float, ...]:
+    """The last ``n`` of ``values``, padded in front with ``fill`` if there are fewer."""
+    values = tuple(values)
+    return (fill,) * (n - len(values)) + values[max(0, len(values) - n) :]
 
 
 def _label_dask_block(
@@ -788,12 +808,13 @@ def _resolve_spatial_axes(
     spatial_axes: Sequence[int] | None, image_ndim: int, channel_axis: int | None
 ) -> tuple[int, ...]:
     """Image axes -> negative indices into the spatial shape (channel axis removed)."""
-    spatial = [a for a in range(image_ndim) if a != channel_axis]
+    channel = None if channel_axis is None else channel_axis % image_ndim
+    spatial = [a for a in range(image_ndim) if a != channel]
     if spatial_axes is None:
         chosen = spatial
     else:
         chosen = sorted({_normalize_axis(a, image_ndim, "spatial_axes") for a in spatial_axes})
-        if channel_axis in chosen:
+        if channel in chosen:
             raise ClusterError(
                 f"spatial_axes {tuple(spatial_axes)} includes the channel axis {channel_axis}."
             )
@@ -828,7 +849,6 @@ class _Sample:
 
 def _draw_sample(
     pixels: _Pixels,
-    image_ndim: int,
     *,
     channel_scaling: str,
     spatial_weight: float,
@@ -853,7 +873,7 @@ def _draw_sample(
             f"sample_size must be an integer of at least 2 pixels, got {sample_size!r}."
         )
     position_axes = (
-        _resolve_spatial_axes(spatial_axes, image_ndim, pixels.channel_axis)
+        _resolve_spatial_axes(spatial_axes, pixels.image_ndim, pixels.channel_axis)
         if spatial_weight > 0
         else ()
     )
@@ -936,10 +956,18 @@ def _kmeans(features: np.ndarray, n_clusters: int, n_init: int, rng: np.random.G
 
 
 def _sort_centers(model: ClusterModel, centers: np.ndarray) -> np.ndarray:
-    """Centres in :data:`ID_ORDER`."""
+    """Centres in :data:`ID_ORDER`.
+
+    Keys are compared on a grid of 1e-4 standard deviations, so float rounding in
+    the centres (e.g. 12.99999 vs 13.00001 for equally bright colours) counts as a
+    tie and the channel values decide, as documented.
+    """
     in_image_units = centers[:, : model.n_channels] * model.channel_scale + model.channel_offset
-    brightness = in_image_units.mean(axis=1)
-    keys = [brightness, *in_image_units.T, *centers[:, model.n_channels :].T]
+    step = 1e-4 * model.channel_scale.min()
+    channel_keys = np.rint(in_image_units / step)
+    brightness = np.rint(in_image_units.mean(axis=1) / step)
+    position_keys = np.rint(centers[:, model.n_channels :] / 1e-4)
+    keys = [brightness, *channel_keys.T, *position_keys.T]
     return centers[np.lexsort(keys[::-1])]
 
 
@@ -1093,7 +1121,6 @@ def cluster_pixels_steps(
     For GUIs: drive it in a worker thread and stop it between yields to cancel.
     """
     n_clusters = _check_n_clusters(n_clusters)
-    image_ndim = int(np.ndim(image)) if not _is_dask(image) else image.ndim
     pixels = _prepare(
         image,
         channel_axis=channel_axis,
@@ -1106,7 +1133,6 @@ def cluster_pixels_steps(
     rng = np.random.default_rng(random_state)
     sample = _draw_sample(
         pixels,
-        image_ndim,
         channel_scaling=channel_scaling,
         spatial_weight=spatial_weight,
         spatial_axes=spatial_axes,
@@ -1228,7 +1254,6 @@ def choose_k_steps(
         raise ClusterError(
             "k_values is empty; give the numbers of clusters to compare, e.g. range(2, 11)."
         )
-    image_ndim = image.ndim if _is_dask(image) else int(np.ndim(image))
     pixels = _prepare(
         image,
         channel_axis=channel_axis,
@@ -1240,7 +1265,6 @@ def choose_k_steps(
     rng = np.random.default_rng(random_state)
     sample = _draw_sample(
         pixels,
-        image_ndim,
         channel_scaling=channel_scaling,
         spatial_weight=spatial_weight,
         spatial_axes=spatial_axes,
