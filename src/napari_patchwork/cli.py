@@ -103,6 +103,13 @@ class TqdmProgress:
         self._bar.close()
 
 
+def lazy_for(args: argparse.Namespace) -> bool | None:
+    """``--lazy`` as given; with ``--scheduler`` and no ``--lazy`` flag, lazy (dask) inputs."""
+    if args.lazy is None and args.scheduler:
+        return True
+    return args.lazy
+
+
 def connect_scheduler(address: str | None):
     """A dask.distributed Client for ``--scheduler`` (it becomes dask's default), or None."""
     if address is None:
@@ -123,11 +130,12 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
     images = expand_inputs(args.images)
     client = connect_scheduler(args.scheduler)
+    lazy = lazy_for(args)
     try:
         for image_path in images:
-            image = load(image_path, args.lazy)
+            image = load(image_path, lazy)
             mask_path = mask_for(image_path, args.mask, len(images))
-            mask = None if mask_path is None else load(mask_path, args.lazy)
+            mask = None if mask_path is None else load(mask_path, lazy)
             out = Path(args.output) if len(images) == 1 else Path(args.output) / image_path.name.split(".")[0]
             progress = TqdmProgress(image_path.name, disable=args.quiet)
             try:
@@ -144,6 +152,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     overwrite=args.overwrite,
                     stem=image_path.name.split(".")[0],
+                    as_dask_tasks=client is not None,
                     progress=progress,
                 )
             finally:
@@ -165,13 +174,14 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if len(images) > 1 and out.suffix:
         raise CLIError("several images: give an output folder with -o, not a file name.")
     client = connect_scheduler(args.scheduler)
+    lazy = lazy_for(args)
     try:
         model = ClusterModel.load(args.model) if args.model else None
         for image_path in images:
-            image = load(image_path, args.lazy)
+            image = load(image_path, lazy)
             channel_axis = channel_axis_arg(args.channel_axis, tuple(image.shape))
             mask_path = mask_for(image_path, args.mask, len(images))
-            mask = None if mask_path is None else load(mask_path, args.lazy)
+            mask = None if mask_path is None else load(mask_path, lazy)
             if model is None:
                 result = cluster_pixels(
                     image, args.k, channel_axis=channel_axis, spatial_weight=args.spatial_weight,

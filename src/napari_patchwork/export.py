@@ -1020,6 +1020,61 @@ def _batches(
         yield batch
 
 
+def _export_batches_here(
+    image: Any, mask: Any, batches: Iterable[list[PatchInfo]], settings: PatchSettings, out: Path
+) -> Iterable[list[PatchRecord]]:
+    """Export in this process, yielding ``[record]`` after each patch.
+
+    Per batch, the mask regions are read first; image regions are read (one
+    ``dask.compute`` for dask input) only for patches the mask filter keeps.
+    """
+    channel_axis = settings.channel_axis
+    for batch in batches:
+        masks = (
+            [None] * len(batch)
+            if mask is None
+            else read_regions(mask, [p.region(mask.ndim, None) for p in batch])
+        )
+        decided = {p.index: screen_patch(m, p, settings) for p, m in zip(batch, masks)}
+        to_read = [p for p in batch if decided[p.index] is None]
+        images = iter(read_regions(image, [p.region(len(image.shape), channel_axis) for p in to_read]))
+        for info, mask_region in zip(batch, masks):
+            record = decided[info.index]
+            if record is None:
+                record = export_patch(next(images), mask_region, info, settings, out)
+            yield [record]
+
+
+def _export_batches_as_dask_tasks(
+    image: Any, mask: Any, batches: Iterable[list[PatchInfo]], settings: PatchSettings, out: Path
+) -> Iterable[list[PatchRecord]]:
+    """For each batch, one ``dask.compute`` of one :func:`export_patch` task per patch.
+
+    Numpy inputs are wrapped as dask arrays first, so a task ships only its region.
+    """
+    import dask
+    import dask.array as da
+
+    def lazy(array: Any) -> Any:
+        return array if _is_dask(array) else da.from_array(array, chunks="auto")
+
+    image = lazy(image)
+    mask = None if mask is None else lazy(mask)
+    export_task = dask.delayed(export_patch, pure=False)
+    for batch in batches:
+        tasks = [
+            export_task(
+                image[info.region(image.ndim, settings.channel_axis)],
+                None if mask is None else mask[info.region(mask.ndim, None)],
+                info,
+                settings,
+                str(out),
+            )
+            for info in batch
+        ]
+        yield list(dask.compute(*tasks))
+
+
 def iter_export(
     out_dir: str | os.PathLike,
     image: Any,
@@ -1027,6 +1082,7 @@ def iter_export(
     *,
     overwrite: bool = False,
     read_batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
+    as_dask_tasks: bool = False,
     **options: Any,
 ) -> Generator[ExportProgress, None, ExportResult]:
     """:func:`export_patches` as a generator: yields :class:`ExportProgress` after each patch.
@@ -1034,6 +1090,12 @@ def iter_export(
     Its return value (``StopIteration.value``, or ``result = yield from ...``) is the
     :class:`ExportResult`. Stopping early (``close()``, an exception) leaves a
     folder that a re-run with the same settings resumes.
+
+    With ``as_dask_tasks`` every patch (read its region, filter, write its files)
+    is one dask task, computed a batch at a time; progress then comes per batch.
+    Under a ``dask.distributed`` Client (the default scheduler once created) the
+    tasks run on the cluster's workers, which must see ``out_dir``; the journal,
+    manifest and ``dataset.json`` are written here.
     """
     plan = plan_export(image, mask, **options)
     image = _array_like(image, "image")
@@ -1044,32 +1106,22 @@ def iter_export(
     todo = [p for p in plan.patches if p.index not in records]
     progress = ExportProgress(done=len(records), total=len(plan.patches), resumed=resumed)
     yield replace(progress)
-    ndim = len(image.shape)
     channel_axis = plan.settings.channel_axis
     bytes_per_pixel = np.dtype(image.dtype).itemsize * (
         1 if channel_axis is None else image.shape[channel_axis]
     )
     bytes_per_pixel += 0 if mask is None else np.dtype(mask.dtype).itemsize
+    batches = _batches(todo, bytes_per_pixel, read_batch_bytes)
+    export_batches = _export_batches_as_dask_tasks if as_dask_tasks else _export_batches_here
     with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal:
-        for batch in _batches(todo, bytes_per_pixel, read_batch_bytes):
-            masks = (
-                [None] * len(batch)
-                if mask is None
-                else read_regions(mask, [p.region(mask.ndim, None) for p in batch])
-            )
-            decided = {p.index: screen_patch(m, p, plan.settings) for p, m in zip(batch, masks)}
-            to_read = [p for p in batch if decided[p.index] is None]
-            images = iter(read_regions(image, [p.region(ndim, channel_axis) for p in to_read]))
-            for info, mask_region in zip(batch, masks):
-                record = decided[info.index]
-                if record is None:
-                    record = export_patch(next(images), mask_region, info, plan.settings, out)
+        for decided in export_batches(image, mask, batches, plan.settings, out):
+            for record in decided:
                 journal.write(json.dumps(asdict(record)) + "\n")
-                journal.flush()
-                records[info.index] = record
-                progress.done += 1
+                records[record.index] = record
                 progress.written += record.kept
-                yield replace(progress)
+            journal.flush()
+            progress.done += len(decided)
+            yield replace(progress)
     return _finish(out, plan, records, progress.written, resumed)
 
 
@@ -1100,6 +1152,7 @@ def export_patches(
     mask_name: str | None = None,
     fsync: bool = False,
     read_batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
+    as_dask_tasks: bool = False,
     progress: Callable[[ExportProgress], Any] | None = None,
 ) -> ExportResult:
     """Write image (and mask) patches, ``manifest.csv`` and ``dataset.json`` to ``out_dir``.
@@ -1131,7 +1184,10 @@ def export_patches(
     scale, translate : the image layer's, per spatial axis (recorded for the reader).
     image_name, mask_name : layer names (recorded).
     fsync : flush every file to disk before renaming it (slower; power-loss safe).
-    progress : called with an :class:`ExportProgress` after each patch.
+    as_dask_tasks : one dask task per patch (read, filter, write), so that under a
+        ``dask.distributed`` Client the workers do the export (see :func:`iter_export`).
+    progress : called with an :class:`ExportProgress` after each patch (each batch
+        with ``as_dask_tasks``).
 
     Returns
     -------
@@ -1143,6 +1199,7 @@ def export_patches(
         mask,
         overwrite=overwrite,
         read_batch_bytes=read_batch_bytes,
+        as_dask_tasks=as_dask_tasks,
         patch_size=patch_size,
         stride=stride,
         edge=edge,
