@@ -53,3 +53,18 @@ def test_guess_channel_axis():
     assert guess_channel_axis((10, 10, 3)) == -1
     assert guess_channel_axis((3, 10, 10)) is None
     assert guess_channel_axis((10, 10)) is None
+
+
+def test_dask_array_written_as_tiff_strip_by_strip(tmp_path, rgb):
+    da = pytest.importorskip("dask.array")
+    strips = []
+
+    def record(block, block_info=None):
+        strips.append(block_info[None]["array-location"][0])
+        return block
+
+    lazy = da.from_array(rgb, chunks=(300, 450, 3)).map_blocks(record, dtype=rgb.dtype)
+    path = write_image(tmp_path / "lazy.tif", lazy)
+    assert np.array_equal(read_image(path), rgb)
+    assert len(strips) == lazy.npartitions  # every chunk computed exactly once
+    assert tifffile.TiffFile(path).pages[0].is_tiled

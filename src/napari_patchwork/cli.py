@@ -194,7 +194,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                 labels = model.predict(image, mask=mask)
             target = out if len(images) == 1 else out / f"{image_path.name.split('.')[0]}_clusters.tif"
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, np.asarray(labels))
+            write_image(target, labels)  # dask labels are written strip by strip
             if not args.quiet:
                 print(f"{image_path}: cluster labels written to {target}")
     finally:

@@ -145,24 +145,68 @@ def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
     return None
 
 
+WRITE_TILE = 256
+"""Tile size (px) of TIFFs written from dask arrays."""
+
+
+def _is_dask(array) -> bool:
+    return type(array).__module__.startswith("dask.")
+
+
+def _dask_tiles(array, tile: int):
+    """Tiles of a 2D (or 2D + trailing channel) dask array in TIFF order.
+
+    Computes one chunk row at a time (each chunk exactly once) and keeps the rows
+    left over below the last whole tile row for the next one, so memory stays at
+    about one chunk row.
+    """
+    height, width = array.shape[:2]
+    pending = None
+    y0 = 0
+    for rows in array.chunks[0]:
+        block = np.asarray(array[y0 : y0 + rows].compute())
+        y0 += rows
+        pending = block if pending is None else np.concatenate([pending, block])
+        whole = pending.shape[0] // tile * tile if y0 < height else pending.shape[0]
+        for ty in range(0, whole, tile):
+            for tx in range(0, width, tile):
+                piece = pending[ty : ty + tile, tx : tx + tile]
+                if piece.shape[:2] != (tile, tile):
+                    pad = [(0, tile - piece.shape[0]), (0, tile - piece.shape[1])]
+                    piece = np.pad(piece, pad + [(0, 0)] * (piece.ndim - 2))
+                yield piece
+        pending = pending[whole:]
+
+
 def write_image(path: str | os.PathLike, array, *, compression: str | None = "zlib") -> Path:
     """Write a whole array: TIFF (tifffile, BigTIFF when large), PNG/JPEG (imageio) or NPY.
 
-    Writes to a temporary name in the same folder and renames it, so an
-    interrupted write never leaves a half file under the final name.
+    A dask array written as TIFF is computed and written a strip of 256 px tiles
+    at a time (never whole). Writes to a temporary name in the same folder and
+    renames it, so an interrupted write never leaves a half file under the final name.
     """
     path = Path(path)
     suffix = _suffix(path)
     tmp = path.with_name(f".{path.name}.part")
-    array = np.asarray(array)
+    lazy_tiff = _is_dask(array) and suffix in TIFF_SUFFIXES and array.ndim in (2, 3)
+    if not lazy_tiff:
+        array = np.asarray(array)
     try:
         if suffix in TIFF_SUFFIXES:
             import tifffile
 
-            tifffile.imwrite(
-                tmp, array, compression=compression, bigtiff=array.nbytes > 2**31,
+            nbytes = int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
+            options = dict(
+                compression=compression, bigtiff=nbytes > 2**31,
                 photometric="rgb" if guess_channel_axis(array.shape) == -1 else "minisblack",
             )
+            if lazy_tiff:
+                tifffile.imwrite(
+                    tmp, _dask_tiles(array, WRITE_TILE), shape=array.shape, dtype=array.dtype,
+                    tile=(WRITE_TILE, WRITE_TILE), **options,
+                )
+            else:
+                tifffile.imwrite(tmp, array, **options)
         elif suffix == ".npy":
             with open(tmp, "wb") as handle:
                 np.save(handle, array)
