@@ -103,3 +103,29 @@ def test_help_explains_every_option():
     for option in ("--mask", "--size", "--stride", "--edge", "--format", "--min-foreground",
                    "--split", "--scheduler", "--overwrite", "--channel-axis"):
         assert option in result.stdout
+
+
+def test_cluster_writes_labels_and_reapplies_a_saved_model(slide_files):
+    d = slide_files
+    result = run("cluster", d / "a.tif", "-k", "4", "--save-model", d / "model.npz", "-o", d / "labels.tif")
+    assert result.returncode == 0, result.stderr
+    labels = tifffile.imread(d / "labels.tif")
+    assert labels.shape == (512, 512) and labels.dtype == np.uint8
+    assert sorted(np.unique(labels)) == [1, 2, 3, 4]
+    again = run("cluster", d / "[ab].tif", "--model", d / "model.npz", "-o", d / "applied")
+    assert again.returncode == 0, again.stderr
+    for name in ("a", "b"):  # b.tif is the same picture: same ids from the saved model
+        assert np.array_equal(tifffile.imread(d / "applied" / f"{name}_clusters.tif"), labels)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-k", "1"], "at least 2"),
+        (["-k", "4", "--channel-axis", "5"], "channel"),
+    ],
+)
+def test_cluster_bad_input(slide_files, args, message):
+    result = run("cluster", "a.tif", *args, "-o", "x.tif", cwd=slide_files)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
