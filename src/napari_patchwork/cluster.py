@@ -14,7 +14,8 @@ How it works
    * ``channel_scaling="shared"`` (default): one standard deviation for all
      channels (the root mean square of the per-channel ones). Distances keep the
      proportions of the raw values, so the clusters are those of plain k-means on
-     the raw pixels (the classic colour clustering of RGB photos).
+     the raw pixels (the classic colour clustering of RGB photos; z-scoring the
+     channels of the bundled IHC photo instead changed the clusters: ARI 0.81).
    * ``channel_scaling="per_channel"``: each channel divided by its own standard
      deviation (z-score), for channels in unrelated units (fluorescence markers).
 
@@ -23,13 +24,14 @@ How it works
    ``S = (physical area or volume / n_clusters) ** (1 / ndim)`` and multiplied
    by ``spatial_weight``: with weight 1, moving one cluster spacing costs as much
    as one standard deviation of intensity.
-3. **Fit on a sample.** scikit-learn :class:`~sklearn.cluster.KMeans`
-   (k-means++, one initialisation by default) runs on a reproducible random sample
-   of ``sample_size`` pixels from inside the ROI (``random_state`` seeds both the
-   sample and k-means).
-4. **Assign every pixel** to its nearest centre, in blocks of at most ~65k
-   pixels in float32 on a thread pool, so memory stays close to the image size
-   (a dask image stays lazy: ``map_blocks``).
+3. **Fit on a sample.** scikit-learn :class:`~sklearn.cluster.KMeans` runs on a
+   reproducible random sample of ``sample_size`` pixels from inside the ROI
+   (``random_state`` seeds the sample and k-means), coarse to fine: the best of
+   ``n_init`` k-means++ runs on 5,000 of them, refined by Lloyd on the whole sample.
+4. **Assign every pixel** to its nearest centre, in blocks of at most 65,536
+   pixels in float32 on a thread pool (one small matrix product and a running
+   minimum per block), so memory stays close to the size of the labels; a dask
+   image stays lazy (``map_blocks``).
 5. **Stable ids.** Clusters are numbered 1..k by :data:`ID_ORDER`: ascending mean
    channel value of the centre in image units (1 = darkest). 0 is only used for
    pixels outside the ROI (and, for lazy dask input, NaN pixels). Labels are
@@ -78,8 +80,10 @@ MODEL_FORMAT_VERSION = 1
 _SCORE_BYTES_PER_BLOCK = 1 << 21
 """Bytes of float32 distances per block: sets the block size for large k."""
 _MAX_BLOCK_PIXELS = 1 << 16
-_SEEDING_SAMPLE = 10_000
-"""Rows that k-means++ picks the initial centres from."""
+_COARSE_PIXELS_PER_CLUSTER = 100
+_COARSE_SAMPLE = 5_000
+"""Rows of the sample k-means first runs on: at least this, at least 100 per cluster
+(see :func:`_kmeans`)."""
 
 
 class ClusterError(ValueError):
@@ -335,15 +339,27 @@ def _block_slices(shape: Sequence[int], max_pixels: int) -> Iterator[tuple[slice
             yield (*head, slice(start, min(start + step, shape[split])), *whole)
 
 
+def _stratified_ranks(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` sorted distinct integers in ``[0, n)``: one at random in each of ``size``
+    equal runs (a jittered systematic sample).
+
+    O(size) and already sorted (``rng.choice(n, size, replace=False)`` shuffles all
+    ``n`` when ``size > n / 50``), and it covers the image evenly.
+    """
+    bounds = (np.arange(size + 1, dtype=np.float64) * (n / size)).astype(np.int64)
+    return bounds[:-1] + (rng.random(size) * np.diff(bounds)).astype(np.int64)
+
+
 def _sample_flat_indices(pixels: _Pixels, size: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted flat (C-order) indices of ``size`` distinct pixels inside the ROI.
 
-    All ROI pixels when there are no more than ``size``. With a mask, the ranks
+    All ROI pixels when there are no more than ``size``, else a stratified random
+    sample (:func:`_stratified_ranks`) of them. With a mask, the ranks
     drawn among the ROI pixels are mapped to positions block by block, so no
     index array of the whole image is built.
     """
     n_inside = pixels.n_inside
-    ranks = None if size >= n_inside else np.sort(rng.choice(n_inside, size=size, replace=False))
+    ranks = None if size >= n_inside else _stratified_ranks(n_inside, size, rng)
     if pixels.mask is None:
         return np.arange(n_inside, dtype=np.int64) if ranks is None else ranks.astype(np.int64)
     flat_mask = pixels.mask.ravel()
@@ -778,16 +794,21 @@ class _Scorer:
 def _argmin_plus_one(scores: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """Row index + 1 of the minimum of each column of ``scores`` (k, n), and the minimum.
 
-    A running minimum over the k rows: on image data it is several times faster
-    than ``argmin(axis=0)``. NaN scores propagate to the minimum (so NaN pixels
-    can be found); ties go to the lower index like ``argmin``.
+    A running minimum over the k rows, with ufuncs only (they release the GIL, so
+    blocks run in parallel): a row that beats the best so far has a larger index
+    than any id assigned so far, so ``ids = max(ids, better * (row + 1))``. About
+    twice as fast as ``argmin(axis=0)`` on image data. NaN scores propagate to the
+    minimum (so NaN pixels can be found); ties go to the lower index like ``argmin``.
     """
+    n = scores.shape[1]
     best = scores[0].copy()
-    ids = np.ones(scores.shape[1], dtype=dtype)
-    better = np.empty(scores.shape[1], dtype=bool)
+    ids = np.ones(n, dtype=dtype)
+    better = np.empty(n, dtype=bool)
+    candidate = np.empty(n, dtype=dtype)
     for row in range(1, scores.shape[0]):
         np.less(scores[row], best, out=better)
-        np.putmask(ids, better, row + 1)
+        np.multiply(better, dtype.type(row + 1), out=candidate)
+        np.maximum(ids, candidate, out=ids)
         np.minimum(best, scores[row], out=best)
     return ids, best
 
@@ -886,9 +907,9 @@ def _draw_sample(
             f"{int((~finite).sum())} sampled pixel(s) are NaN or infinite; exclude them with a mask "
             f"or replace them (e.g. numpy.nan_to_num) before clustering."
         )
-    values64 = values.astype(np.float64)
-    offset = values64.mean(axis=0)
-    spread = values64.std(axis=0)
+    channels = np.ascontiguousarray(values.T, dtype=np.float64)  # rows: 3x faster reductions
+    offset = channels.mean(axis=1)
+    spread = channels.std(axis=1)
     if channel_scaling == "shared":
         spread = np.full_like(spread, np.sqrt(np.mean(spread**2)))
     spread[spread == 0] = 1.0  # a constant channel: nothing to scale
@@ -930,29 +951,29 @@ def _fit_model(
 
 
 def _kmeans(features: np.ndarray, n_clusters: int, n_init: int, rng: np.random.Generator) -> Any:
-    """scikit-learn KMeans on ``features``: the best (lowest inertia) of ``n_init`` runs.
+    """scikit-learn KMeans on ``features`` (rows = pixels), coarse to fine.
 
-    Each run seeds with k-means++ on at most :data:`_SEEDING_SAMPLE` of the rows (a
-    third of the time of seeding on all of them), then runs Lloyd on all rows.
-    Single-threaded: see :class:`_SingleThreaded`.
+    k-means (k-means++ seeding, best of ``n_init`` runs) first runs on a coarse
+    subsample (:data:`_COARSE_SAMPLE` rows, 100 per cluster for large k); Lloyd then
+    refines the best centres on all rows in 2-3 iterations instead of 15-25.
+    Measured on a 2048 x 2048 mosaic of photos (12 seeds): 3 restarts on 5,000 rows
+    never ended in the poor local optimum (+6% inertia) that a single k-means++ run
+    reached 4 times in 12 (plain full-image KMeans too, e.g. ``random_state=5``), in
+    the time of one run on 10,000 rows. Single-threaded: see :class:`_SingleThreaded`.
     """
-    from sklearn.cluster import KMeans, kmeans_plusplus
+    from sklearn.cluster import KMeans
 
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise ClusterError(f"n_init must be a positive integer, got {n_init!r}.")
-    best = None
+    seed = int(rng.integers(2**31))
     with _single_threaded, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "fewer distinct clusters": the callers check the labels
-        for _ in range(n_init):
-            seeding_rows = rng.choice(
-                len(features), min(len(features), _SEEDING_SAMPLE), replace=False
-            )
-            seeds = np.random.RandomState(rng.integers(2**31))
-            init, _ = kmeans_plusplus(features[seeding_rows], n_clusters, random_state=seeds)
-            kmeans = KMeans(n_clusters=n_clusters, init=init, n_init=1).fit(features)
-            if best is None or kmeans.inertia_ < best.inertia_:
-                best = kmeans
-    return best
+        n_coarse = max(_COARSE_SAMPLE, _COARSE_PIXELS_PER_CLUSTER * n_clusters)
+        if len(features) > n_coarse:
+            rows = rng.choice(len(features), n_coarse, replace=False)
+            coarse = KMeans(n_clusters, n_init=int(n_init), random_state=seed).fit(features[rows])
+            return KMeans(n_clusters, init=coarse.cluster_centers_, n_init=1).fit(features)
+        return KMeans(n_clusters, n_init=int(n_init), random_state=seed).fit(features)
 
 
 def _sort_centers(model: ClusterModel, centers: np.ndarray) -> np.ndarray:
@@ -1112,7 +1133,7 @@ def cluster_pixels_steps(
     scale: Sequence[float] | float | None = None,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     random_state: int | None = 0,
-    n_init: int = 1,
+    n_init: int = 3,
     max_channels: int = 64,
     n_threads: int | None = None,
 ) -> Generator[float, None, ClusterResult]:
@@ -1190,7 +1211,8 @@ def cluster_pixels(image: Any, n_clusters: int = 5, **kwargs: Any) -> ClusterRes
     scale : physical pixel size per spatial axis (napari layer ``scale``).
     sample_size : pixels k-means is fitted on (default :data:`DEFAULT_SAMPLE_SIZE`).
     random_state : seed of the pixel sample and of k-means; None = not reproducible.
-    n_init : k-means++ initialisations (``KMeans(n_init=...)``).
+    n_init : k-means++ restarts on the coarse subsample; the best is refined (see
+        :func:`_kmeans`).
     max_channels : a longer channel axis is refused as probably a spatial axis.
     n_threads : threads for labelling (default: all CPUs).
 
@@ -1243,7 +1265,7 @@ def choose_k_steps(
     score_all_pixels: bool = False,
     silhouette_size: int = 5_000,
     random_state: int | None = 0,
-    n_init: int = 1,
+    n_init: int = 3,
     max_channels: int = 64,
 ) -> Generator[float, None, KScores]:
     """:func:`choose_k` as a generator yielding progress in [0, 1]."""
