@@ -297,7 +297,8 @@ def _smooth(values: Any, sigma_px: Sequence[float]) -> Any:
 
 
 def _prepare_mask(mask: Any, spatial_shape: tuple[int, ...]) -> np.ndarray | None:
-    """The ROI as a bool array (non-zero = inside), or None when it covers everything."""
+    """The ROI as an in-memory bool array (non-zero = inside; a dask mask is computed,
+    1 byte per pixel), or None when it covers everything."""
     if mask is None:
         return None
     roi = np.asarray(mask)
@@ -383,9 +384,7 @@ def _gather(
     """Channel values ``(m, n_channels)`` of the pixels at ``flat``, and (if asked) their
     indices along each spatial axis."""
     values = pixels.values
-    if (
-        not pixels.lazy and values.flags.c_contiguous
-    ):  # rows of pixels: faster than per-axis indexing
+    if not pixels.lazy and values.flags.c_contiguous:  # rows: faster than per-axis indexing
         gathered = values.reshape(-1, pixels.n_channels).take(flat, axis=0)
         return gathered, np.unravel_index(flat, pixels.spatial_shape) if with_coords else ()
     coords = np.unravel_index(flat, pixels.spatial_shape)
@@ -623,9 +622,10 @@ class ClusterModel:
             raise ClusterError(
                 f"not a cluster model (format tag {data.get('format')!r}, expected {MODEL_FORMAT!r})."
             )
-        if data.get("version", 0) > MODEL_FORMAT_VERSION:
+        version = data.get("version", 0)
+        if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
             raise ClusterError(
-                f"cluster model format version {data['version']} is newer than this napari-patchwork "
+                f"cluster model format version {version!r} is newer than this napari-patchwork "
                 f"understands ({MODEL_FORMAT_VERSION}); upgrade napari-patchwork."
             )
         try:
@@ -668,7 +668,7 @@ class ClusterModel:
         """Read a model written by :meth:`save`."""
         try:
             data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ClusterError(f"{path} is not a JSON cluster model ({err}).") from None
         if not isinstance(data, dict):
             raise ClusterError(f"{path} is not a cluster model (expected a JSON object).")
