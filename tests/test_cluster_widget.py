@@ -71,9 +71,13 @@ def test_run_adds_labels_on_the_image_grid_with_parameters(viewer_widget, qtbot,
     model = cluster.ClusterModel.from_dict(meta["model"])
     np.testing.assert_array_equal(model.predict(sample_image()), layer.data)
     # table: one row per cluster, counts add up to the image
-    table = widget.table.value["data"]
-    assert [row[0] for row in table] == [1, 2, 3, 4]
-    assert sum(row[2] for row in table) == 512 * 512
+    table = widget.table.value
+    assert list(table["index"]) == [1, 2, 3, 4] and list(table["columns"]) == [
+        "centre",
+        "pixels",
+        "%",
+    ]
+    assert [row[1] for row in table["data"]] == [int((layer.data == i).sum()) for i in (1, 2, 3, 4)]
     assert not error_messages(notifications)
 
 
@@ -115,6 +119,8 @@ def test_foreground_mask_from_chosen_clusters(viewer_widget, qtbot, notification
     assert not widget.mask_button.enabled  # nothing to choose from yet
     click_and_wait(qtbot, widget, widget.run_button)
     assert widget.mask_button.enabled
+    viewer.add_labels(np.zeros((8, 8), dtype=np.uint8), name="unrelated")  # resets layer choices
+    assert list(widget.foreground_select.choices) == [1, 2, 3, 4, 5]
     widget.foreground_select.value = [1, 2]  # the two darkest clusters: stained tissue
     widget.mask_button.native.click()
     mask_layer = viewer.layers["ihc foreground"]

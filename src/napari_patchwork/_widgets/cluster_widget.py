@@ -52,7 +52,7 @@ FOREGROUND_METADATA_KEY = "napari_patchwork.foreground"
 CLUSTERS_SUFFIX = " clusters"
 POSTERISED_SUFFIX = " posterised"
 FOREGROUND_SUFFIX = " foreground"
-TABLE_COLUMNS = ["id", "centre", "pixels", "%"]
+TABLE_COLUMNS = ["centre", "pixels", "%"]
 
 
 class JobFailed(Exception):
@@ -65,7 +65,7 @@ def _layer_data(layer):
 
 
 def _format_centre(centre: np.ndarray) -> str:
-    return ", ".join(f"{v:.4g}" for v in centre)
+    return ", ".join(f"{v:.3g}" for v in centre)
 
 
 class ClusterWidget(Container):
@@ -134,7 +134,8 @@ class ClusterWidget(Container):
             value={"data": [], "index": [], "columns": TABLE_COLUMNS}, label="clusters"
         )
         self.table.read_only = True
-        self.foreground_select = Select(label="foreground clusters", choices=[])
+        self.table.native.setMinimumHeight(150)
+        self.foreground_select = Select(label="foreground clusters", choices=self._cluster_choices)
         self.mask_button = PushButton(text="Make foreground mask", enabled=False)
         self.k_min = SpinBox(label="k min", value=2, min=2, max=254)
         self.k_max = SpinBox(label="k max", value=10, min=3, max=255)
@@ -180,6 +181,14 @@ class ClusterWidget(Container):
 
     def _labels_choices(self, _widget=None) -> list:
         return layer_choices(self._viewer, "labels")
+
+    def _cluster_choices(self, _widget=None) -> list:
+        """(text, id) of the last result's clusters (a callable, so that resetting the
+        layer choices when layers are added keeps them)."""
+        if self.result is None:
+            return []
+        centres = self.result.centers
+        return [(f"{i}: {_format_centre(c)}", i) for i, c in enumerate(centres, start=1)]
 
     def _on_image_changed(self, _value=None) -> None:
         image = self.image_combo.value
@@ -358,18 +367,17 @@ class ClusterWidget(Container):
     def _fill_table(self, result: ClusterResult, counts: np.ndarray) -> None:
         total = max(int(counts.sum()), 1)
         rows = [
-            [cluster_id, _format_centre(centre), int(count), round(100 * int(count) / total, 2)]
-            for cluster_id, (centre, count) in enumerate(zip(result.centers, counts), start=1)
+            [_format_centre(centre), int(count), round(100 * int(count) / total, 2)]
+            for centre, count in zip(result.centers, counts)
         ]
+        # the row headers are the cluster ids 1..k
         self.table.value = {
             "data": rows,
             "index": list(range(1, len(rows) + 1)),
             "columns": TABLE_COLUMNS,
         }
-        self.foreground_select.choices = [
-            (f"{cluster_id}: {_format_centre(centre)}", cluster_id)
-            for cluster_id, centre in enumerate(result.centers, start=1)
-        ]
+        self.table.native.resizeColumnsToContents()
+        self.foreground_select.reset_choices()
 
     def _on_make_mask(self, _value=None) -> None:
         try:
@@ -416,14 +424,14 @@ class ClusterWidget(Container):
         figure.clear()
         panels = [
             ("inertia (elbow)", scores.inertia),
-            ("silhouette (higher = better)", scores.silhouette),
-            ("Calinski-Harabasz (higher = better)", scores.calinski_harabasz),
-            ("Davies-Bouldin (lower = better)", scores.davies_bouldin),
+            ("silhouette (higher: better)", scores.silhouette),
+            ("Calinski-Harabasz (higher: better)", scores.calinski_harabasz),
+            ("Davies-Bouldin (lower: better)", scores.davies_bouldin),
         ]
         for index, (title, values) in enumerate(panels, start=1):
             axes = figure.add_subplot(2, 2, index)
             axes.plot(scores.k, values, marker="o")
-            axes.set_title(title, fontsize=8)
+            axes.set_title(title, fontsize=7)
             axes.set_xticks(scores.k)
             axes.tick_params(labelsize=7)
         figure.tight_layout()
