@@ -223,3 +223,20 @@ def test_multichannel_first_axis_and_3d_stack(make_napari_viewer, qtbot):
     assert stack_labels.shape == stack.shape
     np.testing.assert_array_equal(stack_labels[0], stack_labels[2])  # one model: same ids per slice
     np.testing.assert_array_equal(stack_labels[1], stack_labels[0][::-1])
+
+
+def test_dask_image_layer_gives_lazy_labels(make_napari_viewer, qtbot):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(sample_image(), chunks=(128, 128, 3)), name="lazy", rgb=True)
+    widget = ClusterWidget(viewer)
+    widget.n_clusters.value = 3
+    widget.posterise.value = True
+    click_and_wait(qtbot, widget, widget.run_button)
+    labels = viewer.layers["lazy clusters"].data
+    assert isinstance(labels, da.Array)
+    expected = cluster.cluster_pixels(sample_image(), 3, channel_axis=-1)
+    np.testing.assert_array_equal(labels.compute(), expected.labels)
+    assert [row[1] for row in widget.table.value["data"]] == expected.pixel_counts.tolist()
+    assert isinstance(viewer.layers["lazy posterised"].data, da.Array)

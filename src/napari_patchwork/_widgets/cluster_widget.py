@@ -268,10 +268,11 @@ class ClusterWidget(Container):
         layer_name = image.name
 
         def job():
-            return (yield from _guarded(cluster_pixels_steps(data, n_clusters, **options)))
+            result = yield from _guarded(cluster_pixels_steps(data, n_clusters, **options))
+            return result, result.pixel_counts  # counted off the GUI thread (dask labels too)
 
-        def done(result: ClusterResult) -> None:
-            self._show_result(layer_name, image, result)
+        def done(outcome: tuple[ClusterResult, np.ndarray]) -> None:
+            self._show_result(layer_name, image, *outcome)
 
         return self._start(job, done, f"clustering '{image.name}' into {n_clusters} clusters...")
 
@@ -323,10 +324,11 @@ class ClusterWidget(Container):
         self.mask_button.enabled = self.result is not None
 
     # -- results -> layers -----------------------------------------------------------
-    def _show_result(self, image_name: str, image, result: ClusterResult) -> None:
+    def _show_result(
+        self, image_name: str, image, result: ClusterResult, counts: np.ndarray
+    ) -> None:
         channel_axis = result.model.channel_axis
         transform = spatial_transform(image, channel_axis)
-        counts = result.pixel_counts
         metadata = {
             METADATA_KEY: {
                 "image": image_name,
