@@ -148,3 +148,44 @@ def test_cancel_then_export_again_resumes(viewer_widget, qtbot, tmp_path, monkey
     assert result.n_patches == 256 and result.n_resumed == written_before
     assert result.n_written == 256 - written_before
     assert verify_patch_folder(tmp_path / "out") == []
+
+
+def test_annotations_as_mask_only_annotated_and_downsampled(viewer_widget, qtbot, tmp_path):
+    viewer, widget = viewer_widget
+    viewer.layers["ihc"].scale = (0.25, 0.25)
+    viewer.layers["ihc"].units = ("micrometer", "micrometer")
+    # two regions in world units (µm): pixels y 40..79, x 300..379 and y 400..439, x 8..47
+    regions = [
+        np.array([[10, 75], [10, 95], [20, 95], [20, 75]]) - 0.125,
+        np.array([[100, 2], [100, 12], [110, 12], [110, 2]]) - 0.125,
+    ]
+    viewer.add_shapes(regions, shape_type="rectangle", name="regions",
+                      features={"class": ["tumour", "stroma"]})
+    assert viewer.layers["regions"] in widget.mask_combo.choices
+    widget.mask_combo.value = viewer.layers["regions"]
+    widget.only_annotated.value = True
+    widget.pixel_size.value = "1"  # 4 x the image's 0.25 µm
+    widget.patch_size.value = "32"  # output pixels: 128 source pixels
+    widget.fmt.value = "ome-tiff"
+    widget.out_dir.value = tmp_path / "out"
+    run_export(qtbot, widget)
+    assert widget.last_result is not None, widget.status.value
+    info = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert info["downsample"] == [4, 4] and info["pixel_size"] == [1.0, 1.0]
+    assert info["mask"]["class_ids"] == {"tumour": 1, "stroma": 2}
+    # 16 patches of 128 source px; the regions touch patches 2 (y 0, x 256..383) and 12
+    assert manifest_indices(tmp_path / "out") == [2, 12]
+    image, mask = read_patches(tmp_path / "out")
+    assert image.shape == (128, 128, 3)
+    assert (mask == 1).sum() == 10 * 20 and (mask == 2).sum() == 10 * 10
+    widget.pixel_size.value = "0.3"
+    widget.out_dir.value = tmp_path / "bad"
+    widget.export_button.native.click()
+    assert not widget.running and "whole-number" in widget.status.value
+    widget.pixel_size.value = ""
+    widget.downsample.value = 2
+    widget.grid_combo.value = None
+    widget.only_selected.value = True
+    widget.export_button.native.click()
+    assert not widget.running and "needs full resolution" in widget.status.value
+    assert not (tmp_path / "bad").exists()

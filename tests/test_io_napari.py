@@ -84,13 +84,14 @@ def test_writer_default_without_grid_exports_the_whole_image(tmp_path):
     assert writer_options([volume])["patch_size"] == [5, DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE]
 
 
-def test_writer_refuses_shapes_that_are_not_a_grid_or_a_wrong_grid(tmp_path):
+def test_writer_refuses_a_wrong_grid_or_two_masks(tmp_path):
     image, labels = sample_layers()
     drawing = napari.layers.Shapes(
         [np.array([[0, 0], [10, 10], [0, 10]])], shape_type="polygon", name="ROIs"
     )
-    with pytest.raises(ExportError, match="'ROIs' is not a patch grid"):
-        writer_options([image.as_layer_data_tuple(), drawing.as_layer_data_tuple()])
+    # a Shapes layer that is not a grid is annotations, i.e. a mask: not two masks at once
+    with pytest.raises(ExportError, match="optionally with one mask"):
+        writer_options([t.as_layer_data_tuple() for t in (image, labels, drawing)])
     other, _ = sample_layers((60, 60))
     shapes, _ = grid_layer(other, patch=(20, 20))
     with pytest.raises(ExportError, match="made for an image of size"):
@@ -210,3 +211,94 @@ def test_save_selected_layers_then_open_in_a_viewer(make_napari_viewer, npe2pm, 
     again = tmp_path / "again"
     other.layers.save(str(again), selected=True, plugin="napari-patchwork")
     assert (again / "manifest.csv").read_text() == (path / "manifest.csv").read_text()
+
+
+def annotation_layer(**kwargs):
+    """Rectangles in world coordinates over the sample layers (SCALE, TRANSLATE).
+
+    ``tumour`` covers image pixels y 20..39, x 16..35; ``stroma`` y 80..99, x 60..79.
+    """
+
+    def box(y0, y1, x0, x1):  # image pixel range -> world rectangle on the pixel edges
+        wy = [TRANSLATE[0] + SCALE[0] * (v - 0.5) for v in (y0, y1 + 1)]
+        wx = [TRANSLATE[1] + SCALE[1] * (v - 0.5) for v in (x0, x1 + 1)]
+        return np.array([[wy[0], wx[0]], [wy[0], wx[1]], [wy[1], wx[1]], [wy[1], wx[0]]])
+
+    return napari.layers.Shapes(
+        [box(20, 39, 16, 35), box(80, 99, 60, 79)],
+        shape_type="rectangle",
+        name="regions",
+        **kwargs,
+    )
+
+
+def test_writer_paints_an_annotation_layer_as_the_mask(tmp_path):
+    image, _ = sample_layers()
+    shapes, _ = grid_layer(image, patch=(40, 50))
+    annotations = annotation_layer(features={"class": ["tumour", "stroma"]})
+    tuples = [layer.as_layer_data_tuple() for layer in (image, annotations, shapes)]
+    options = writer_options(tuples)
+    assert options["mask_name"] == "regions" and options["patch_size"] == [40, 50]
+    expected = np.zeros((120, 150), np.uint8)
+    expected[20:40, 16:36] = 1
+    expected[80:100, 60:80] = 2
+    np.testing.assert_array_equal(options["mask"], expected)
+    write_patch_folder(str(tmp_path / "out"), tuples)
+    info = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert info["mask"]["class_ids"] == {"tumour": 1, "stroma": 2}
+    assert info["mask"]["name"] == "regions"
+    np.testing.assert_array_equal(read_patches(tmp_path / "out")[1], expected[:120, :150])
+    # without a 'class' column every shape is 1, and no class table is recorded
+    plain = annotation_layer()
+    options = writer_options([image.as_layer_data_tuple(), plain.as_layer_data_tuple()])
+    np.testing.assert_array_equal(options["mask"], expected > 0)
+    assert "mask_class_ids" not in options
+    with pytest.raises(ExportError, match="one mask"):
+        writer_options([t.as_layer_data_tuple() for t in (image, plain, annotations)])
+
+
+def test_save_image_annotations_and_grid_through_the_viewer(make_napari_viewer, npe2pm, tmp_path):
+    npe2pm.register(MANIFEST)
+    viewer = make_napari_viewer()
+    image, _ = sample_layers()
+    shapes, _ = grid_layer(image, patch=(40, 50))
+    annotations = annotation_layer(features={"class": ["tumour", "stroma"]})
+    for layer in (image, annotations, shapes):
+        viewer.add_layer(layer)
+    from napari.plugins import _npe2
+
+    _, writers = _npe2.file_extensions_string_for_layers([image, annotations, shapes])
+    assert any(w.command == "napari-patchwork.write_patches" for w in writers)
+    viewer.layers.selection = {image, annotations, shapes}
+    path = tmp_path / "saved"
+    assert viewer.layers.save(str(path), selected=True, plugin="napari-patchwork") == [str(path)]
+    mask = read_patches(path)[1]
+    assert (mask == 1).sum() == 400 and (mask == 2).sum() == 400
+
+
+def test_reader_lays_a_downsampled_folder_on_the_source(make_napari_viewer, npe2pm, tmp_path):
+    image, labels = sample_layers((120, 150))
+    export_patches(tmp_path / "low", image.data, labels.data, patch_size=16, edge="pad",
+                   channel_axis=-1, downsample=4, scale=SCALE, translate=TRANSLATE)
+    layers = get_reader(str(tmp_path / "low"))(str(tmp_path / "low"))
+    (img, img_meta, _), (mask, mask_meta, _), (_, grid_meta, _) = layers
+    assert img.shape == (30, 38, 3) and mask.shape == (30, 38)
+    expected_scale = [4 * s for s in SCALE]
+    expected_translate = [t + 1.5 * s for t, s in zip(TRANSLATE, SCALE)]  # + (4 - 1) / 2 px
+    for meta in (img_meta, mask_meta, grid_meta):
+        np.testing.assert_allclose(meta["scale"], expected_scale)
+        np.testing.assert_allclose(meta["translate"], expected_translate)
+    # in napari, output pixel (j, i) lies on the centre of source pixels 4j..4j+3, 4i..4i+3
+    npe2pm.register(MANIFEST)
+    viewer = make_napari_viewer()
+    viewer.add_layer(image)
+    viewer.open(str(tmp_path / "low"), plugin="napari-patchwork")
+    low = viewer.layers[1]  # after the source: the reader's image, labels and grid
+    assert low is not image and low.data.shape == (30, 38, 3)
+    for j, i in [(0, 0), (7, 11), (29, 36)]:
+        centre = np.mean([image.data_to_world((4 * j + a, 4 * i + b))
+                          for a in range(4) for b in range(4)], axis=0)
+        np.testing.assert_allclose(low.data_to_world((j, i)), centre)
+    # and its pixels are the 4 x 4 means of the source's
+    np.testing.assert_array_equal(low.data[7, 11], np.round(
+        image.data[28:32, 44:48].reshape(-1, 3).mean(axis=0)).astype(np.uint8))

@@ -4,8 +4,12 @@ Thin adapter over :mod:`napari_patchwork.stitch` (no Qt). :func:`get_reader`
 returns None for anything that is not a patch folder of this plugin and never
 raises. The reader adds
 
-* the stitched image (source shape and dtype; pixels no exported patch covered
-  are 0), with the scale/translate recorded at export;
+* the stitched image (source dtype; pixels no exported patch covered are 0), at
+  the export's output resolution, with the scale/translate recorded at export.
+  For a downsampled export (factor ``f``) the layers get ``scale * f`` and
+  ``translate + (f - 1) / 2 * scale`` (each output pixel centred on its source
+  block; :func:`napari_patchwork.resolution.downsampled_transform`), so they lie
+  on top of the source image;
 * the stitched mask as a Labels layer, if the export had one;
 * the patch grid as a Shapes layer with one rectangle per exported patch,
   features ``index``, ``row``, ``col`` (``z``), ``split`` and
@@ -27,6 +31,7 @@ import numpy as np
 from napari_patchwork._layer_data import grid_layer_data
 from napari_patchwork.export import DATASET_FILE
 from napari_patchwork.grid import grid_features
+from napari_patchwork.resolution import downsampled_transform
 from napari_patchwork.stitch import is_patch_folder, read_patch_folder
 
 LayerDataTuple = tuple[Any, dict, str]
@@ -60,6 +65,10 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
     info = patches.info
     image_name = info["image"].get("name") or folder.name
     spatial_scale, spatial_translate = info.get("scale"), info.get("translate")
+    if any(f != 1 for f in patches.factors):
+        spatial_scale, spatial_translate = downsampled_transform(
+            spatial_scale, spatial_translate, patches.factors
+        )
     channel_axis = patches.channel_axis
     image_meta: dict[str, Any] = {"name": image_name, "rgb": bool(info.get("rgb"))}
     if spatial_scale is not None:

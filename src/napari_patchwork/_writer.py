@@ -5,11 +5,23 @@ layers arrive as layer data tuples ``(data, meta, layer_type)``:
 
 * exactly one Image layer (RGB layers are cut along y/x only; multiscale layers
   export their full-resolution level);
-* optionally one Labels layer, exported as the masks (same y/x size as the image);
+* optionally the mask: one Labels layer (same y/x size as the image) **or** one
+  Shapes layer of annotations (see below);
 * optionally one patch-grid Shapes layer (made by the *Patch grid* widget or opened
   from a patch folder). Its ``metadata["napari_patchwork"]`` gives patch size,
   stride, edge mode and channel axis, and only the patches that still have a
   rectangle in the layer are exported (delete rectangles to leave patches out).
+
+A Shapes layer is the grid when its ``metadata["napari_patchwork"]`` has a
+``patch_size``; any other Shapes layer is annotations. Its polygons, rectangles
+and ellipses are painted into a mask on the image's pixel grid (both layers'
+scale/translate respected) with
+:func:`napari_patchwork.annotations.rasterize_shapes`: label ids by the feature
+column ``class`` (:data:`ANNOTATION_CLASS_COLUMN`) when the layer has it (1, 2, ...
+in order of first appearance, recorded as ``class_ids`` in ``dataset.json``),
+else every shape is 1; where shapes overlap the later one wins; lines and paths
+are ignored. The *Mask from annotations* widget gives full control (edit the
+ids, instances, overlap order) and makes a Labels layer to save instead.
 
 Without a grid layer the writer uses :data:`DEFAULT_PATCH_SIZE` (256 px in y and
 x, the whole extent along leading axes of a 3D/4D image) with ``edge="pad"``, so
@@ -26,10 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from napari_patchwork.annotations import RasterizedAnnotations, rasterize_shapes
 from napari_patchwork.export import ExportError, export_patches
 from napari_patchwork.grid import spatial_shape
 
 GRID_METADATA_KEY = "napari_patchwork"
+ANNOTATION_CLASS_COLUMN = "class"
+"""Feature column of an annotation Shapes layer that names each shape's class."""
 DEFAULT_PATCH_SIZE = 256
 """Patch size in y and x (pixels) when no grid layer is saved along."""
 DEFAULT_EDGE = "pad"
@@ -53,28 +68,65 @@ def _grid_indices(meta: dict, n_patches: int | None) -> list[int] | None:
     return indices.tolist()
 
 
+def is_grid_layer(meta: dict) -> bool:
+    """True for a patch-grid Shapes layer (its metadata describes the grid)."""
+    grid = (meta.get("metadata") or {}).get(GRID_METADATA_KEY)
+    return isinstance(grid, dict) and "patch_size" in grid
+
+
+def annotation_mask(
+    shapes_data: Sequence[np.ndarray],
+    shapes_meta: dict,
+    image_shape: Sequence[int],
+    image_scale: Sequence[float] | None = None,
+    image_translate: Sequence[float] | None = None,
+) -> RasterizedAnnotations:
+    """Paint an annotation Shapes layer (its layer data) into a mask of ``image_shape``.
+
+    ``image_shape`` is the image's spatial shape (y, x or z, y, x);
+    ``image_scale``/``image_translate`` the image layer's (a value for a channel
+    axis first is ignored). Classes come from the ``class`` feature column when
+    present, else every shape gets id 1 (see the module notes).
+    """
+    features = shapes_meta.get("features")
+    classes = None
+    if features is not None and ANNOTATION_CLASS_COLUMN in features:
+        classes = [str(v) for v in features[ANNOTATION_CLASS_COLUMN]]
+    return rasterize_shapes(
+        shapes_data,
+        shapes_meta.get("shape_type") or ["polygon"] * len(shapes_data),
+        image_shape,
+        classes=classes,
+        shapes_scale=shapes_meta.get("scale"),
+        shapes_translate=shapes_meta.get("translate"),
+        image_scale=image_scale,
+        image_translate=image_translate,
+    )
+
+
 def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
     """Keyword arguments of :func:`export_patches` (without ``out_dir``) for the saved layers.
 
     Raises :class:`ExportError` when the layer combination cannot be exported.
+    An annotation Shapes layer is rasterised here (see the module notes).
     """
     by_type: dict[str, list[FullLayerData]] = {}
     for item in layer_data:
         by_type.setdefault(item[2], []).append(item)
-    images, labels, shapes = (
-        by_type.get("image", []),
-        by_type.get("labels", []),
-        by_type.get("shapes", []),
-    )
+    images, labels = by_type.get("image", []), by_type.get("labels", [])
+    grids = [item for item in by_type.get("shapes", []) if is_grid_layer(item[1])]
+    annotations = [item for item in by_type.get("shapes", []) if not is_grid_layer(item[1])]
     if (
         len(images) != 1
-        or len(labels) > 1
-        or len(shapes) > 1
+        or len(labels) + len(annotations) > 1
+        or len(grids) > 1
         or set(by_type) - {"image", "labels", "shapes"}
     ):
+        names = ", ".join(f"{t} '{m.get('name')}'" for _, m, t in layer_data)
         raise ExportError(
-            "a patch folder is saved from one Image layer, optionally with one Labels layer "
-            "(the mask) and one patch-grid Shapes layer; select just those layers."
+            "a patch folder is saved from one Image layer, optionally with one mask (a Labels "
+            "layer or a Shapes layer of annotations) and one patch-grid Shapes layer; "
+            f"select just those layers (selected: {names})."
         )
     image_data, image_meta, _ = images[0]
     image = _level0(image_data, image_meta)
@@ -85,14 +137,9 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
         "translate": image_meta.get("translate"),
     }
     channel_axis = -1 if image_meta.get("rgb") else None
-    if shapes:
-        shapes_meta = shapes[0][1]
-        grid = (shapes_meta.get("metadata") or {}).get(GRID_METADATA_KEY)
-        if not grid or "patch_size" not in grid:
-            raise ExportError(
-                f"the Shapes layer '{shapes_meta.get('name')}' is not a patch grid; make one with "
-                "the Patch grid widget, or save without the Shapes layer (default 256 px patches)."
-            )
+    if grids:
+        shapes_meta = grids[0][1]
+        grid = shapes_meta["metadata"][GRID_METADATA_KEY]
         if not image_meta.get("rgb"):
             channel_axis = grid.get("channel_axis")
         if grid.get("shape") is not None and list(grid["shape"]) != list(
@@ -114,9 +161,24 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
         patch = [DEFAULT_PATCH_SIZE] * min(2, len(spatial))
         options.update(patch_size=list(spatial[:-2]) + patch, edge=DEFAULT_EDGE)
     options["channel_axis"] = channel_axis
+    units = image_meta.get("units")
+    if units is not None:
+        options["units"] = [str(u) for u in units]
     if labels:
         label_data, label_meta, _ = labels[0]
         options.update(mask=_level0(label_data, label_meta), mask_name=label_meta.get("name"))
+    if annotations:
+        shapes_data, shapes_meta, _ = annotations[0]
+        painted = annotation_mask(
+            shapes_data,
+            shapes_meta,
+            spatial_shape(image.shape, channel_axis),
+            image_meta.get("scale"),
+            image_meta.get("translate"),
+        )
+        options.update(mask=painted.labels, mask_name=shapes_meta.get("name"))
+        if painted.class_ids:
+            options["mask_class_ids"] = painted.class_ids
     return options
 
 

@@ -14,25 +14,46 @@ File names are ``<stem>_<index>_y<y0>_x<x0>.<ext>`` (``z<z0>`` before ``y`` for 
 patches), ``y0``/``x0`` the patch's start in source pixels. A mask file has the
 same name as its image file.
 
+Resolution
+----------
+``downsample`` (a whole-number factor) or ``pixel_size`` (in the units of the
+layer's ``scale``) exports at a lower resolution; the rules (area-averaged images,
+dtype kept, integers rounded half to even; masks by the mode of each block, ties
+to the lowest id) are in :mod:`napari_patchwork.resolution`. The grid is laid on
+the *output* image (``ceil(source / factor)`` pixels per axis), so ``patch_size``
+and ``stride`` are in output pixels; each patch reads only its own source region
+(``factor`` x the output box) and reduces it.
+
 ``manifest.csv`` columns: ``index``, ``split`` (empty without a split),
 ``image``, ``mask`` (paths relative to the folder, ``mask`` empty without a
 mask), ``y0``, ``y1``, ``x0``, ``x1`` (box start/stop per spatial axis in source
 pixels, stop exclusive; in ``pad`` mode the stop may lie past the image),
 ``valid_y1``, ``valid_x1`` (where the real image data ends; the rest of the patch
-is padding), ``foreground_fraction`` (non-zero mask pixels / valid pixels; empty
+is padding), ``out_y0`` ... ``out_valid_x1`` (the same box in output pixels, i.e.
+in the patch files' pixels; equal to the source box at full resolution),
+``foreground_fraction`` (non-zero mask pixels / valid pixels of the mask file; empty
 without a mask) and ``image_std`` (the near-blank measure, empty unless
 ``min_std`` was given).
 
 ``dataset.json`` records the source shape and dtype of image and mask, axes,
-patch size, stride, edge and pad mode, file format, filters, split, the layer
-scale/translate, patch counts and the plugin version; ``"complete": false``
-while an export runs or after it was interrupted.
+patch size and stride (output pixels), edge and pad mode, file format, filters,
+split, the layer scale/translate and units, ``downsample`` (factor per spatial
+axis), ``output_shape`` (spatial shape at output resolution), ``pixel_size``
+(output pixel size per spatial axis, ``scale * downsample``; null without a
+scale), patch counts and the plugin version; ``"complete": false`` while an
+export runs or after it was interrupted. ``format_version`` is the oldest reader
+version that can read the folder: 1 at full resolution, 2 when downsampled.
 
 Formats
 -------
 * ``tiff`` (default): any dtype, exact. RGB(A) uint8/uint16 patches are written
   as RGB TIFFs, everything else as greyscale pages (a 1D patch as one row);
   ``compression="zlib"`` is lossless.
+* ``ome-tiff``: TIFF with OME-XML metadata (``.ome.tif``) that carries the output
+  pixel size (``PhysicalSizeX``/``Y``/``Z`` and their unit, from ``scale``,
+  ``downsample`` and ``units``; without ``units``, or with napari's default
+  ``"pixel"``, the size is written without a unit, which OME readers take as µm).
+  Patches need y and x; channels either RGB(A) last or before y and x.
 * ``npy``: any dtype, exact, fastest to read back with numpy.
 * ``png``: 2D only, uint8 greyscale/grey+alpha/RGB/RGBA or uint16 greyscale (what
   Pillow writes). Float, signed or wider images raise :class:`ExportError`. Masks
@@ -81,16 +102,29 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis
+from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis, spatial_shape
+from napari_patchwork.resolution import (
+    ResolutionError,
+    downsample_mean,
+    downsample_mode,
+    downsampled_shape,
+    resolve_factors,
+)
 
 FOLDER_FORMAT = "napari-patchwork/patch-folder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest folder format this module writes and :mod:`napari_patchwork.stitch` reads."""
 DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.csv"
 JOURNAL_FILE = ".patchwork-journal.jsonl"
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
-FILE_FORMATS: dict[str, str] = {"tiff": ".tif", "npy": ".npy", "png": ".png"}
+FILE_FORMATS: dict[str, str] = {
+    "tiff": ".tif",
+    "ome-tiff": ".ome.tif",
+    "npy": ".npy",
+    "png": ".png",
+}
 """Patch file formats and their file extension."""
 COMPRESSIONS: tuple[str | None, ...] = (None, "zlib")
 PAD_MODES: tuple[str, ...] = ("constant", "reflect", "symmetric", "edge")
@@ -118,9 +152,30 @@ _FILE_SETTING_KEYS = (
     "stem",
     "relabel",
     "min_foreground",
+    "only_foreground",
     "min_std",
     "indices",
+    "downsample",
+    "ome_pixel_size",
 )
+OME_LENGTH_UNITS: dict[str, str] = {
+    "micrometer": "µm",
+    "micron": "µm",
+    "um": "µm",
+    "µm": "µm",
+    "nanometer": "nm",
+    "nm": "nm",
+    "millimeter": "mm",
+    "mm": "mm",
+    "centimeter": "cm",
+    "cm": "cm",
+    "meter": "m",
+    "m": "m",
+    "angstrom": "Å",
+    "Å": "Å",
+}
+"""Length units (pint names as napari gives them, or OME symbols) -> OME ``UnitsLength``."""
+_UNKNOWN_UNITS = (None, "", "pixel", "px")
 
 
 class ExportError(ValueError):
@@ -305,26 +360,35 @@ def write_patch(
     compression: str | None = None,
     rgb: bool = False,
     fsync: bool = False,
+    ome_metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Write one image patch (and its mask patch) atomically in format ``fmt``.
 
     The arrays are written as given (padding and relabelling happen before, in
     :func:`export_patch`). ``rgb`` marks a channel-last RGB(A) uint8/uint16 image
-    patch for TIFF. Needs nothing but the arrays and paths, so a
-    ``dask.distributed`` worker can run it.
+    patch for TIFF. ``ome_metadata`` (``fmt="ome-tiff"``) is tifffile's OME
+    ``metadata`` for the image patch: ``axes`` (e.g. ``"YXS"``, ``"CYX"``) and the
+    ``PhysicalSize*`` entries; the mask gets the same without the channel axis.
+    Needs nothing but the arrays and paths, so a ``dask.distributed`` worker can run it.
     """
     for array, path, what in ((image_patch, image_path, "image"), (mask_patch, mask_path, "mask")):
         if array is None:
             continue
-        if fmt == "tiff":
+        if fmt in ("tiff", "ome-tiff"):
             photometric = "rgb" if (what == "image" and rgb) else "minisblack"
-            # TIFF pages are 2D: a 1D patch is stored as one row (stitch reshapes it back)
-            data = array if array.ndim >= 2 else array.reshape(1, -1)
-            # plain 2D and RGB pages read back in their shape without tifffile's shape
-            # description, which costs more time than writing a 256 px patch
-            plain = data.ndim == 2 or (photometric == "rgb" and data.ndim == 3)
+            if fmt == "ome-tiff":
+                data, metadata = array, dict(ome_metadata or {})
+                if what == "mask" and "axes" in metadata:
+                    metadata["axes"] = metadata["axes"].replace("C", "").replace("S", "")
+            else:
+                # TIFF pages are 2D: a 1D patch is stored as one row (stitch reshapes it back)
+                data = array if array.ndim >= 2 else array.reshape(1, -1)
+                # plain 2D and RGB pages read back in their shape without tifffile's shape
+                # description, which costs more time than writing a 256 px patch
+                plain = data.ndim == 2 or (photometric == "rgb" and data.ndim == 3)
+                metadata = None if plain else {}
 
-            def write(fh, data=data, photometric=photometric, plain=plain):
+            def write(fh, data=data, photometric=photometric, metadata=metadata):
                 import tifffile
 
                 tifffile.imwrite(
@@ -332,7 +396,8 @@ def write_patch(
                     data,
                     photometric=photometric,
                     compression=compression,
-                    metadata=None if plain else {},
+                    metadata=metadata,
+                    ome=fmt == "ome-tiff",
                     software=False,
                 )
 
@@ -371,14 +436,23 @@ class PatchSettings:
     min_foreground: float
     min_std: float | None
     fsync: bool = False
+    factors: tuple[int, ...] = ()  # downsampling factor per spatial axis; () = full resolution
+    only_foreground: bool = False
+    ome_metadata: dict[str, Any] | None = None  # write_patch's, for fmt="ome-tiff"
+
+    @property
+    def downsampled(self) -> bool:
+        return any(f != 1 for f in self.factors)
 
 
 @dataclass(frozen=True)
 class PatchInfo:
     """Where one patch comes from and where it goes.
 
-    ``start``/``stop`` are the grid box per spatial axis (``stop`` may pass the
-    image in ``pad`` mode); ``valid_stop`` is the stop clipped to the image.
+    ``start``/``stop`` are the patch box per spatial axis in source pixels (``stop``
+    may pass the image in ``pad`` mode); ``valid_stop`` is the stop clipped to the
+    image. ``out_start``/``out_stop``/``out_valid_stop`` are the same box in output
+    pixels (the grid's box; the source box divided by the downsampling factors).
     ``image_file``/``mask_file`` are relative to the patch folder.
     """
 
@@ -386,22 +460,25 @@ class PatchInfo:
     start: tuple[int, ...]
     stop: tuple[int, ...]
     valid_stop: tuple[int, ...]
+    out_start: tuple[int, ...]
+    out_stop: tuple[int, ...]
+    out_valid_stop: tuple[int, ...]
     image_file: str
     mask_file: str | None
 
     def region(self, ndim: int, channel_axis: int | None) -> tuple[slice, ...]:
-        """Slices of the valid region in an array of ``ndim`` axes (channel axis whole)."""
+        """Slices of the valid source region in an array of ``ndim`` axes (channel axis whole)."""
         spatial = iter(slice(a, b) for a, b in zip(self.start, self.valid_stop))
         return tuple(slice(None) if axis == channel_axis else next(spatial) for axis in range(ndim))
 
     def pad_width(self, ndim: int, channel_axis: int | None) -> list[tuple[int, int]]:
-        """``numpy.pad`` widths that grow the valid region to the full box."""
-        pads = iter((0, b - v) for b, v in zip(self.stop, self.valid_stop))
+        """``numpy.pad`` widths that grow the valid output region to the full output box."""
+        pads = iter((0, b - v) for b, v in zip(self.out_stop, self.out_valid_stop))
         return [(0, 0) if axis == channel_axis else next(pads) for axis in range(ndim)]
 
     @property
     def is_padded(self) -> bool:
-        return self.stop != self.valid_stop
+        return self.out_stop != self.out_valid_stop
 
 
 @dataclass(frozen=True)
@@ -419,17 +496,34 @@ class PatchRecord:
     image_std: float | None = None
 
 
+def image_at_output_resolution(region: np.ndarray, settings: PatchSettings) -> np.ndarray:
+    """An image region (valid part, source pixels) reduced to output pixels (area average)."""
+    if not settings.downsampled:
+        return region
+    return downsample_mean(region, settings.factors, settings.channel_axis)
+
+
+def mask_at_output_resolution(
+    region: np.ndarray | None, settings: PatchSettings
+) -> np.ndarray | None:
+    """A mask region (valid part, source pixels) reduced to output pixels (mode, exact ids)."""
+    if region is None or not settings.downsampled:
+        return region
+    return downsample_mode(region, settings.factors)
+
+
 def screen_patch(
-    mask_region: np.ndarray | None, info: PatchInfo, settings: PatchSettings
+    mask_patch: np.ndarray | None, info: PatchInfo, settings: PatchSettings
 ) -> PatchRecord | None:
-    """The rejection record if the mask patch fails ``min_foreground``, else None.
+    """The rejection record if the mask patch (output pixels, valid part) fails the
+    foreground filters (``min_foreground``, ``only_foreground``), else None.
 
     Lets the caller skip reading the image patch of a patch that will be dropped.
     """
-    if mask_region is None or settings.min_foreground <= 0:
+    if mask_patch is None or (settings.min_foreground <= 0 and not settings.only_foreground):
         return None
-    fraction = foreground_fraction_of(mask_region)
-    if fraction < settings.min_foreground:
+    fraction = foreground_fraction_of(mask_patch)
+    if fraction < settings.min_foreground or (settings.only_foreground and fraction == 0):
         return PatchRecord(info.index, False, "foreground", fraction)
     return None
 
@@ -441,21 +535,36 @@ def export_patch(
     settings: PatchSettings,
     out_dir: str | os.PathLike,
 ) -> PatchRecord:
-    """Filter, pad, relabel and write one patch; returns what happened.
+    """Reduce, filter, pad, relabel and write one patch; returns what happened.
 
-    ``image_region``/``mask_region`` are the valid (in-image) part of the patch as
-    numpy arrays, the image with its channel axis. Pure apart from writing the two
-    files, so a ``dask.distributed`` worker can run it.
+    ``image_region``/``mask_region`` are the valid (in-image) part of the patch in
+    source pixels (:meth:`PatchInfo.region`) as numpy arrays, the image with its
+    channel axis. Pure apart from writing the two files, so a ``dask.distributed``
+    worker can run it.
     """
-    fraction = None if mask_region is None else foreground_fraction_of(mask_region)
-    if fraction is not None and fraction < settings.min_foreground:
-        return PatchRecord(info.index, False, "foreground", fraction)
+    mask_patch = mask_at_output_resolution(mask_region, settings)
+    rejected = screen_patch(mask_patch, info, settings)
+    if rejected is not None:
+        return rejected
+    image_patch = image_at_output_resolution(image_region, settings)
+    return write_output_patch(image_patch, mask_patch, info, settings, out_dir)
+
+
+def write_output_patch(
+    image_patch: np.ndarray,
+    mask_patch: np.ndarray | None,
+    info: PatchInfo,
+    settings: PatchSettings,
+    out_dir: str | os.PathLike,
+) -> PatchRecord:
+    """The rest of :func:`export_patch` for a patch at output resolution that passed
+    :func:`screen_patch`: the ``min_std`` filter, relabel, pad, write."""
+    fraction = None if mask_patch is None else foreground_fraction_of(mask_patch)
     std = None
     if settings.min_std is not None:
-        std = patch_std(image_region, settings.channel_axis)
+        std = patch_std(image_patch, settings.channel_axis)
         if std < settings.min_std:
             return PatchRecord(info.index, False, "blank", fraction, std)
-    image_patch, mask_patch = image_region, mask_region
     if mask_patch is not None and settings.relabel:
         mask_patch = relabel_sequential(mask_patch)
     if info.is_padded:
@@ -479,6 +588,7 @@ def export_patch(
         compression=settings.compression,
         rgb=settings.rgb,
         fsync=settings.fsync,
+        ome_metadata=settings.ome_metadata,
     )
     return PatchRecord(info.index, True, "", fraction, std)
 
@@ -571,6 +681,11 @@ def plan_export(
     image_name: str | None = None,
     mask_name: str | None = None,
     fsync: bool = False,
+    downsample: float | Sequence[float] | None = None,
+    pixel_size: float | Sequence[float] | None = None,
+    units: str | Sequence[str | None] | None = None,
+    only_foreground: bool = False,
+    mask_class_ids: Mapping[str, int] | None = None,
 ) -> ExportPlan:
     """Validate the export options and lay out the patches, without touching any file.
 
@@ -581,14 +696,28 @@ def plan_export(
     mask = None if mask is None else _array_like(mask, "mask")
     ndim = len(image.shape)
     image_dtype = np.dtype(image.dtype)
-    grid = make_grid(image.shape, patch_size, stride, edge, channel_axis=channel_axis)
     axis = None if channel_axis is None else normalize_axis(channel_axis, ndim)
-    names = spatial_axis_names(grid.ndim)
+    source_shape = spatial_shape(image.shape, axis)
+    names = spatial_axis_names(len(source_shape))
+    spatial_scale = _per_spatial(scale, len(names), ndim, axis, "scale")
+    spatial_translate = _per_spatial(translate, len(names), ndim, axis, "translate")
+    spatial_units = _per_spatial_units(units, len(names), ndim, axis)
+    try:
+        factors = resolve_factors(
+            len(names), downsample=downsample, pixel_size=pixel_size, scale=spatial_scale
+        )
+    except ResolutionError as err:
+        raise ExportError(str(err)) from None
+    output_shape = downsampled_shape(source_shape, factors)
+    output_image_shape = list(output_shape)
+    if axis is not None:
+        output_image_shape.insert(axis, int(image.shape[axis]))
+    grid = make_grid(output_image_shape, patch_size, stride, edge, channel_axis=axis)
     if mask is not None:
-        if tuple(mask.shape) != grid.shape:
+        if tuple(mask.shape) != source_shape:
             raise ExportError(
                 f"mask shape {tuple(mask.shape)} does not match the image's spatial shape "
-                f"{grid.shape} (image shape {tuple(image.shape)}, channel_axis={channel_axis}); "
+                f"{source_shape} (image shape {tuple(image.shape)}, channel_axis={channel_axis}); "
                 "use a mask drawn on this image, or set channel_axis to the image's channel axis."
             )
         if not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.integer)):
@@ -599,8 +728,10 @@ def plan_export(
         raise ExportError(f"fmt={fmt!r} is not known; choose one of {', '.join(FILE_FORMATS)}.")
     if compression not in COMPRESSIONS:
         raise ExportError(f"compression={compression!r} is not supported; use None or 'zlib'.")
-    if compression is not None and fmt != "tiff":
-        raise ExportError("compression applies to TIFF only; use fmt='tiff' or compression=None.")
+    if compression is not None and fmt not in ("tiff", "ome-tiff"):
+        raise ExportError(
+            "compression applies to TIFF only; use fmt='tiff' or 'ome-tiff', or compression=None."
+        )
     channels = None if axis is None else int(image.shape[axis])
     if fmt == "png":
         _check_png(image_dtype, grid.ndim, channels, axis, ndim)
@@ -608,6 +739,11 @@ def plan_export(
         raise ExportError(f"min_foreground must be a fraction from 0 to 1, got {min_foreground}.")
     if min_foreground > 0 and mask is None:
         raise ExportError("min_foreground needs a mask; give a mask or set min_foreground=0.")
+    if only_foreground and mask is None:
+        raise ExportError(
+            "only_foreground keeps patches with mask foreground, so it needs a mask; give a "
+            "mask (or annotations) or set only_foreground=False."
+        )
     if min_std is not None and not (np.isfinite(min_std) and min_std >= 0):
         raise ExportError(
             f"min_std must be a number >= 0 (or None to keep blank patches), got {min_std}."
@@ -640,16 +776,22 @@ def plan_export(
             )
     width = len(str(max(grid.n_patches - 1, 0)))
     ext = FILE_FORMATS[fmt]
-    valid_stops = grid.clipped_boxes()[:, 1]
+    out_valid_stops = grid.clipped_boxes()[:, 1]
+    factor_array, source_stop = np.array(factors), np.array(source_shape)
     patches = []
     for i in candidates.tolist():
-        name = patch_file_name(stem, i, grid.boxes[i, 0], width, ext)
+        out_start, out_stop = grid.boxes[i, 0], grid.boxes[i, 1]
+        start = out_start * factor_array
+        name = patch_file_name(stem, i, start, width, ext)
         patches.append(
             PatchInfo(
                 index=i,
-                start=tuple(int(v) for v in grid.boxes[i, 0]),
-                stop=tuple(int(v) for v in grid.boxes[i, 1]),
-                valid_stop=tuple(int(v) for v in valid_stops[i]),
+                start=_ints(start),
+                stop=_ints(out_stop * factor_array),
+                valid_stop=_ints(np.minimum(out_valid_stops[i] * factor_array, source_stop)),
+                out_start=_ints(out_start),
+                out_stop=_ints(out_stop),
+                out_valid_stop=_ints(out_valid_stops[i]),
                 image_file=f"{IMAGES_DIR}/{name}",
                 mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
             )
@@ -660,6 +802,15 @@ def plan_export(
         and grid.ndim >= 2
         and channels in (3, 4)
         and image_dtype in (np.uint8, np.uint16)
+    )
+    downsampled = any(f != 1 for f in factors)
+    output_pixel_size = (
+        None if spatial_scale is None else [s * f for s, f in zip(spatial_scale, factors)]
+    )
+    ome_metadata = (
+        _ome_metadata(names, axis, bool(rgb), ndim, output_pixel_size, spatial_units)
+        if fmt == "ome-tiff"
+        else None
     )
     settings = PatchSettings(
         fmt=fmt,
@@ -672,6 +823,9 @@ def plan_export(
         min_foreground=float(min_foreground),
         min_std=None if min_std is None else float(min_std),
         fsync=fsync,
+        factors=tuple(factors),
+        only_foreground=bool(only_foreground),
+        ome_metadata=ome_metadata,
     )
     axes = list(names)
     if axis is not None:
@@ -680,7 +834,7 @@ def plan_export(
 
     dataset = {
         "format": FOLDER_FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if downsampled or fmt == "ome-tiff" else 1,
         "plugin_version": __version__,
         "complete": False,
         "image": {
@@ -694,6 +848,7 @@ def plan_export(
             "shape": list(map(int, mask.shape)),
             "dtype": np.dtype(mask.dtype).str,
             "name": mask_name,
+            **({} if mask_class_ids is None else {"class_ids": _class_ids(mask_class_ids)}),
         },
         "axes": "".join(axes),
         "spatial_axes": list(names),
@@ -709,15 +864,92 @@ def plan_export(
         "stem": stem,
         "relabel": settings.relabel,
         "min_foreground": settings.min_foreground,
+        "only_foreground": settings.only_foreground,
         "min_std": settings.min_std,
         "indices": None if indices is None else candidates.tolist(),
         "split": split_fractions,
         "seed": int(seed),
-        "scale": _per_spatial(scale, grid.ndim, ndim, axis, "scale"),
-        "translate": _per_spatial(translate, grid.ndim, ndim, axis, "translate"),
+        "scale": spatial_scale,
+        "translate": spatial_translate,
+        "units": spatial_units,
+        "downsample": list(factors),
+        "output_shape": list(output_shape),
+        "pixel_size": output_pixel_size,
         "n_grid_patches": grid.n_patches,
     }
     return ExportPlan(grid, tuple(patches), settings, split_fractions, int(seed), stem, dataset)
+
+
+def _ints(values: Iterable[Any]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+def _class_ids(mapping: Mapping[str, int]) -> dict[str, int]:
+    try:
+        return {str(name): int(value) for name, value in mapping.items()}
+    except (TypeError, ValueError, AttributeError):
+        raise ExportError(
+            f"mask_class_ids must map class names to label ids, e.g. {{'tumour': 1}}; "
+            f"got {mapping!r}."
+        ) from None
+
+
+def _per_spatial_units(
+    units: str | Sequence[str | None] | None, n_spatial: int, ndim: int, channel_axis: int | None
+) -> list[str | None] | None:
+    """Units per spatial axis (strings as napari's ``layer.units`` print), or None."""
+    if units is None:
+        return None
+    if isinstance(units, str):
+        return [units] * n_spatial
+    values = [None if u is None else str(u) for u in units]
+    if len(values) == ndim and channel_axis is not None and ndim != n_spatial:
+        values = [v for axis, v in enumerate(values) if axis != channel_axis]
+    if len(values) != n_spatial:
+        raise ExportError(
+            f"units has {len(values)} values; give one unit or one per spatial axis ({n_spatial})."
+        )
+    return values
+
+
+def _ome_metadata(
+    names: Sequence[str],
+    channel_axis: int | None,
+    rgb: bool,
+    ndim: int,
+    pixel_size: Sequence[float] | None,
+    units: Sequence[str | None] | None,
+) -> dict[str, Any]:
+    """tifffile's OME ``metadata`` for the image patches (axes, physical pixel size)."""
+    hint = "use fmt='tiff' or 'npy'"
+    if len(names) < 2:
+        raise ExportError(f"OME-TIFF patches need y and x, these have {len(names)} axis; {hint}.")
+    if channel_axis is not None and not rgb and channel_axis > ndim - 3:
+        raise ExportError(
+            "OME-TIFF stores channels before y and x (or RGB(A) uint8/uint16 last); this "
+            f"image has them on axis {channel_axis}; move the channel axis first, or {hint}."
+        )
+    spatial = iter(n.upper() for n in names)
+    axes = "".join(
+        ("S" if rgb else "C") if a == channel_axis else next(spatial) for a in range(ndim)
+    )
+    metadata: dict[str, Any] = {"axes": axes}
+    if pixel_size is None:
+        return metadata
+    for i, name in enumerate(names):
+        if name not in "zyx":
+            continue  # OME has no physical size for t
+        metadata[f"PhysicalSize{name.upper()}"] = float(pixel_size[i])
+        unit = None if units is None else units[i]
+        if unit in _UNKNOWN_UNITS:
+            continue
+        if unit not in OME_LENGTH_UNITS:
+            raise ExportError(
+                f"unit {unit!r} has no OME-TIFF equivalent; use one of "
+                f"{', '.join(sorted(set(OME_LENGTH_UNITS)))}, or units=None."
+            )
+        metadata[f"PhysicalSize{name.upper()}Unit"] = OME_LENGTH_UNITS[unit]
+    return metadata
 
 
 def _check_pad_value(pad_value: float, dtype: np.dtype) -> float | int | bool:
@@ -820,6 +1052,16 @@ def _file_settings(info: dict[str, Any]) -> dict[str, Any]:
     for key in ("image", "mask"):
         if isinstance(settings[key], dict):
             settings[key] = {k: v for k, v in settings[key].items() if k != "name"}
+    # exports written before these settings existed had their defaults
+    if settings["downsample"] is None:
+        settings["downsample"] = [1] * len(info.get("spatial_axes") or ())
+    settings["only_foreground"] = bool(settings["only_foreground"])
+    # OME-TIFF files carry the pixel size (from scale, downsample and units)
+    settings["ome_pixel_size"] = (
+        [info.get("pixel_size"), info.get("units")]
+        if info.get("file_format") == "ome-tiff"
+        else None
+    )
     return json.loads(json.dumps(settings))
 
 
@@ -940,6 +1182,10 @@ def _manifest_rows(
             row[f"{name}0"], row[f"{name}1"] = a, b
         for name, v in zip(names, info.valid_stop):
             row[f"valid_{name}1"] = v
+        for name, a, b in zip(names, info.out_start, info.out_stop):
+            row[f"out_{name}0"], row[f"out_{name}1"] = a, b
+        for name, v in zip(names, info.out_valid_stop):
+            row[f"out_valid_{name}1"] = v
         row["foreground_fraction"] = (
             "" if record.foreground_fraction is None else f"{record.foreground_fraction:.6g}"
         )
@@ -952,10 +1198,17 @@ def manifest_columns(names: Sequence[str]) -> list[str]:
     """The manifest's column names for spatial axes ``names`` (e.g. ``("y", "x")``)."""
     return (
         ["index", "split", "image", "mask"]
-        + [f"{n}{k}" for n in names for k in (0, 1)]
-        + [f"valid_{n}1" for n in names]
+        + box_columns(names)
+        + box_columns(names, "out_")
         + ["foreground_fraction", "image_std"]
     )
+
+
+def box_columns(names: Sequence[str], prefix: str = "") -> list[str]:
+    """A box's manifest columns: ``y0, y1, x0, x1, valid_y1, valid_x1`` (with ``prefix``)."""
+    return [f"{prefix}{n}{k}" for n in names for k in (0, 1)] + [
+        f"{prefix}valid_{n}1" for n in names
+    ]
 
 
 def _finish(
@@ -1025,23 +1278,30 @@ def _export_batches_here(
 ) -> Iterable[list[PatchRecord]]:
     """Export in this process, yielding ``[record]`` after each patch.
 
-    Per batch, the mask regions are read first; image regions are read (one
-    ``dask.compute`` for dask input) only for patches the mask filter keeps.
+    Per batch, the mask regions are read (and reduced to output pixels) first;
+    image regions are read (one ``dask.compute`` for dask input) only for patches
+    the mask filters keep.
     """
     channel_axis = settings.channel_axis
     for batch in batches:
         masks = (
             [None] * len(batch)
             if mask is None
-            else read_regions(mask, [p.region(mask.ndim, None) for p in batch])
+            else [
+                mask_at_output_resolution(region, settings)
+                for region in read_regions(mask, [p.region(mask.ndim, None) for p in batch])
+            ]
         )
         decided = {p.index: screen_patch(m, p, settings) for p, m in zip(batch, masks)}
         to_read = [p for p in batch if decided[p.index] is None]
-        images = iter(read_regions(image, [p.region(len(image.shape), channel_axis) for p in to_read]))
-        for info, mask_region in zip(batch, masks):
+        images = iter(
+            read_regions(image, [p.region(len(image.shape), channel_axis) for p in to_read])
+        )
+        for info, mask_patch in zip(batch, masks):
             record = decided[info.index]
             if record is None:
-                record = export_patch(next(images), mask_region, info, settings, out)
+                image_patch = image_at_output_resolution(next(images), settings)
+                record = write_output_patch(image_patch, mask_patch, info, settings, out)
             yield [record]
 
 
@@ -1151,6 +1411,11 @@ def export_patches(
     image_name: str | None = None,
     mask_name: str | None = None,
     fsync: bool = False,
+    downsample: float | Sequence[float] | None = None,
+    pixel_size: float | Sequence[float] | None = None,
+    units: str | Sequence[str | None] | None = None,
+    only_foreground: bool = False,
+    mask_class_ids: Mapping[str, int] | None = None,
     read_batch_bytes: int = DEFAULT_READ_BATCH_BYTES,
     as_dask_tasks: bool = False,
     progress: Callable[[ExportProgress], Any] | None = None,
@@ -1163,13 +1428,29 @@ def export_patches(
     image : numpy, dask or other array-like (zarr, memmap), channel axis included.
         Dask and other lazy arrays are read a batch of patch regions at a time
         (about ``read_batch_bytes``), never whole.
-    mask : integer labels with the image's spatial shape, or None.
+    mask : integer labels with the image's spatial shape (source pixels), or None.
     patch_size, stride, edge, channel_axis : as :func:`napari_patchwork.grid.make_grid`
-        (pixels per spatial axis; RGB images use ``channel_axis=-1``).
-    fmt : ``"tiff"``, ``"npy"`` or ``"png"``; compression: None or ``"zlib"`` (TIFF).
-    min_foreground : keep patches whose mask foreground fraction is >= this (0..1).
+        (output pixels per spatial axis; RGB images use ``channel_axis=-1``).
+    fmt : ``"tiff"``, ``"ome-tiff"``, ``"npy"`` or ``"png"``; compression: None or
+        ``"zlib"`` (TIFF, OME-TIFF).
+    downsample : export at lower resolution: a whole-number factor >= 1, one for y
+        and x (leading axes such as z stay at full resolution) or one per spatial
+        axis. Images are area-averaged, masks take the mode of each block (see
+        :mod:`napari_patchwork.resolution`).
+    pixel_size : instead of ``downsample``: the output pixel size in the units of
+        ``scale`` (e.g. 0.5 for 0.5 µm/px from a 0.25 µm/px scan); must be a
+        whole multiple of the scale (within 0.1%).
+    units : the layer's length unit(s), e.g. ``"micrometer"`` (recorded; written
+        into OME-TIFF files).
+    min_foreground : keep patches whose mask foreground fraction (output pixels) is
+        >= this (0..1).
+    only_foreground : keep only patches whose mask has any foreground (a non-zero
+        pixel at output resolution), e.g. the annotated patches of a mask made from
+        annotations.
+    mask_class_ids : class name -> label id of the mask (recorded in ``dataset.json``,
+        e.g. for a mask rasterised from class-named annotations).
     min_std : drop near-blank patches whose largest per-channel standard deviation
-        (intensity units, valid pixels) is below this; None keeps them.
+        (intensity units, valid output pixels) is below this; None keeps them.
     indices : only these patch indices of the grid (e.g. the selected grid shapes).
     split : fractions per split, ``{"train": 0.8, "val": 0.2}`` or ``(0.8, 0.1, 0.1)``
         (train/val/test); assigned to the kept patches by :func:`assign_splits` with
@@ -1181,7 +1462,8 @@ def export_patches(
     overwrite : write into a foreign non-empty folder, or replace an export of ours
         made with other settings.
     stem : file name prefix.
-    scale, translate : the image layer's, per spatial axis (recorded for the reader).
+    scale, translate : the image layer's, per spatial axis (recorded for the reader;
+        ``scale`` also gives ``pixel_size`` its meaning).
     image_name, mask_name : layer names (recorded).
     fsync : flush every file to disk before renaming it (slower; power-loss safe).
     as_dask_tasks : one dask task per patch (read, filter, write), so that under a
@@ -1220,6 +1502,11 @@ def export_patches(
         image_name=image_name,
         mask_name=mask_name,
         fsync=fsync,
+        downsample=downsample,
+        pixel_size=pixel_size,
+        units=units,
+        only_foreground=only_foreground,
+        mask_class_ids=mask_class_ids,
     )
     while True:
         try:

@@ -7,10 +7,18 @@ mask exactly, dtype included, wherever a kept patch covers them (pixels outside
 every kept patch, e.g. the remainder in ``drop`` mode or filtered patches, get
 ``fill_value``; :meth:`PatchFolder.coverage` says which). Padding is cropped.
 
+A downsampled export is stitched at its output resolution
+(:attr:`PatchFolder.output_spatial_shape`): the result equals
+:func:`napari_patchwork.resolution.downsample_mean` (image) or
+:func:`~napari_patchwork.resolution.downsample_mode` (mask) of the whole source,
+wherever kept patches cover it. :func:`~napari_patchwork.resolution.downsampled_transform`
+gives the scale/translate that lay it on the source image.
+
 Predictions: a folder of model outputs with the same file names as the image
-patches (any of ``.tif``, ``.tiff``, ``.png``, ``.npy``), each with the patch's
-spatial shape (padding included in ``pad`` mode), optionally with one channel
-axis first or last. Where patches overlap, ``overlap`` decides:
+patches (any of ``.tif``, ``.tiff``, ``.png``, ``.npy``; ``.ome.tif`` patches
+match predictions named ``<name>.tif`` and ``<name>.ome.tif``), each with the patch's
+spatial shape in output pixels (padding included in ``pad`` mode), optionally with
+one channel axis first or last. Where patches overlap, ``overlap`` decides:
 
 * ``"center"`` (default): each pixel comes from the patch whose centre is nearest
   (Chebyshev distance relative to the patch size), which avoids patch-border
@@ -45,6 +53,7 @@ from napari_patchwork.export import (
     read_dataset_json,
 )
 from napari_patchwork.grid import PatchGrid, make_grid
+from napari_patchwork.resolution import downsampled_shape
 
 OVERLAP_MODES: tuple[str, ...] = ("center", "last", "mean")
 PATCH_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
@@ -89,7 +98,9 @@ class PatchFolder:
     ``indices`` ``(N,)``, ``starts``/``stops``/``valid_stops`` ``(N, ndim)`` int64
     hold, per manifest row, the patch index and its box in source pixels over the
     spatial axes (``stops`` may pass the image in ``pad`` mode, ``valid_stops``
-    never do). ``rows`` are the manifest rows as read (strings).
+    never do); ``out_starts``/``out_stops``/``out_valid_stops`` the same box in
+    output pixels (equal at full resolution). ``rows`` are the manifest rows as
+    read (strings).
     """
 
     path: Path
@@ -99,10 +110,32 @@ class PatchFolder:
     starts: np.ndarray
     stops: np.ndarray
     valid_stops: np.ndarray
+    out_starts: np.ndarray
+    out_stops: np.ndarray
+    out_valid_stops: np.ndarray
 
     @property
     def image_shape(self) -> tuple[int, ...]:
+        """The source image's shape (channel axis included)."""
         return tuple(self.info["image"]["shape"])
+
+    @property
+    def factors(self) -> tuple[int, ...]:
+        """Downsampling factor per spatial axis (all 1 at full resolution)."""
+        return tuple(int(f) for f in self.info.get("downsample") or [1] * len(self.spatial_shape))
+
+    @property
+    def output_spatial_shape(self) -> tuple[int, ...]:
+        """Spatial shape at output resolution (the patch files' pixels)."""
+        return downsampled_shape(self.spatial_shape, self.factors)
+
+    @property
+    def output_image_shape(self) -> tuple[int, ...]:
+        """The stitched image's shape: output spatial shape plus the channel axis."""
+        shape = list(self.output_spatial_shape)
+        if self.channel_axis is not None:
+            shape.insert(self.channel_axis, self.image_shape[self.channel_axis])
+        return tuple(shape)
 
     @property
     def channel_axis(self) -> int | None:
@@ -110,6 +143,7 @@ class PatchFolder:
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
+        """The source image's spatial shape."""
         axis = self.channel_axis
         return tuple(s for a, s in enumerate(self.image_shape) if a != axis)
 
@@ -119,10 +153,10 @@ class PatchFolder:
 
     @property
     def grid(self) -> PatchGrid:
-        """The full grid the patches were cut from (before any filter)."""
+        """The full grid the patches were cut from (before any filter), in output pixels."""
         info = self.info
         return make_grid(
-            self.image_shape,
+            self.output_image_shape,
             info["patch_size"],
             info["stride"],
             info["edge"],
@@ -130,9 +164,10 @@ class PatchFolder:
         )
 
     def coverage(self) -> np.ndarray:
-        """Bool array of the spatial shape: True where a patch in the manifest holds real data."""
-        covered = np.zeros(self.spatial_shape, dtype=bool)
-        for start, stop in zip(self.starts, self.valid_stops):
+        """Bool array of the output spatial shape: True where a patch in the manifest holds
+        real data."""
+        covered = np.zeros(self.output_spatial_shape, dtype=bool)
+        for start, stop in zip(self.out_starts, self.out_valid_stops):
             covered[tuple(slice(a, b) for a, b in zip(start, stop))] = True
         return covered
 
@@ -141,11 +176,11 @@ class PatchFolder:
         return [row[name] for row in self.rows]
 
     def image(self, *, fill_value: float = 0) -> np.ndarray:
-        """The stitched image: source shape and dtype."""
+        """The stitched image: output shape (the source shape at full resolution), source dtype."""
         return stitch(self, "images", fill_value=fill_value, overlap="last")
 
     def mask(self, *, fill_value: int = 0) -> np.ndarray | None:
-        """The stitched mask (source shape and dtype), or None if the export had no mask."""
+        """The stitched mask (output shape, source dtype), or None if the export had no mask."""
         return (
             stitch(self, "masks", fill_value=fill_value, overlap="last") if self.has_mask else None
         )
@@ -180,22 +215,21 @@ def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
     try:
         with open(path / MANIFEST_FILE, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            missing = set(manifest_columns(names)) - set(reader.fieldnames or ())
+            columns = set(reader.fieldnames or ())
+            # manifests of format version 1 have no output boxes: they equal the source boxes
+            required = manifest_columns(names)
+            if int(info.get("format_version", 1)) < 2:
+                required = [c for c in required if not c.startswith("out_")]
+            missing = set(required) - columns
             if missing:
                 raise PatchFolderError(
                     f"{path / MANIFEST_FILE} lacks the columns {sorted(missing)}."
                 )
             rows = tuple(reader)
         indices = np.array([int(r["index"]) for r in rows], dtype=np.int64)
-        starts = np.array([[int(r[f"{n}0"]) for n in names] for r in rows], dtype=np.int64).reshape(
-            -1, len(names)
-        )
-        stops = np.array([[int(r[f"{n}1"]) for n in names] for r in rows], dtype=np.int64).reshape(
-            -1, len(names)
-        )
-        valid = np.array(
-            [[int(r[f"valid_{n}1"]) for n in names] for r in rows], dtype=np.int64
-        ).reshape(-1, len(names))
+        starts, stops, valid = _boxes(rows, names, "")
+        prefix = "out_" if f"out_{names[0]}0" in columns else ""
+        out_starts, out_stops, out_valid = _boxes(rows, names, prefix)
     except FileNotFoundError:
         raise PatchFolderError(
             f"{path} has no {MANIFEST_FILE}; run the export again to write it."
@@ -206,13 +240,17 @@ def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
         raise PatchFolderError(
             f"{path / MANIFEST_FILE} is damaged ({err}); export again."
         ) from None
-    folder_obj = PatchFolder(path, info, rows, indices, starts, stops, valid)
+    folder_obj = PatchFolder(
+        path, info, rows, indices, starts, stops, valid, out_starts, out_stops, out_valid
+    )
     grid = folder_obj.grid
+    factors = np.array(folder_obj.factors, dtype=np.int64)
     if len(indices) and (
         indices.max() >= grid.n_patches
         or indices.min() < 0
-        or not np.array_equal(grid.boxes[indices, 0], starts)
-        or not np.array_equal(grid.boxes[indices, 1], stops)
+        or not np.array_equal(grid.boxes[indices, 0], out_starts)
+        or not np.array_equal(grid.boxes[indices, 1], out_stops)
+        or not np.array_equal(out_starts * factors, starts)
     ):
         raise PatchFolderError(
             f"{path / MANIFEST_FILE} does not match the grid in {DATASET_FILE}; export again."
@@ -220,8 +258,21 @@ def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
     return folder_obj
 
 
+def _boxes(
+    rows: Sequence[dict[str, str]], names: Sequence[str], prefix: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Starts, stops and valid stops ``(N, ndim)`` of the manifest columns with ``prefix``."""
+
+    def column(template: str) -> np.ndarray:
+        values = [[int(r[template.format(n)]) for n in names] for r in rows]
+        return np.array(values, dtype=np.int64).reshape(-1, len(names))
+
+    return column(prefix + "{}0"), column(prefix + "{}1"), column(prefix + "valid_{}1")
+
+
 def read_patches(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """The stitched image and mask (None without a mask) of a patch folder, exactly as exported."""
+    """The stitched image and mask (None without a mask) of a patch folder, exactly as exported
+    (at output resolution)."""
     patches = read_patch_folder(folder)
     return patches.image(), patches.mask()
 
@@ -265,12 +316,13 @@ def _source_files(
         for name in os.listdir(folder):
             stem, ext = os.path.splitext(name)
             if ext.lower() in PATCH_EXTENSIONS:
+                stem = _patch_stem(name)
                 if stem in by_stem:
                     raise PatchFolderError(
                         f"{folder} holds both {by_stem[stem]} and {name}; keep one per patch."
                     )
                 by_stem[stem] = name
-        stems = [Path(row["image"]).stem for row in patches.rows]
+        stems = [_patch_stem(Path(row["image"]).name) for row in patches.rows]
         files = [folder / by_stem[s] if s in by_stem else None for s in stems]
         missing = [s for s, f in zip(stems, files) if f is None]
         if missing and not allow_missing:
@@ -285,6 +337,12 @@ def _source_files(
             f"{len(missing)} patch files are missing, e.g. {missing[0]}; export again."
         )
     return [f if f.is_file() else None for f in files]
+
+
+def _patch_stem(name: str) -> str:
+    """A patch file name without its extension (``.ome.tif`` counts as one extension)."""
+    stem = os.path.splitext(name)[0]
+    return stem[: -len(".ome")] if stem.lower().endswith(".ome") else stem
 
 
 def _channel_position(
@@ -343,9 +401,10 @@ def stitch(
 
     Returns
     -------
-    numpy array: the image's shape for ``images``, its spatial shape for ``masks``
-    and for predictions (plus the predictions' channel axis, at the same position
-    as in the prediction files).
+    numpy array at output resolution (:attr:`PatchFolder.output_image_shape`; the
+    source shape unless the export was downsampled): the image's shape for
+    ``images``, its spatial shape for ``masks`` and for predictions (plus the
+    predictions' channel axis, at the same position as in the prediction files).
     """
     patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
     if overlap not in OVERLAP_MODES:
@@ -353,7 +412,7 @@ def stitch(
             f"overlap={overlap!r} is not known; choose one of {', '.join(OVERLAP_MODES)}."
         )
     files = _source_files(patches, source, allow_missing)
-    spatial = patches.spatial_shape
+    spatial = patches.output_spatial_shape
     if source == IMAGES_DIR:
         source_dtype, channel_axis = np.dtype(patches.info["image"]["dtype"]), patches.channel_axis
     elif source == MASKS_DIR:
@@ -368,9 +427,9 @@ def stitch(
         if path is None:
             continue
         start, stop, valid = (
-            patches.starts[row_index],
-            patches.stops[row_index],
-            patches.valid_stops[row_index],
+            patches.out_starts[row_index],
+            patches.out_stops[row_index],
+            patches.out_valid_stops[row_index],
         )
         patch_shape = tuple(int(v) for v in stop - start)
         data = read_patch_file(path)

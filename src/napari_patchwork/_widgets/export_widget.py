@@ -3,10 +3,17 @@
 Thin GUI over the core: the export runs in a ``thread_worker`` generator that
 yields progress after each patch; *Cancel* stops it at the next patch and leaves
 a folder that the same export resumes. Messages go through napari notifications.
+
+The mask is a Labels layer or a Shapes layer of annotations; annotations are
+painted into a mask in the worker, as the npe2 writer does
+(:func:`napari_patchwork._writer.annotation_mask`: ids by the ``class`` feature
+column, else 1). "downsample" / "pixel size" export at a lower resolution; patch
+size and stride are then in output pixels.
 """
 
 from typing import Any
 
+import napari
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
@@ -24,6 +31,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
 from napari_patchwork._widgets._layers import GRID_METADATA_KEY, image_channel_axis, layer_choices
+from napari_patchwork._writer import annotation_mask, is_grid_layer
 from napari_patchwork.export import (
     FILE_FORMATS,
     PAD_MODES,
@@ -34,6 +42,7 @@ from napari_patchwork.export import (
     plan_export,
 )
 from napari_patchwork.grid import EDGE_MODES, spatial_shape
+from napari_patchwork.resolution import resolve_factors
 
 
 class ExportFailed(Exception):
@@ -67,6 +76,20 @@ def parse_split(text: str) -> list[float] | None:
         ) from None
 
 
+def parse_pixel_size(text: str) -> list[float] | float | None:
+    """``"0.5"`` or ``"2, 0.5, 0.5"`` -> float(s); empty -> None; else ExportError."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ExportError(
+            f"pixel size: {text!r} is not a number like '0.5' (in the image's units)."
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
 def _grid_metadata(layer) -> dict | None:
     return None if layer is None else layer.metadata.get(GRID_METADATA_KEY)
 
@@ -83,13 +106,19 @@ class ExportWidget(Container):
     patches" exports the patches whose rectangles are selected in that layer.
     """
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
+    def __init__(self, viewer: "napari.viewer.Viewer"):
         super().__init__(labels=True)
         self._viewer = viewer
         self.worker = None
         self.last_result: ExportResult | None = None
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
-        self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
+        self.mask_combo = ComboBox(
+            label="mask",
+            choices=self._mask_choices,
+            nullable=True,
+            tooltip="A Labels layer, or a Shapes layer of annotations (painted into a mask: "
+            "label ids by its 'class' feature column, else 1).",
+        )
         self.grid_combo = ComboBox(
             label="grid",
             choices=self._grid_choices,
@@ -134,6 +163,25 @@ class ExportWidget(Container):
             tooltip="Drop patches whose largest per-channel standard deviation is below this "
             "(intensity units). 0 = keep blank patches.",
         )
+        self.only_annotated = CheckBox(
+            text="only annotated patches",
+            value=False,
+            tooltip="Keep only patches whose mask has any foreground (non-zero) pixel.",
+        )
+        self.downsample = SpinBox(
+            label="downsample",
+            value=1,
+            min=1,
+            max=256,
+            tooltip="Export at 1/factor of the resolution along y and x (1 = full resolution): "
+            "images area-averaged, masks by the most frequent label of each block.",
+        )
+        self.pixel_size = LineEdit(
+            label="pixel size",
+            value="",
+            tooltip="Instead of downsample: the output pixel size in the image's units "
+            "(a whole multiple of its pixel size). Empty = use downsample.",
+        )
         self.only_selected = CheckBox(text="only patches selected in the grid", value=False)
         self.relabel = CheckBox(text="relabel instances 1..n per patch", value=False)
         self.split = LineEdit(
@@ -166,7 +214,10 @@ class ExportWidget(Container):
                 self.pad_value,
                 self.fmt,
                 self.compression,
+                self.downsample,
+                self.pixel_size,
                 self.min_foreground,
+                self.only_annotated,
                 self.min_std,
                 self.only_selected,
                 self.relabel,
@@ -196,7 +247,12 @@ class ExportWidget(Container):
         return layer_choices(self._viewer, "image")
 
     def _mask_choices(self, _widget=None) -> list:
-        return layer_choices(self._viewer, "labels")
+        annotations = [
+            layer
+            for layer in layer_choices(self._viewer, "shapes")
+            if not is_grid_layer({"metadata": layer.metadata})
+        ]
+        return layer_choices(self._viewer, "labels") + annotations
 
     def _grid_choices(self, _widget=None) -> list:
         return [layer for layer in layer_choices(self._viewer, "shapes") if _grid_metadata(layer)]
@@ -222,6 +278,9 @@ class ExportWidget(Container):
     def _on_image_changed(self, _value=None) -> None:
         image = self.image_combo.value
         self.channels_first.visible = image is not None and not image.rgb
+        if image is not None:
+            sizes = ", ".join(f"{s:g}" for s in image.scale[-2:])
+            self.pixel_size.native.setPlaceholderText(f"image: {sizes} {image.units[-1]}")
         self._update_visibility()
 
     def _on_grid_changed(self, _value=None) -> None:
@@ -251,7 +310,7 @@ class ExportWidget(Container):
         padded = self.edge.value == "pad"
         self.pad_mode.visible = padded
         self.pad_value.visible = padded
-        self.compression.visible = self.fmt.value == "tiff"
+        self.compression.visible = self.fmt.value in ("tiff", "ome-tiff")
 
     # -- options -------------------------------------------------------------------
     def selected_indices(self) -> list[int]:
@@ -284,12 +343,32 @@ class ExportWidget(Container):
         if patch is None:
             raise ExportError("patch size is empty: give a size in pixels, e.g. 256.")
         mask_layer = self.mask_combo.value
-        mask = None
-        if mask_layer is not None:
+        mask = annotations = None
+        if isinstance(mask_layer, napari.layers.Shapes):
+            # painted in the worker (_export_job); its layer data is a copy
+            annotations = mask_layer.as_layer_data_tuple()[:2]
+        elif mask_layer is not None:
             mask = _layer_data(mask_layer)
             if isinstance(mask, np.ndarray):
                 mask = mask.copy()  # painting during the export must not change what is written
         scale, translate = list(image.scale), list(image.translate)
+        downsample = int(self.downsample.value)
+        pixel_size = parse_pixel_size(self.pixel_size.value)
+        if pixel_size is not None and downsample == 1:
+            downsample = None  # the pixel size decides
+        elif pixel_size is not None:
+            raise ExportError(
+                "give downsample or pixel size, not both: set downsample to 1 or clear pixel size."
+            )
+        factors = resolve_factors(
+            len(spatial), downsample=downsample, pixel_size=pixel_size, scale=scale[-len(spatial) :]
+        )
+        if self.only_selected.value and any(f != 1 for f in factors):
+            raise ExportError(
+                "'only patches selected in the grid' needs full resolution: the grid's patches "
+                "are in source pixels, a downsampled export's in output pixels. Untick it or "
+                "set downsample to 1 (and clear pixel size)."
+            )
         return {
             "out_dir": out_dir,
             "image": data,
@@ -314,6 +393,11 @@ class ExportWidget(Container):
             "translate": translate if len(translate) in (len(spatial), len(data.shape)) else None,
             "image_name": image.name,
             "mask_name": None if mask_layer is None else mask_layer.name,
+            "annotations": annotations,
+            "downsample": None if downsample in (None, 1) else downsample,
+            "pixel_size": pixel_size,
+            "units": [str(u) for u in image.units],
+            "only_foreground": bool(self.only_annotated.value),
         }
 
     # -- running -------------------------------------------------------------------
@@ -332,7 +416,12 @@ class ExportWidget(Container):
         if self.running:
             raise ExportError("an export is already running; wait for it or cancel it.")
         options = self.export_options()
-        check = {k: v for k, v in options.items() if k not in ("out_dir", "overwrite")}
+        check = {
+            k: v for k, v in options.items() if k not in ("out_dir", "overwrite", "annotations")
+        }
+        if options["annotations"] is not None:  # painted later: check with a mask's shape
+            spatial = spatial_shape(options["image"].shape, options["channel_axis"])
+            check["mask"] = np.broadcast_to(np.zeros((), np.uint8), spatial)
         plan_export(**check)  # fail fast on bad options, before any file is touched
         # errors reach _show_error (a notification); ignore_errors: superqt does not re-raise
         worker = thread_worker(_export_job, start_thread=False, ignore_errors=True)(options)
@@ -391,6 +480,13 @@ def _export_job(options: dict[str, Any]):
     """Worker generator: yields :class:`ExportProgress`, returns the :class:`ExportResult`."""
     options = dict(options)
     out_dir, image, mask = options.pop("out_dir"), options.pop("image"), options.pop("mask")
+    annotations = options.pop("annotations", None)
+    if annotations is not None:
+        spatial = spatial_shape(image.shape, options["channel_axis"])
+        painted = annotation_mask(*annotations, spatial, options["scale"], options["translate"])
+        mask = painted.labels
+        if painted.class_ids:
+            options["mask_class_ids"] = painted.class_ids
     try:
         return (yield from iter_export(out_dir, image, mask, **options))
     except RuntimeError as err:  # the worker would only warn about a RuntimeError
