@@ -62,17 +62,20 @@ Formats
   converts them back to the source dtype using ``dataset.json``.
 
 Masks are never interpolated or colour-mapped: their labels and dtype are kept
-(``relabel=True`` renumbers the instances of each patch 1..n instead).
+(``relabel=True`` renumbers the instances of each patch 1..n instead; a
+downsampled mask takes the most frequent label of each block).
 
 Never losing data
 -----------------
 A folder that is not empty and holds no ``dataset.json`` of ours is refused
 unless ``overwrite=True`` (then files of the same name are replaced, other files
 are left alone). An export of ours with other file settings is also refused
-unless ``overwrite=True``, which removes that export's patch files first. At the
-end, patch files named like this export's (same stem and extension in
-``images/``/``masks/``) that the manifest does not list are removed. Every file is written under a temporary name in its final
-folder and renamed (``os.replace``), so a file with its final name is complete.
+unless ``overwrite=True``, which removes that export's patch files first (file
+settings include ``downsample``, the filters and, for OME-TIFF, the pixel size
+and units written into the files; ``pixel_size`` counts as the ``downsample`` it
+gives). At the end, patch files named like this export's (same stem and
+extension in ``images/``/``masks/``) that the manifest does not list are
+removed. Every file is written under a temporary name in its final folder and renamed (``os.replace``), so a file with its final name is complete.
 Each decided patch is appended to a journal (``.patchwork-journal.jsonl``); a
 re-run with the same file settings into the same folder resumes: it skips the
 patches already on disk and ends with a manifest that lists exactly the patch
