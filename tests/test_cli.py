@@ -129,3 +129,28 @@ def test_cluster_bad_input(slide_files, args, message):
     result = run("cluster", "a.tif", *args, "-o", "x.tif", cwd=slide_files)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tile_at_a_pixel_size_read_from_ome_tiff(tmp_path):
+    image, mask = sample_image(), sample_mask()
+    tifffile.imwrite(tmp_path / "scan.ome.tif", image, photometric="rgb",
+                     metadata={"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25,
+                               "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"})
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    result = run("tile", tmp_path / "scan.ome.tif", "--mask", tmp_path / "mask.tif", "--size", "64",
+                 "--pixel-size", "0.5", "--format", "ome-tiff", "--only-foreground", "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    files = sorted((tmp_path / "out" / "images").iterdir())
+    assert len(files) == 16  # 512 px at 0.25 um = 256 px at 0.5 um = 4 x 4 patches of 64
+    with tifffile.TiffFile(files[0]) as tif:
+        assert tif.pages[0].shape == (64, 64, 3)
+        assert 'PhysicalSizeX="0.5"' in tif.ome_metadata
+    back = run("stitch", tmp_path / "out", "-o", tmp_path / "half.tif")
+    assert back.returncode == 0, back.stderr
+    half_mask = tifffile.imread(tmp_path / "half_mask.tif")
+    assert half_mask.shape == (256, 256)
+    assert set(np.unique(half_mask)) <= set(np.unique(mask))  # label ids never mixed
+
+    wrong = run("tile", tmp_path / "scan.ome.tif", "--size", "64", "--pixel-size", "0.3",
+                "-o", tmp_path / "bad")
+    assert wrong.returncode == 2 and "use pixel_size=0.25 (downsample 1) or pixel_size=0.5" in wrong.stderr

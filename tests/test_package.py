@@ -5,8 +5,22 @@ import sys
 
 import pytest
 
-CORE_MODULES = ["napari_patchwork", "napari_patchwork.grid", "napari_patchwork.sample",
-                "napari_patchwork._layer_data"]
+CORE_MODULES = [
+    "napari_patchwork",
+    "napari_patchwork.grid",
+    "napari_patchwork.cluster",
+    "napari_patchwork.export",
+    "napari_patchwork.stitch",
+    "napari_patchwork.resolution",
+    "napari_patchwork.annotations",
+    "napari_patchwork.io",
+    "napari_patchwork.sample",
+    "napari_patchwork.cli",
+    "napari_patchwork._layer_data",
+    "napari_patchwork._reader",
+    "napari_patchwork._writer",
+    "napari_patchwork._sample_data",
+]
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)

@@ -22,6 +22,7 @@ import numpy as np
 
 from napari_patchwork import __version__
 from napari_patchwork.grid import EDGE_MODES
+from napari_patchwork.export import FILE_FORMATS
 
 PROG = "napari-patchwork"
 
@@ -127,6 +128,7 @@ def connect_scheduler(address: str | None):
 # -- commands --------------------------------------------------------------------------
 def cmd_tile(args: argparse.Namespace) -> int:
     from napari_patchwork.export import export_patches
+    from napari_patchwork.io import read_pixel_size
 
     images = expand_inputs(args.images)
     client = connect_scheduler(args.scheduler)
@@ -137,6 +139,10 @@ def cmd_tile(args: argparse.Namespace) -> int:
             mask_path = mask_for(image_path, args.mask, len(images))
             mask = None if mask_path is None else load(mask_path, lazy)
             out = Path(args.output) if len(images) == 1 else Path(args.output) / image_path.name.split(".")[0]
+            scale, units = args.scale, args.units
+            if scale is None:  # an OME-TIFF knows its pixel size
+                scale, file_units = read_pixel_size(image_path) or (None, None)
+                units = units or file_units
             progress = TqdmProgress(image_path.name, disable=args.quiet)
             try:
                 result = export_patches(
@@ -146,8 +152,13 @@ def cmd_tile(args: argparse.Namespace) -> int:
                     edge=args.edge,
                     channel_axis=channel_axis_arg(args.channel_axis, tuple(image.shape)),
                     fmt=args.format,
-                    compression=args.compression,
+                    compression=None if args.compression in (None, "none") else args.compression,
                     min_foreground=args.min_foreground,
+                    only_foreground=args.only_foreground,
+                    downsample=args.downsample,
+                    pixel_size=args.pixel_size,
+                    scale=scale,
+                    units=units,
                     split=tuple(args.split) if args.split else None,
                     seed=args.seed,
                     overwrite=args.overwrite,
@@ -295,11 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="step between patches (default: the patch size, no overlap)")
     tile.add_argument("--edge", choices=EDGE_MODES, default="drop",
                       help="last patch at the edge: drop it, pad it, shift it inward, or clip it (partial)")
-    tile.add_argument("--format", choices=["tiff", "png", "npy"], default="tiff", help="patch file format")
+    tile.add_argument("--format", choices=list(FILE_FORMATS), default="tiff",
+                      help="patch file format (ome-tiff carries the physical pixel size)")
     tile.add_argument("--compression", choices=["zlib", "none"], default=None,
                       help="TIFF compression (default: none)")
     tile.add_argument("--min-foreground", type=float, default=0.0, metavar="FRACTION",
                       help="keep only patches whose mask has at least this fraction of non-zero pixels")
+    tile.add_argument("--only-foreground", action="store_true",
+                      help="keep only patches whose mask has any non-zero pixel (e.g. annotated ones)")
+    tile.add_argument("--downsample", type=int, metavar="FACTOR",
+                      help="export at 1/FACTOR resolution along y and x (images: block mean, masks: "
+                      "block mode); --size is then in output pixels")
+    tile.add_argument("--pixel-size", type=float, metavar="SIZE",
+                      help="export at this pixel size (same units as --scale; a whole multiple of it)")
+    tile.add_argument("--scale", type=float, nargs="+", metavar="SIZE",
+                      help="the input's pixel size per spatial axis, e.g. --scale 0.25 0.25 (um/px); "
+                      "default: read from OME-TIFF metadata, else 1")
+    tile.add_argument("--units", default=None, help="units of --scale, e.g. micrometer (recorded, OME-TIFF)")
     tile.add_argument("--split", type=float, nargs="+", metavar="FRACTION",
                       help="train/val(/test) fractions, e.g. --split 0.8 0.1 0.1 (deterministic with --seed)")
     tile.add_argument("--seed", type=int, default=0, help="random seed of the split (default: 0)")

@@ -138,6 +138,32 @@ def _read_tiff(path: Path, lazy: bool):
     )
 
 
+def read_pixel_size(path: str | os.PathLike) -> tuple[tuple[float, ...], str | None] | None:
+    """Physical pixel size of an OME-TIFF, ``((z,) y, x)`` in its units, and the unit; else None."""
+    path = Path(path)
+    if _suffix(path) not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            xml = tif.ome_metadata
+    except Exception:  # not readable as TIFF: read_image reports it
+        return None
+    if not xml:
+        return None
+    from xml.etree import ElementTree
+
+    pixels = next((el for el in ElementTree.fromstring(xml).iter() if el.tag.endswith("Pixels")), None)
+    if pixels is None or "PhysicalSizeX" not in pixels.attrib or "PhysicalSizeY" not in pixels.attrib:
+        return None
+    sizes = [float(pixels.attrib["PhysicalSizeY"]), float(pixels.attrib["PhysicalSizeX"])]
+    if "PhysicalSizeZ" in pixels.attrib and int(pixels.attrib.get("SizeZ", "1")) > 1:
+        sizes.insert(0, float(pixels.attrib["PhysicalSizeZ"]))
+    unit = pixels.attrib.get("PhysicalSizeXUnit", "µm")
+    return tuple(sizes), {"µm": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(unit, unit)
+
+
 def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
     """-1 for ``(y, x, 3|4)`` RGB(A) arrays, else None (documented CLI default)."""
     if len(shape) == 3 and shape[-1] in (3, 4):
