@@ -21,6 +21,8 @@ def test_demo_tiles_the_sample_and_stitches_it_back(tmp_path):
     result = run("demo", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert "16 patches" in result.stdout and "identical to the input" in result.stdout
+    assert "clustered into k=4" in result.stdout and (tmp_path / "demo" / "clusters.tif").exists()
+    assert "tiled where the darkest cluster covers" in result.stdout
     images = sorted((tmp_path / "demo" / "patches" / "images").iterdir())
     masks = sorted((tmp_path / "demo" / "patches" / "masks").iterdir())
     assert len(images) == len(masks) == 16
@@ -107,12 +109,12 @@ def test_help_explains_every_option():
 
 def test_cluster_writes_labels_and_reapplies_a_saved_model(slide_files):
     d = slide_files
-    result = run("cluster", d / "a.tif", "-k", "4", "--save-model", d / "model.npz", "-o", d / "labels.tif")
+    result = run("cluster", d / "a.tif", "-k", "4", "--save-model", d / "model.json", "-o", d / "labels.tif")
     assert result.returncode == 0, result.stderr
     labels = tifffile.imread(d / "labels.tif")
     assert labels.shape == (512, 512) and labels.dtype == np.uint8
     assert sorted(np.unique(labels)) == [1, 2, 3, 4]
-    again = run("cluster", d / "[ab].tif", "--model", d / "model.npz", "-o", d / "applied")
+    again = run("cluster", d / "[ab].tif", "--model", d / "model.json", "-o", d / "applied")
     assert again.returncode == 0, again.stderr
     for name in ("a", "b"):  # b.tif is the same picture: same ids from the saved model
         assert np.array_equal(tifffile.imread(d / "applied" / f"{name}_clusters.tif"), labels)
@@ -154,3 +156,27 @@ def test_tile_at_a_pixel_size_read_from_ome_tiff(tmp_path):
     wrong = run("tile", tmp_path / "scan.ome.tif", "--size", "64", "--pixel-size", "0.3",
                 "-o", tmp_path / "bad")
     assert wrong.returncode == 2 and "use pixel_size=0.25 (downsample 1) or pixel_size=0.5" in wrong.stderr
+
+
+def test_outputs_are_never_replaced_without_overwrite(slide_files):
+    d = slide_files
+    (d / "labels.tif").write_bytes(b"an earlier result")
+    result = run("cluster", d / "a.tif", "-k", "3", "-o", d / "labels.tif")
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (d / "labels.tif").read_bytes() == b"an earlier result"
+    assert run("cluster", d / "a.tif", "-k", "3", "--overwrite", "-o", d / "labels.tif").returncode == 0
+    assert tifffile.imread(d / "labels.tif").shape == (512, 512)
+
+    assert run("tile", d / "a.tif", "--size", "128", "-o", d / "t").returncode == 0
+    (d / "back.tif").write_bytes(b"keep me")
+    result = run("stitch", d / "t", "-o", d / "back.tif")
+    assert result.returncode == 2 and "exists" in result.stderr
+    assert (d / "back.tif").read_bytes() == b"keep me"
+
+
+def test_demo_refuses_a_used_folder(tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    result = run("demo", tmp_path / "used")
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (tmp_path / "used" / "notes.txt").read_text() == "mine"

@@ -22,6 +22,7 @@ import numpy as np
 
 from napari_patchwork import __version__
 from napari_patchwork.grid import EDGE_MODES
+from napari_patchwork.cluster import DEFAULT_SAMPLE_SIZE
 from napari_patchwork.export import FILE_FORMATS
 
 PROG = "napari-patchwork"
@@ -177,6 +178,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
+    """Fit one model (on the first image, unless --model gives one) and label every image with it."""
     from napari_patchwork.cluster import ClusterModel, cluster_pixels
     from napari_patchwork.io import write_image
 
@@ -184,28 +186,32 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if len(images) > 1 and out.suffix:
         raise CLIError("several images: give an output folder with -o, not a file name.")
+    targets = [out] if len(images) == 1 else [out / f"{p.name.split('.')[0]}_clusters.tif" for p in images]
+    for target in targets + ([Path(args.save_model)] if args.save_model else []):
+        if target.exists() and not args.overwrite:  # refuse before any work
+            raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
     client = connect_scheduler(args.scheduler)
     lazy = lazy_for(args)
     try:
         model = ClusterModel.load(args.model) if args.model else None
-        for image_path in images:
+        for image_path, target in zip(images, targets):
             image = load(image_path, lazy)
             channel_axis = channel_axis_arg(args.channel_axis, tuple(image.shape))
             mask_path = mask_for(image_path, args.mask, len(images))
             mask = None if mask_path is None else load(mask_path, lazy)
             if model is None:
                 result = cluster_pixels(
-                    image, args.k, channel_axis=channel_axis, spatial_weight=args.spatial_weight,
-                    sigma=args.sigma, mask=mask, sample_size=args.sample_size, random_state=args.seed,
+                    image, args.k, channel_axis=channel_axis, channel_scaling=args.channel_scaling,
+                    spatial_weight=args.spatial_weight, sigma=args.sigma, mask=mask,
+                    sample_size=args.sample_size, random_state=args.seed,
                 )
-                labels = result.labels
+                labels, model = result.labels, result.model
                 if args.save_model:
-                    result.model.save(args.save_model)
+                    model.save(args.save_model)
             else:
-                labels = model.predict(image, mask=mask)
-            target = out if len(images) == 1 else out / f"{image_path.name.split('.')[0]}_clusters.tif"
+                labels = model.predict(image, channel_axis=channel_axis, mask=mask)
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, labels)  # dask labels are written strip by strip
+            write_image(target, labels, overwrite=args.overwrite)  # dask: strip by strip
             if not args.quiet:
                 print(f"{image_path}: cluster labels written to {target}")
     finally:
@@ -221,18 +227,20 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     folder = read_patch_folder(args.folder)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.predictions:
-        write_image(out, stitch(folder, args.predictions))
-        written = [str(out)]
-    else:
-        write_image(out, folder.image())
-        written = [str(out)]
     mask = None if args.predictions else folder.mask()
+    mask_out = None
     if mask is not None:
         mask_out = Path(args.mask_output) if args.mask_output else out.with_name(
             out.name.split(".")[0] + "_mask" + "".join(out.suffixes)
         )
-        write_image(mask_out, mask)
+    for target in (out, mask_out):  # refuse before writing anything
+        if target is not None and target.exists() and not args.overwrite:
+            raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
+    image = stitch(folder, args.predictions) if args.predictions else folder.image()
+    write_image(out, image, overwrite=args.overwrite)
+    written = [str(out)]
+    if mask is not None:
+        write_image(mask_out, mask, overwrite=args.overwrite)
         written.append(str(mask_out))
     if not args.quiet:
         print("stitched: " + ", ".join(written))
@@ -240,27 +248,51 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Tile the bundled sample (image + nuclei mask), then stitch it back and check it."""
+    """The main job on the bundled sample: tile image + mask, stitch back, cluster, tile by clusters."""
+    import time
+
+    from napari_patchwork.cluster import cluster_pixels
     from napari_patchwork.export import export_patches
+    from napari_patchwork.io import write_image
     from napari_patchwork.sample import sample_image, sample_mask
     from napari_patchwork.stitch import read_patch_folder
 
     out = Path(args.output)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise CLIError(f"{out} is not empty; choose a new folder or pass --overwrite to redo the demo there.")
     image, mask = sample_image(), sample_mask()
-    progress = TqdmProgress("sample", disable=args.quiet)
-    try:
-        result = export_patches(
-            out / "patches", image, mask, patch_size=args.size, edge="pad", channel_axis=-1,
-            fmt="tiff", split=(0.8, 0.2), seed=0, overwrite=args.overwrite, stem="ihc",
-            progress=progress,
-        )
-    finally:
-        progress.close()
+    print(f"sample: IHC image {image.shape} {image.dtype}, nuclei mask with {int(mask.max())} labels")
+
+    def tile(folder: str, tile_mask, **options):
+        progress = TqdmProgress(folder, disable=args.quiet)
+        try:
+            return export_patches(
+                out / folder, image, tile_mask, patch_size=args.size, edge="pad", channel_axis=-1,
+                fmt="tiff", split=(0.8, 0.2), seed=0, overwrite=args.overwrite, stem="ihc",
+                progress=progress, **options,
+            )
+        finally:
+            progress.close()
+
+    result = tile("patches", mask)
+    print(f"1. tiled: {result.message}")
     back = read_patch_folder(out / "patches")
     exact = np.array_equal(back.image(), image) and np.array_equal(back.mask(), mask)
-    print(f"sample: IHC image {image.shape} {image.dtype}, nuclei mask with {int(mask.max())} labels")
-    print(f"tiled: {result.message}")
-    print(f"stitched back: {'identical to the input' if exact else 'DIFFERENT from the input'}")
+    print(f"2. stitched back: {'identical to the input, dtypes included' if exact else 'DIFFERENT from the input'}")
+
+    start = time.perf_counter()
+    clusters = cluster_pixels(image, args.k, channel_axis=-1, random_state=0)
+    seconds = time.perf_counter() - start
+    write_image(out / "clusters.tif", clusters.labels, overwrite=True)  # folder checked above
+    write_image(out / "posterized.png", clusters.posterized(), overwrite=True)
+    clusters.model.save(out / "cluster-model.json")
+    sizes = ", ".join(f"{i}: {n:,}" for i, n in enumerate(clusters.pixel_counts, start=1))
+    print(f"3. clustered into k={args.k} in {seconds:.2f} s (id 1 = darkest; pixels {sizes}): "
+          f"{out / 'clusters.tif'}, {out / 'posterized.png'}, {out / 'cluster-model.json'}")
+
+    foreground = clusters.foreground([1])
+    result = tile("patches-cluster1", foreground, min_foreground=0.2)
+    print(f"4. tiled where the darkest cluster covers >= 20%: {result.message}")
     return 0 if exact else 1
 
 
@@ -289,9 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="run on a dask.distributed scheduler, e.g. tcp://127.0.0.1:8786",
         )
 
-    demo = sub.add_parser("demo", help="tile the bundled sample image and its mask, stitch them back")
+    demo = sub.add_parser(
+        "demo", help="on the bundled IHC sample: tile image + nuclei mask, stitch back, cluster, "
+        "tile by the darkest cluster",
+    )
     demo.add_argument("output", nargs="?", default="patchwork-demo", help="output folder (default: patchwork-demo)")
     demo.add_argument("--size", type=int, default=128, help="patch size in pixels (default: 128)")
+    demo.add_argument("-k", type=int, default=4, help="clusters for the segmentation step (default: 4)")
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo output")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
@@ -332,19 +368,29 @@ def build_parser() -> argparse.ArgumentParser:
     common(tile)
     tile.set_defaults(func=cmd_tile)
 
-    cluster = sub.add_parser("cluster", help="KMeans segmentation of pixels into a label image")
+    cluster = sub.add_parser(
+        "cluster", help="KMeans segmentation of pixels into a label image",
+        description="KMeans on pixel colours (ids 1..k sorted by brightness, 1 = darkest). With "
+        "several images one model is fitted on the first and applied to all, so the same colours "
+        "get the same ids in every file.",
+    )
     cluster.add_argument("images", nargs="+", metavar="IMAGE", help="image files or glob patterns")
     cluster.add_argument("-k", type=int, default=5, help="number of clusters (default: 5)")
+    cluster.add_argument("--channel-scaling", choices=["shared", "per_channel"], default="shared",
+                         help="'shared' (colour images, default) or 'per_channel' (z-score each "
+                         "channel: fluorescence markers in unrelated units)")
     cluster.add_argument("--spatial-weight", type=float, default=0.0,
                          help="weight of pixel position against colour (SLIC-like compactness; default 0)")
     cluster.add_argument("--sigma", type=float, default=0.0, help="Gaussian smoothing in pixels (default 0)")
     cluster.add_argument("--mask", metavar="MASK", help="region of interest (non-zero pixels); "
                          "with several images a pattern with {stem}")
-    cluster.add_argument("--sample-size", type=int, default=200_000,
-                         help="pixels sampled to fit the model (default 200000)")
+    cluster.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
+                         help=f"pixels sampled to fit the model (default {DEFAULT_SAMPLE_SIZE})")
     cluster.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    cluster.add_argument("--save-model", metavar="FILE", help="save the fitted model to re-apply it later")
+    cluster.add_argument("--save-model", metavar="MODEL.json",
+                         help="save the fitted model (centres, scaling, settings) to re-apply it later")
     cluster.add_argument("--model", metavar="FILE", help="apply a saved model instead of fitting one")
+    cluster.add_argument("--overwrite", action="store_true", help="replace existing output files")
     cluster.add_argument("-o", "--output", required=True, metavar="LABELS.tif",
                          help="output label image (a folder when several images)")
     common(cluster)
@@ -357,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     stitch.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="stitched image file")
     stitch.add_argument("--mask-output", metavar="FILE",
                         help="stitched mask file (default: OUT_mask.tif next to OUT)")
+    stitch.add_argument("--overwrite", action="store_true", help="replace existing output files")
     stitch.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     stitch.set_defaults(func=cmd_stitch)
     return parser

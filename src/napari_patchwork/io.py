@@ -204,14 +204,19 @@ def _dask_tiles(array, tile: int):
         pending = pending[whole:]
 
 
-def write_image(path: str | os.PathLike, array, *, compression: str | None = "zlib") -> Path:
+def write_image(
+    path: str | os.PathLike, array, *, compression: str | None = "zlib", overwrite: bool = False
+) -> Path:
     """Write a whole array: TIFF (tifffile, BigTIFF when large), PNG/JPEG (imageio) or NPY.
 
     A dask array written as TIFF is computed and written a strip of 256 px tiles
     at a time (never whole). Writes to a temporary name in the same folder and
     renames it, so an interrupted write never leaves a half file under the final name.
+    An existing ``path`` is replaced only with ``overwrite`` (else FileExistsError).
     """
     path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another name or allow overwriting (--overwrite).")
     suffix = _suffix(path)
     tmp = path.with_name(f".{path.name}.part")
     lazy_tiff = _is_dask(array) and suffix in TIFF_SUFFIXES and array.ndim in (2, 3)
