@@ -117,3 +117,46 @@ def test_dimension_mismatch_is_explained():
 
 def test_class_ids_from_names_keeps_mapping_and_appends():
     assert class_ids_from_names(["x", "y", "x"], {"y": 4}) == {"y": 4, "x": 5}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.floats(-20, 120), st.floats(-20, 120), st.floats(1, 60), st.floats(1, 60),
+                          st.sampled_from(["rectangle", "ellipse", "polygon"]), st.sampled_from("abc")),
+                min_size=1, max_size=8),
+       st.integers(7, 64))
+def test_lazy_blocks_equal_the_whole_painting(shapes, chunk):
+    data, kinds, classes = [], [], []
+    for y, x, h, w, kind, cls in shapes:
+        corners = np.array([[y, x], [y, x + w], [y + h, x + w], [y + h, x]])
+        if kind == "polygon":
+            corners = corners[[0, 1, 2]]  # a triangle
+        data.append(corners)
+        kinds.append(kind)
+        classes.append(cls)
+    whole = rasterize_shapes(data, kinds, (100, 90), classes=classes)
+    lazy = rasterize_shapes(data, kinds, (100, 90), classes=classes, chunks=chunk)
+    assert type(lazy.labels).__module__.startswith("dask")
+    assert lazy.class_ids == whole.class_ids
+    assert np.array_equal(lazy.labels.compute(), whole.labels)
+
+
+def test_lazy_whole_slide_mask_paints_only_the_blocks_asked_for():
+    big = (200_000, 200_000)  # 40 GB as uint8 if it were ever made whole
+    shapes = [rect(100_000, 100_000, 100_300, 100_200), rect(5, 5, 10, 10)]
+    result = rasterize_shapes(shapes, ["rectangle"] * 2, big, classes=["t", "s"], chunks=4096)
+    assert result.labels.shape == big and result.n_painted == 2
+    region = result.labels[99_990:100_310, 99_990:100_210].compute()
+    assert (region == 1).sum() == 300 * 200
+    assert result.labels[:16, :16].compute().sum() == 2 * 25
+
+
+def test_writer_paints_whole_slide_annotation_masks_lazily():
+    from napari_patchwork._writer import LAZY_MASK_PIXELS, annotation_mask
+
+    meta = {"shape_type": ["rectangle"], "features": {"class": ["tumour"]}}
+    small = annotation_mask([rect(0, 0, 4, 4)], meta, (64, 64))
+    assert isinstance(small.labels, np.ndarray) and small.labels.sum() == 16
+    side = int(np.sqrt(LAZY_MASK_PIXELS)) + 1
+    big = annotation_mask([rect(side - 10, side - 10, side, side)], meta, (side, side))
+    assert type(big.labels).__module__.startswith("dask")
+    assert big.labels[-10:, -10:].compute().sum() == 100 and big.class_ids == {"tumour": 1}

@@ -74,6 +74,12 @@ def is_grid_layer(meta: dict) -> bool:
     return isinstance(grid, dict) and "patch_size" in grid
 
 
+LAZY_MASK_PIXELS = 2**26
+"""Annotation masks larger than this (64 Mpx, e.g. 8192 x 8192) are painted lazily."""
+LAZY_MASK_CHUNK = 4096
+"""Block size (px, y and x) of lazily painted annotation masks."""
+
+
 def annotation_mask(
     shapes_data: Sequence[np.ndarray],
     shapes_meta: dict,
@@ -86,7 +92,9 @@ def annotation_mask(
     ``image_shape`` is the image's spatial shape (y, x or z, y, x);
     ``image_scale``/``image_translate`` the image layer's (a value for a channel
     axis first is ignored). Classes come from the ``class`` feature column when
-    present, else every shape gets id 1 (see the module notes).
+    present, else every shape gets id 1 (see the module notes). Masks of more
+    than :data:`LAZY_MASK_PIXELS` pixels are lazy dask arrays painted block by
+    block as the export reads them, so a whole-slide mask is never in memory.
     """
     features = shapes_meta.get("features")
     classes = None
@@ -101,6 +109,7 @@ def annotation_mask(
         shapes_translate=shapes_meta.get("translate"),
         image_scale=image_scale,
         image_translate=image_translate,
+        chunks=LAZY_MASK_CHUNK if int(np.prod(image_shape)) > LAZY_MASK_PIXELS else None,
     )
 
 

@@ -102,6 +102,54 @@ def class_ids_from_names(names: Sequence, mapping: Mapping[str, int] | None = No
     return ids
 
 
+@dataclass(frozen=True)
+class _Polygon:
+    """One area shape ready to paint: its id, plane (leading axes) and ``(V, 2)`` yx polygon."""
+
+    value: int
+    plane: tuple[int, ...]
+    yx: np.ndarray
+
+    @property
+    def yx_bounds(self) -> tuple[float, float, float, float]:
+        (y0, x0), (y1, x1) = self.yx.min(axis=0), self.yx.max(axis=0)
+        return y0, x0, y1, x1
+
+
+def _paint(labels: np.ndarray, polygons: Sequence[_Polygon], origin: Sequence[int]) -> int:
+    """Paint ``polygons`` in order into ``labels``, whose first pixel is at ``origin`` of the image.
+
+    Returns how many polygons covered at least one pixel of ``labels``.
+    """
+    from skimage.draw import polygon as draw_polygon
+
+    origin = tuple(int(o) for o in origin)
+    lead, (oy, ox) = origin[:-2], origin[-2:]
+    height, width = labels.shape[-2:]
+    painted = 0
+    for shape in polygons:
+        plane = tuple(p - o for p, o in zip(shape.plane, lead))
+        if any(not 0 <= p < n for p, n in zip(plane, labels.shape[:-2])):
+            continue
+        y0, x0, y1, x1 = shape.yx_bounds
+        if y1 < oy - 0.5 or x1 < ox - 0.5 or y0 > oy + height - 0.5 or x0 > ox + width - 0.5:
+            continue  # wholly outside this region
+        rr, cc = draw_polygon(shape.yx[:, 0] - oy, shape.yx[:, 1] - ox, shape=(height, width))
+        if rr.size:
+            labels[plane][rr, cc] = shape.value
+            painted += 1
+    return painted
+
+
+def _paint_block(polygons, background, dtype, block_info=None):
+    """A dask block of the label image (see :func:`rasterize_shapes` with ``chunks``)."""
+    info = block_info[None]
+    shape = tuple(b - a for a, b in info["array-location"])
+    labels = np.full(shape, background, dtype=dtype)
+    _paint(labels, polygons, [a for a, _ in info["array-location"]])
+    return labels
+
+
 def rasterize_shapes(
     shapes: Sequence[np.ndarray],
     shape_types: Sequence[str],
@@ -117,6 +165,7 @@ def rasterize_shapes(
     image_scale: Sequence[float] | None = None,
     image_translate: Sequence[float] | None = None,
     dtype=None,
+    chunks: int | Sequence[int] | None = None,
 ) -> RasterizedAnnotations:
     """Paint shapes into a label image of ``image_shape`` (spatial axes, ``yx`` or ``zyx``).
 
@@ -131,12 +180,14 @@ def rasterize_shapes(
     priority : class names, most important first (see the module's overlap rule).
     shapes_scale, ... : the layers' transforms (see :func:`to_pixel_coordinates`).
     dtype : default uint8 when ids fit, else uint16/uint32.
+    chunks : return a lazy dask array with these chunks (e.g. 4096) instead of numpy:
+        each block paints only the shapes that reach it, so a whole-slide mask is
+        never in memory. ``n_painted`` then counts the area shapes that reach the
+        image (without painting them).
 
-    3D shapes are painted into the z-plane(s) of their vertices (napari draws a
+    3D shapes are painted into the z-plane of their vertices (napari draws a
     shape on one plane).
     """
-    from skimage.draw import polygon as draw_polygon
-
     image_shape = tuple(int(s) for s in image_shape)
     if len(shapes) != len(shape_types):
         raise AnnotationError(f"{len(shapes)} shapes but {len(shape_types)} shape types.")
@@ -167,8 +218,8 @@ def rasterize_shapes(
         dtype = np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.uint32
     if top > np.iinfo(dtype).max:
         raise AnnotationError(f"label id {top} does not fit in {np.dtype(dtype).name}.")
-    labels = np.full(image_shape, background, dtype=dtype)
-    painted = skipped = 0
+    polygons: list[_Polygon] = []
+    skipped = 0
     for i in order:
         kind = shape_types[i]
         if kind not in AREA_SHAPES:
@@ -182,15 +233,29 @@ def rasterize_shapes(
                 f"shape {i} has {vertices.shape[1]} dimensions but the image has {len(image_shape)} "
                 "spatial axes; draw the annotations on a Shapes layer with the image's dimensions."
             )
-        plane = tuple(int(round(v)) for v in vertices[0, :-2])
-        if any(not 0 <= p < s for p, s in zip(plane, image_shape[:-2])):
-            skipped += 1
-            continue
         yx = ellipse_polygon(vertices[:, -2:]) if kind == "ellipse" else vertices[:, -2:]
-        rr, cc = draw_polygon(yx[:, 0], yx[:, 1], shape=image_shape[-2:])
-        if rr.size == 0:
-            skipped += 1
-            continue
-        labels[plane][rr, cc] = values[i]
-        painted += 1
-    return RasterizedAnnotations(labels, ids_by_class, painted, skipped)
+        polygons.append(_Polygon(int(values[i]), tuple(int(round(v)) for v in vertices[0, :-2]), yx))
+    if chunks is None:
+        labels = np.full(image_shape, background, dtype=dtype)
+        painted = _paint(labels, polygons, (0,) * len(image_shape))
+        return RasterizedAnnotations(labels, ids_by_class, painted, len(shapes) - painted)
+    import dask.array as da
+
+    if np.ndim(chunks) == 0:  # y and x blocks of this size, one plane deep
+        chunks = (1,) * (len(image_shape) - 2) + (int(chunks),) * 2
+    labels = da.map_blocks(
+        _paint_block, polygons, background, np.dtype(dtype),
+        chunks=da.core.normalize_chunks(chunks, image_shape), dtype=dtype,
+        meta=np.empty((0,) * len(image_shape), dtype=dtype),
+    )
+    reach = sum(_reaches(shape, image_shape) for shape in polygons)
+    return RasterizedAnnotations(labels, ids_by_class, reach, len(shapes) - reach)
+
+
+def _reaches(shape: _Polygon, image_shape: Sequence[int]) -> bool:
+    """Whether the shape's plane and bounding box meet the image (it may still cover no pixel centre)."""
+    if any(not 0 <= p < n for p, n in zip(shape.plane, image_shape[:-2])):
+        return False
+    y0, x0, y1, x1 = shape.yx_bounds
+    height, width = image_shape[-2:]
+    return not (y1 < -0.5 or x1 < -0.5 or y0 > height - 0.5 or x0 > width - 0.5)
