@@ -36,7 +36,46 @@ def grid_screenshot(out_dir: Path) -> Path:
     return path
 
 
+def wait_for(condition, seconds: float = 60.0) -> None:
+    """Let Qt run (worker threads, redraws) until ``condition()`` is true."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the widget's worker did not finish")
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def cluster_screenshot(out_dir: Path) -> Path:
+    from napari_patchwork._widgets.cluster_widget import ClusterWidget
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 850)
+    image = viewer.add_image(sample_image(), name="ihc", rgb=True)
+    widget = ClusterWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Cluster segmentation", area="right")
+    viewer.window._qt_window.show()
+    widget.native.setMaximumWidth(460)
+    widget.image_combo.value = image
+    widget.n_clusters.value = 4
+    widget.posterise.value = True
+    widget.run_button.native.click()
+    wait_for(lambda: not widget.running and "ihc clusters" in viewer.layers)
+    viewer.layers["ihc posterised"].visible = False
+    viewer.layers["ihc clusters"].opacity = 0.5
+    QApplication.processEvents()
+    viewer.reset_view()
+    QApplication.processEvents()
+    path = out_dir / "cluster-widget.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    viewer.close()
+    return path
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
     out.mkdir(parents=True, exist_ok=True)
     print(grid_screenshot(out))
+    print(cluster_screenshot(out))

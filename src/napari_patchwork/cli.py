@@ -13,10 +13,12 @@ read or written). No napari, no Qt: this module imports only the core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,12 +55,17 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     return paths
 
 
+def file_stem(path: Path) -> str:
+    """``slide`` for ``slide.ome.tif``: the name up to its first dot."""
+    return path.name.split(".")[0]
+
+
 def mask_for(image_path: Path, mask_arg: str | None, n_images: int) -> Path | None:
     """The mask file of ``image_path``: ``--mask`` as given, or with ``{stem}`` filled in."""
     if mask_arg is None:
         return None
     if "{stem}" in mask_arg:
-        return Path(mask_arg.format(stem=image_path.name.split(".")[0]))
+        return Path(mask_arg.format(stem=file_stem(image_path)))
     if n_images > 1:
         raise CLIError("several images but one --mask: use a pattern such as --mask 'masks/{stem}.tif'.")
     return Path(mask_arg)
@@ -112,18 +119,32 @@ def lazy_for(args: argparse.Namespace) -> bool | None:
     return args.lazy
 
 
-def connect_scheduler(address: str | None):
-    """A dask.distributed Client for ``--scheduler`` (it becomes dask's default), or None."""
+@contextlib.contextmanager
+def scheduler(address: str | None) -> Iterator[Any]:
+    """A dask.distributed Client for ``--scheduler`` (dask's default while open), or None."""
     if address is None:
-        return None
+        yield None
+        return
     try:
         from dask.distributed import Client
     except ImportError as err:
         raise CLIError("--scheduler needs dask.distributed: pip install distributed") from err
     try:
-        return Client(address, timeout="10s")
+        client = Client(address, timeout="10s")
     except OSError as err:
         raise CLIError(f"cannot reach the dask scheduler at {address}: {err}", code=1) from err
+    with client:
+        yield client
+
+
+def iter_inputs(args: argparse.Namespace, images: Sequence[Path]) -> Iterator[tuple[Path, Any, Any, int | None]]:
+    """``(path, image, mask or None, channel axis)`` for each input, read as ``--lazy`` says."""
+    lazy = lazy_for(args)
+    for image_path in images:
+        image = load(image_path, lazy)
+        mask_path = mask_for(image_path, args.mask, len(images))
+        mask = None if mask_path is None else load(mask_path, lazy)
+        yield image_path, image, mask, channel_axis_arg(args.channel_axis, tuple(image.shape))
 
 
 # -- commands --------------------------------------------------------------------------
@@ -132,14 +153,9 @@ def cmd_tile(args: argparse.Namespace) -> int:
     from napari_patchwork.io import read_pixel_size
 
     images = expand_inputs(args.images)
-    client = connect_scheduler(args.scheduler)
-    lazy = lazy_for(args)
-    try:
-        for image_path in images:
-            image = load(image_path, lazy)
-            mask_path = mask_for(image_path, args.mask, len(images))
-            mask = None if mask_path is None else load(mask_path, lazy)
-            out = Path(args.output) if len(images) == 1 else Path(args.output) / image_path.name.split(".")[0]
+    with scheduler(args.scheduler) as client:
+        for image_path, image, mask, channel_axis in iter_inputs(args, images):
+            out = Path(args.output) if len(images) == 1 else Path(args.output) / file_stem(image_path)
             scale, units = args.scale, args.units
             if scale is None:  # an OME-TIFF knows its pixel size
                 scale, file_units = read_pixel_size(image_path) or (None, None)
@@ -151,7 +167,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
                     patch_size=tuple(args.size) if len(args.size) > 1 else args.size[0],
                     stride=None if args.stride is None else (tuple(args.stride) if len(args.stride) > 1 else args.stride[0]),
                     edge=args.edge,
-                    channel_axis=channel_axis_arg(args.channel_axis, tuple(image.shape)),
+                    channel_axis=channel_axis,
                     fmt=args.format,
                     compression=None if args.compression in (None, "none") else args.compression,
                     min_foreground=args.min_foreground,
@@ -163,7 +179,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
                     split=tuple(args.split) if args.split else None,
                     seed=args.seed,
                     overwrite=args.overwrite,
-                    stem=image_path.name.split(".")[0],
+                    stem=file_stem(image_path),
                     as_dask_tasks=client is not None,
                     progress=progress,
                 )
@@ -171,9 +187,6 @@ def cmd_tile(args: argparse.Namespace) -> int:
                 progress.close()
             if not args.quiet:
                 print(f"{image_path}: {result.message}")
-    finally:
-        if client is not None:
-            client.close()
     return 0
 
 
@@ -186,19 +199,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if len(images) > 1 and out.suffix:
         raise CLIError("several images: give an output folder with -o, not a file name.")
-    targets = [out] if len(images) == 1 else [out / f"{p.name.split('.')[0]}_clusters.tif" for p in images]
+    targets = [out] if len(images) == 1 else [out / f"{file_stem(p)}_clusters.tif" for p in images]
     for target in targets + ([Path(args.save_model)] if args.save_model else []):
         if target.exists() and not args.overwrite:  # refuse before any work
             raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
-    client = connect_scheduler(args.scheduler)
-    lazy = lazy_for(args)
-    try:
-        model = ClusterModel.load(args.model) if args.model else None
-        for image_path, target in zip(images, targets):
-            image = load(image_path, lazy)
-            channel_axis = channel_axis_arg(args.channel_axis, tuple(image.shape))
-            mask_path = mask_for(image_path, args.mask, len(images))
-            mask = None if mask_path is None else load(mask_path, lazy)
+    model = ClusterModel.load(args.model) if args.model else None
+    with scheduler(args.scheduler):
+        for (image_path, image, mask, channel_axis), target in zip(iter_inputs(args, images), targets):
             if model is None:
                 result = cluster_pixels(
                     image, args.k, channel_axis=channel_axis, channel_scaling=args.channel_scaling,
@@ -214,9 +221,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             write_image(target, labels, overwrite=args.overwrite)  # dask: strip by strip
             if not args.quiet:
                 print(f"{image_path}: cluster labels written to {target}")
-    finally:
-        if client is not None:
-            client.close()
     return 0
 
 
@@ -231,7 +235,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     mask_out = None
     if mask is not None:
         mask_out = Path(args.mask_output) if args.mask_output else out.with_name(
-            out.name.split(".")[0] + "_mask" + "".join(out.suffixes)
+            file_stem(out) + "_mask" + "".join(out.suffixes)
         )
     for target in (out, mask_out):  # refuse before writing anything
         if target is not None and target.exists() and not args.overwrite:
