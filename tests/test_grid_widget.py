@@ -118,3 +118,31 @@ def test_bad_input_shows_notification_and_adds_no_layer(grid_widget, notificatio
     assert len(viewer.layers) == n_layers
     assert any(message in str(n.message) for n in notifications)
     assert message in widget.status.value
+
+
+def test_lazy_mask_is_measured_in_a_worker(grid_widget, qtbot):
+    da = pytest.importorskip("dask.array")
+    viewer, widget = grid_widget
+    image = viewer.add_image(np.zeros((64, 64), np.uint8), name="img")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:32] = 1
+    viewer.add_labels(da.from_array(mask, chunks=16), name="lazy")
+    widget.image_combo.value = image
+    widget.mask_combo.value = viewer.layers["lazy"]
+    widget.patch_height.value = widget.patch_width.value = 32
+    widget.show_button.native.click()
+    assert widget.worker is not None and not widget.show_button.enabled  # running, button off
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert widget.show_button.enabled
+    grid = viewer.layers["img grid"]
+    assert list(grid.features["foreground_fraction"]) == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_multiscale_image_uses_full_resolution(grid_widget):
+    viewer, widget = grid_widget
+    levels = [np.zeros((128, 128), np.uint8), np.zeros((64, 64), np.uint8)]
+    image = viewer.add_image(levels, multiscale=True, name="pyramid")
+    widget.image_combo.value = image
+    widget.patch_height.value = widget.patch_width.value = 32
+    widget.show_button.native.click()
+    assert len(viewer.layers["pyramid grid"].data) == 16

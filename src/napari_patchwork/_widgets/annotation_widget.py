@@ -10,6 +10,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, S
 from napari.utils.notifications import show_error, show_info
 
 from napari_patchwork._widgets._layers import (
+    full_resolution_data,
     image_channel_axis,
     layer_choices,
     spatial_transform,
@@ -32,7 +33,7 @@ def shapes_to_labels_kwargs(
     Returns ``(kwargs, result)`` with the :class:`RasterizedAnnotations` as ``result``.
     """
     channel_axis = image_channel_axis(image_layer)
-    shape = spatial_shape(image_layer.data.shape, channel_axis)
+    shape = spatial_shape(full_resolution_data(image_layer).shape, channel_axis)
     transform = spatial_transform(image_layer, channel_axis)
     classes = None
     if column and column in shapes_layer.features:

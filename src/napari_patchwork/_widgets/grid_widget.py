@@ -3,22 +3,40 @@
 Thin GUI over :mod:`napari_patchwork.grid`; all numbers come from the core.
 """
 
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
 from napari_patchwork._widgets._layers import (
-    GRID_METADATA_KEY,
     build_grid_layer_kwargs,
+    full_resolution_data,
     image_channel_axis,
     layer_choices,
     update_or_add_layer,
 )
-from napari_patchwork.grid import EDGE_MODES, GridError, grid_features, make_grid, spatial_shape
+from napari_patchwork.grid import (
+    EDGE_MODES,
+    GridError,
+    PatchGrid,
+    grid_features,
+    make_grid,
+    spatial_shape,
+)
 
 GRID_SUFFIX = " grid"
+
+
+class _GridPlan(NamedTuple):
+    """What "Show grid" draws: the checked form, before any pixel is read."""
+
+    image: Any  # napari.layers.Image
+    grid: PatchGrid
+    mask: Any  # numpy/dask array of the mask layer (full resolution), or None
+    mask_layer: Any  # napari.layers.Labels or None
+    channel_axis: Optional[int]
 
 
 class GridWidget(Container):
@@ -32,6 +50,7 @@ class GridWidget(Container):
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
         super().__init__(labels=True)
         self._viewer = viewer
+        self.worker = None  # the foreground worker of a lazy mask, while it runs
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
         self.channels_first = CheckBox(
@@ -86,7 +105,7 @@ class GridWidget(Container):
         image = self.image_combo.value
         is_volume = False
         if image is not None:
-            shape = spatial_shape(image.data.shape, self._channel_axis(image))
+            shape = spatial_shape(full_resolution_data(image).shape, self._channel_axis(image))
             is_volume = len(shape) >= 3
         self.patch_depth.visible = is_volume
         self.channels_first.visible = image is not None and not image.rgb
@@ -104,39 +123,64 @@ class GridWidget(Container):
         return lead + yx
 
     def _on_show(self, _value=None) -> None:
+        """Show the grid; a lazy (dask) mask's foreground fractions are computed in a worker."""
         try:
-            layer = self.show_grid()
+            plan = self._plan()
         except (GridError, ValueError) as err:
-            show_error(str(err))
-            self.status.value = f"error: {err}"
+            self._report_error(err)
             return
-        self.status.value = layer.metadata[GRID_METADATA_KEY]["summary"]
-        show_info(self.status.value)
+        if plan.mask is None or isinstance(plan.mask, np.ndarray):
+            self._finish(plan, grid_features(plan.grid, plan.mask))
+            return
+        worker = thread_worker(grid_features, start_thread=False)(plan.grid, plan.mask)
+        worker.returned.connect(lambda features: self._finish(plan, features))
+        worker.errored.connect(self._report_error)
+        worker.finished.connect(self._on_worker_finished)
+        self.show_button.enabled = False
+        self.status.value = f"measuring the foreground of {plan.grid.n_patches:,} patches..."
+        self.worker = worker
+        worker.start()
+
+    def _on_worker_finished(self) -> None:
+        self.worker = None
+        self.show_button.enabled = True
+
+    def _report_error(self, err: Exception) -> None:
+        show_error(str(err))
+        self.status.value = f"error: {err}"
 
     def show_grid(self):
-        """Compute the grid and add or replace the grid Shapes layer; returns it."""
+        """Compute the grid and add or replace the grid Shapes layer (in this thread); returns it."""
+        plan = self._plan()
+        return self._finish(plan, grid_features(plan.grid, plan.mask))
+
+    def _plan(self) -> "_GridPlan":
+        """Validate the form and lay out the grid (fast: no pixel is read)."""
         image = self.image_combo.value
         if image is None:
             raise GridError("no Image layer selected: add or open an image, then pick it under 'image'.")
         channel_axis = self._channel_axis(image)
-        shape = spatial_shape(image.data.shape, channel_axis)
+        data = full_resolution_data(image)
+        shape = spatial_shape(data.shape, channel_axis)
         patch = list(self.patch_size_for(len(shape)))
         if len(shape) >= 3:  # depth 0 = the whole extent of the leading axes
             patch[:-2] = [p if p > 0 else s for p, s in zip(patch[:-2], shape[:-2])]
         stride = None
         if self.stride.value > 0:
             stride = tuple(patch[:-2]) + (self.stride.value,) * min(2, len(shape))
-        grid = make_grid(image.data.shape, tuple(patch), stride, self.edge.value, channel_axis=channel_axis)
+        grid = make_grid(data.shape, tuple(patch), stride, self.edge.value, channel_axis=channel_axis)
         mask_layer = self.mask_combo.value
-        mask = None
-        if mask_layer is not None:
-            if tuple(mask_layer.data.shape) != grid.shape:
-                raise GridError(
-                    f"mask '{mask_layer.name}' has shape {tuple(mask_layer.data.shape)} but image "
-                    f"'{image.name}' has spatial shape {grid.shape}; pick a mask drawn on this image."
-                )
-            mask = mask_layer.data
-        features = grid_features(grid, mask)
+        mask = None if mask_layer is None else full_resolution_data(mask_layer)
+        if mask is not None and tuple(mask.shape) != grid.shape:
+            raise GridError(
+                f"mask '{mask_layer.name}' has shape {tuple(mask.shape)} but image "
+                f"'{image.name}' has spatial shape {grid.shape}; pick a mask drawn on this image."
+            )
+        return _GridPlan(image, grid, mask, mask_layer, channel_axis)
+
+    def _finish(self, plan: "_GridPlan", features: dict):
+        """Add or replace the grid layer for ``plan`` with ``features``; returns the layer."""
+        image, grid, mask, mask_layer, channel_axis = plan
         keep = np.ones(grid.n_patches, dtype=bool)
         if mask is not None and self.min_foreground.value > 0:
             keep = features["foreground_fraction"] >= self.min_foreground.value
@@ -161,4 +205,7 @@ class GridWidget(Container):
                 "summary": summary,
             },
         )
-        return update_or_add_layer(self._viewer, image.name + GRID_SUFFIX, "shapes", **kwargs)
+        layer = update_or_add_layer(self._viewer, image.name + GRID_SUFFIX, "shapes", **kwargs)
+        self.status.value = summary
+        show_info(summary)
+        return layer
