@@ -36,3 +36,16 @@ def test_sample_data_opens(plugin_viewer):
     assert names == ["ihc", "nuclei"]
     assert plugin_viewer.layers["ihc"].rgb
     assert plugin_viewer.layers["nuclei"].data.max() > 10
+
+
+def test_reader_is_offered_for_patch_folders_only(npe2pm, tmp_path):
+    npe2pm.register(MANIFEST)
+    (tmp_path / "folder").mkdir()
+
+    def ours(path):
+        return any(r.command.startswith("napari-patchwork.") for r in npe2pm.iter_compatible_readers(str(path)))
+
+    assert ours(tmp_path / "folder")
+    assert ours(tmp_path / "folder" / "dataset.json")
+    assert not ours(tmp_path / "slide.tif")  # napari's own readers are not competed with
+    assert not ours(tmp_path / "notes.json")
