@@ -50,3 +50,21 @@ def test_manifest_is_valid_and_found_through_the_entry_point():
         module, _, attr = command.python_name.partition(":")
         mod = __import__(module, fromlist=[attr])
         assert callable(getattr(mod, attr)), command.python_name
+
+
+def test_npe2_validate_passes():
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-patchwork"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+def test_one_manifest_file():
+    """The package's napari.yaml is the top-level file (a symlink), never a second copy."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    packaged = Path(str(files("napari_patchwork") / "napari.yaml"))
+    top_level = Path(__file__).resolve().parents[1] / "napari.yaml"
+    assert packaged.resolve() == top_level.resolve()
