@@ -197,6 +197,27 @@ def test_export_then_stitch_is_exact(case):
         assert [s for axis, s in enumerate(patch.shape) if axis != channel] == box
 
 
+def test_export_patches_and_plan_export_take_the_same_options():
+    """export_patches passes its options on by name: both signatures must list the same ones."""
+    import inspect
+
+    run_only = {"out_dir", "overwrite", "read_batch_bytes", "as_dask_tasks", "progress"}
+
+    def options(function, leave_out=frozenset()):
+        return [
+            (p.name, p.kind, p.default, p.annotation)
+            for p in inspect.signature(function).parameters.values()
+            if p.name not in leave_out
+        ]
+
+    assert options(export_patches, run_only) == options(export_module.plan_export)
+    *named, var_keyword = options(iter_export)
+    assert var_keyword[1] == inspect.Parameter.VAR_KEYWORD  # **options: plan_export's
+    by_name = {p[0]: p for p in options(export_patches)}
+    assert named == [by_name[p[0]] for p in named]  # same kind, default and annotation
+    assert {p[0] for p in named} == run_only - {"progress"} | {"image", "mask"}
+
+
 def sample_pair(shape=(60, 80)):
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, size=(*shape, 3), dtype=np.uint8)
@@ -452,6 +473,65 @@ def test_other_settings_refused_then_replaced_with_overwrite(tmp_path):
     check_consistent(out, foreign={"images/notes.txt"})
     assert not list(out.glob("*/*.tif"))
     assert (out / "images" / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_redoes_an_export_with_the_same_settings(tmp_path):
+    """After the source changed, overwrite=True must rewrite every patch, not resume."""
+    image, mask = sample_pair()
+    out = tmp_path / "out"
+    export_patches(out, image, mask, patch_size=20, channel_axis=-1)
+    edited_image, edited_mask = image // 2, np.where(mask > 0, 5, 0).astype(mask.dtype)
+    result = export_patches(
+        out, edited_image, edited_mask, patch_size=20, channel_axis=-1, overwrite=True
+    )
+    assert result.n_written == result.n_patches == 12 and result.n_resumed == 0
+    stitched_image, stitched_mask = read_patches(out)
+    np.testing.assert_array_equal(stitched_image, edited_image)
+    np.testing.assert_array_equal(stitched_mask, edited_mask)
+    check_consistent(out)
+
+
+def test_a_journal_without_its_dataset_json_is_not_resumed(tmp_path):
+    """A journal left by an export whose dataset.json is gone describes no export of this folder."""
+    image, mask = sample_pair()
+    out = tmp_path / "out"
+    export_patches(out, image, mask, patch_size=20, channel_axis=-1, min_foreground=0.5)
+    (out / "dataset.json").unlink()  # e.g. deleted by hand: the folder is no export of ours now
+    steps = iter_export(out, image, mask, patch_size=20, channel_axis=-1, overwrite=True)
+    next(steps), next(steps)
+    steps.close()  # interrupted after one patch
+    result = export_patches(out, image, mask, patch_size=20, channel_axis=-1)
+    assert result.n_patches == 12 and result.n_rejected_foreground == 0  # nothing from the old run
+    check_consistent(out)
+
+
+class ShapeDtypeOnly:
+    """The least array-like the export accepts: ``shape``, ``dtype`` and indexing (no ``ndim``)."""
+
+    def __init__(self, data):
+        self._data, self.shape, self.dtype = data, data.shape, data.dtype
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+
+@pytest.mark.parametrize("as_dask_tasks", [False, True])
+def test_array_likes_without_ndim_are_exported(tmp_path, as_dask_tasks):
+    if as_dask_tasks:
+        pytest.importorskip("dask.array")
+    image, mask = sample_pair((40, 40))
+    export_patches(
+        tmp_path / "out",
+        ShapeDtypeOnly(image),
+        ShapeDtypeOnly(mask),
+        patch_size=16,
+        edge="pad",
+        channel_axis=-1,
+        as_dask_tasks=as_dask_tasks,
+    )
+    stitched_image, stitched_mask = read_patches(tmp_path / "out")
+    np.testing.assert_array_equal(stitched_image, image)
+    np.testing.assert_array_equal(stitched_mask, mask)
 
 
 class DiskFull(OSError):

@@ -70,14 +70,15 @@ Never losing data
 A folder that is not empty and holds no ``dataset.json`` of ours is refused
 unless ``overwrite=True`` (then files of the same name are replaced, other files
 are left alone). An export of ours with other file settings is also refused
-unless ``overwrite=True``, which removes that export's patch files first (file
-settings include ``downsample``, the filters and, for OME-TIFF, the pixel size
-and units written into the files; ``pixel_size`` counts as the ``downsample`` it
-gives). At the end, patch files named like this export's (same stem and
+unless ``overwrite=True`` (file settings include ``downsample``, the filters and,
+for OME-TIFF, the pixel size and units written into the files; ``pixel_size``
+counts as the ``downsample`` it gives). With ``overwrite=True`` an export of ours
+in the folder is always redone from scratch, whatever its settings: its patch
+files, journal and manifest are removed first. At the end, patch files named like this export's (same stem and
 extension in ``images/``/``masks/``) that the manifest does not list are
 removed. Every file is written under a temporary name in its final folder and renamed (``os.replace``), so a file with its final name is complete.
 Each decided patch is appended to a journal (``.patchwork-journal.jsonl``); a
-re-run with the same file settings into the same folder resumes: it skips the
+re-run with the same file settings into the same folder (without ``overwrite``) resumes: it skips the
 patches already on disk and ends with a manifest that lists exactly the patch
 files in the folder. The journal stays after the export, so re-running a finished
 export only rewrites the manifest (e.g. with another ``split`` or ``seed``, which
@@ -96,9 +97,9 @@ import json
 import os
 import re
 import sys
-import uuid
+import threading
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -313,13 +314,19 @@ def read_regions(array: Any, regions: Sequence[tuple[slice, ...]]) -> list[np.nd
 # --------------------------------------------------------------------------- file writing
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = False) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False
+) -> None:
     """Write ``path`` through a temporary file in the same folder, then rename it into place.
 
     A file with the final name is therefore always complete. The temporary file is
-    removed if ``write`` fails.
+    removed if ``write`` fails. Its name holds the process and thread id, so writers
+    of the same file in other threads or processes never share it.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(
+        folder, f".{name}.{os.getpid()}-{threading.get_ident()}{_TEMP_SUFFIX}"
+    )
     try:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -333,7 +340,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = Fa
         raise
 
 
-def _write_text_atomic(path: Path, text: str, fsync: bool = False) -> None:
+def _write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), fsync)
 
 
@@ -419,7 +426,7 @@ def write_patch(
 
         else:
             raise ExportError(f"fmt={fmt!r} is not known; choose one of {', '.join(FILE_FORMATS)}.")
-        atomic_write(Path(path), write, fsync)
+        atomic_write(path, write, fsync)
 
 
 # --------------------------------------------------------------------------- one patch
@@ -497,6 +504,10 @@ class PatchRecord:
     reason: str = ""
     foreground_fraction: float | None = None
     image_std: float | None = None
+
+    def journal_line(self) -> str:
+        """The record as one JSON line of the journal (``PatchRecord(**json.loads(line))``)."""
+        return json.dumps(vars(self)) + "\n"  # fields are plain values: no deep copy needed
 
 
 def image_at_output_resolution(region: np.ndarray, settings: PatchSettings) -> np.ndarray:
@@ -581,12 +592,12 @@ def write_output_patch(
         if mask_patch is not None:
             mask_widths = info.pad_width(mask_patch.ndim, None)
             mask_patch = np.pad(mask_patch, mask_widths, mode=settings.pad_mode)  # constant pads 0
-    out = Path(out_dir)
+    out = os.fspath(out_dir)
     write_patch(
         image_patch,
         mask_patch,
-        out / info.image_file,
-        None if info.mask_file is None else out / info.mask_file,
+        os.path.join(out, info.image_file),
+        None if info.mask_file is None else os.path.join(out, info.mask_file),
         fmt=settings.fmt,
         compression=settings.compression,
         rgb=settings.rgb,
@@ -608,7 +619,6 @@ class ExportPlan:
     settings: PatchSettings
     split: dict[str, float] | None
     seed: int
-    stem: str
     dataset: dict[str, Any]  # dataset.json content (without counts)
 
 
@@ -645,12 +655,21 @@ def _check_png(
 
 
 def _per_spatial(
-    values: Sequence[float] | None, n_spatial: int, ndim: int, channel_axis: int | None, name: str
-) -> list[float] | None:
-    """Scale/translate per spatial axis (a value for the channel axis is dropped)."""
+    values: Sequence[Any] | None,
+    n_spatial: int,
+    ndim: int,
+    channel_axis: int | None,
+    name: str,
+    convert: Callable[[Any], Any] = float,
+) -> list[Any] | None:
+    """One converted value per spatial axis (scale, translate, units), or None.
+
+    ``values`` has one entry per spatial axis or per array axis (the channel axis'
+    entry is then dropped).
+    """
     if values is None:
         return None
-    values = [float(v) for v in values]
+    values = [convert(v) for v in values]
     if len(values) == ndim and channel_axis is not None:
         values = [v for axis, v in enumerate(values) if axis != channel_axis]
     if len(values) != n_spatial:
@@ -658,6 +677,10 @@ def _per_spatial(
             f"{name} has {len(values)} values; give one per spatial axis ({n_spatial})."
         )
     return values
+
+
+def _unit_name(unit: Any) -> str | None:
+    return None if unit is None else str(unit)
 
 
 def plan_export(
@@ -704,7 +727,14 @@ def plan_export(
     names = spatial_axis_names(len(source_shape))
     spatial_scale = _per_spatial(scale, len(names), ndim, axis, "scale")
     spatial_translate = _per_spatial(translate, len(names), ndim, axis, "translate")
-    spatial_units = _per_spatial_units(units, len(names), ndim, axis)
+    spatial_units = _per_spatial(
+        [units] * len(names) if isinstance(units, str) else units,
+        len(names),
+        ndim,
+        axis,
+        "units",
+        _unit_name,
+    )
     try:
         factors = resolve_factors(
             len(names), downsample=downsample, pixel_size=pixel_size, scale=spatial_scale
@@ -880,7 +910,7 @@ def plan_export(
         "pixel_size": output_pixel_size,
         "n_grid_patches": grid.n_patches,
     }
-    return ExportPlan(grid, tuple(patches), settings, split_fractions, int(seed), stem, dataset)
+    return ExportPlan(grid, tuple(patches), settings, split_fractions, int(seed), dataset)
 
 
 def _ints(values: Iterable[Any]) -> tuple[int, ...]:
@@ -895,24 +925,6 @@ def _class_ids(mapping: Mapping[str, int]) -> dict[str, int]:
             f"mask_class_ids must map class names to label ids, e.g. {{'tumour': 1}}; "
             f"got {mapping!r}."
         ) from None
-
-
-def _per_spatial_units(
-    units: str | Sequence[str | None] | None, n_spatial: int, ndim: int, channel_axis: int | None
-) -> list[str | None] | None:
-    """Units per spatial axis (strings as napari's ``layer.units`` print), or None."""
-    if units is None:
-        return None
-    if isinstance(units, str):
-        return [units] * n_spatial
-    values = [None if u is None else str(u) for u in units]
-    if len(values) == ndim and channel_axis is not None and ndim != n_spatial:
-        values = [v for axis, v in enumerate(values) if axis != channel_axis]
-    if len(values) != n_spatial:
-        raise ExportError(
-            f"units has {len(values)} values; give one unit or one per spatial axis ({n_spatial})."
-        )
-    return values
 
 
 def _ome_metadata(
@@ -1111,6 +1123,9 @@ def _prepare_folder(out: Path, plan: ExportPlan, overwrite: bool) -> dict[int, P
                 "folder, or pass overwrite=True to write into it (files of the same name are "
                 "replaced)."
             )
+        # a journal without its dataset.json belongs to no export here: never resume from it
+        with contextlib.suppress(FileNotFoundError):
+            (out / JOURNAL_FILE).unlink()
     else:
         differences = _differences(old, plan.dataset)
         if differences and not overwrite:
@@ -1118,16 +1133,16 @@ def _prepare_folder(out: Path, plan: ExportPlan, overwrite: bool) -> dict[int, P
                 f"{out} holds a patch export with other settings ({'; '.join(differences)}); "
                 "choose another folder, or pass overwrite=True to replace that export."
             )
-        if differences:  # overwrite: remove that export, leave other files alone
-            for name in patch_files_on_disk(out, old):
+        # overwrite: remove that export (also with the same settings: the source may have
+        # changed) and leave other files alone; else resume it
+        for name in patch_files_on_disk(out, old):
+            if overwrite or _is_temp(name):
                 (out / name).unlink()
+        if overwrite:
             for name in (JOURNAL_FILE, MANIFEST_FILE):
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
         else:
-            for name in patch_files_on_disk(out, old):
-                if _is_temp(name):
-                    (out / name).unlink()
             resumed = _load_journal(out, plan)
     (out / IMAGES_DIR).mkdir(exist_ok=True)
     if plan.patches and plan.patches[0].mask_file is not None:
@@ -1292,7 +1307,7 @@ def _export_batches_here(
             if mask is None
             else [
                 mask_at_output_resolution(region, settings)
-                for region in read_regions(mask, [p.region(mask.ndim, None) for p in batch])
+                for region in read_regions(mask, [p.region(len(mask.shape), None) for p in batch])
             ]
         )
         decided = {p.index: screen_patch(m, p, settings) for p, m in zip(batch, masks)}
@@ -1319,7 +1334,11 @@ def _export_batches_as_dask_tasks(
     import dask.array as da
 
     def lazy(array: Any) -> Any:
-        return array if _is_dask(array) else da.from_array(array, chunks="auto")
+        if _is_dask(array):
+            return array
+        # meta: dask then needs nothing but shape, dtype and indexing (no ndim)
+        meta = np.empty((0,) * len(array.shape), dtype=array.dtype)
+        return da.from_array(array, chunks="auto", meta=meta)
 
     image = lazy(image)
     mask = None if mask is None else lazy(mask)
@@ -1379,7 +1398,7 @@ def iter_export(
     with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal:
         for decided in export_batches(image, mask, batches, plan.settings, out):
             for record in decided:
-                journal.write(json.dumps(asdict(record)) + "\n")
+                journal.write(record.journal_line())
                 records[record.index] = record
                 progress.written += record.kept
             journal.flush()
@@ -1462,8 +1481,8 @@ def export_patches(
         :data:`PAD_MODES`); the valid region is in the manifest.
     relabel : renumber the mask instances of each patch 1..n (the stitched mask then
         holds per-patch ids, not the source labels).
-    overwrite : write into a foreign non-empty folder, or replace an export of ours
-        made with other settings.
+    overwrite : write into a foreign non-empty folder, or redo an export of ours from
+        scratch (whatever its settings; e.g. after the image or mask changed).
     stem : file name prefix.
     scale, translate : the image layer's, per spatial axis (recorded for the reader;
         ``scale`` also gives ``pixel_size`` its meaning).
@@ -1478,43 +1497,15 @@ def export_patches(
     -------
     ExportResult
     """
-    gen = iter_export(
-        out_dir,
-        image,
-        mask,
-        overwrite=overwrite,
-        read_batch_bytes=read_batch_bytes,
-        as_dask_tasks=as_dask_tasks,
-        patch_size=patch_size,
-        stride=stride,
-        edge=edge,
-        channel_axis=channel_axis,
-        fmt=fmt,
-        compression=compression,
-        min_foreground=min_foreground,
-        min_std=min_std,
-        indices=indices,
-        split=split,
-        seed=seed,
-        pad_mode=pad_mode,
-        pad_value=pad_value,
-        relabel=relabel,
-        stem=stem,
-        scale=scale,
-        translate=translate,
-        image_name=image_name,
-        mask_name=mask_name,
-        fsync=fsync,
-        downsample=downsample,
-        pixel_size=pixel_size,
-        units=units,
-        only_foreground=only_foreground,
-        mask_class_ids=mask_class_ids,
-    )
+    # the first statement, so it holds exactly the parameters above: they go on to
+    # iter_export and plan_export by name, without a second list to keep in step
+    arguments = dict(locals())
+    on_progress = arguments.pop("progress")
+    steps = iter_export(**arguments)
     while True:
         try:
-            step = next(gen)
+            step = next(steps)
         except StopIteration as stop:
             return stop.value
-        if progress is not None:
-            progress(step)
+        if on_progress is not None:
+            on_progress(step)

@@ -11,6 +11,7 @@ column, else 1). "downsample" / "pixel size" export at a lower resolution; patch
 size and stride are then in output pixels.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import napari
@@ -30,7 +31,12 @@ from magicgui.widgets import (
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_patchwork._widgets._layers import GRID_METADATA_KEY, image_channel_axis, layer_choices
+from napari_patchwork._widgets._layers import (
+    GRID_METADATA_KEY,
+    full_resolution_data,
+    image_channel_axis,
+    layer_choices,
+)
 from napari_patchwork._writer import annotation_mask, is_grid_layer
 from napari_patchwork.export import (
     FILE_FORMATS,
@@ -49,53 +55,38 @@ class ExportFailed(Exception):
     """An unexpected error in the export thread (carried out of the worker as is)."""
 
 
+def _parse_numbers(
+    text: str, convert: Callable[[str], Any], what: str, expected: str
+) -> list | None:
+    """Numbers separated by commas or spaces; empty -> None; else an ExportError that says
+    ``what`` is not ``expected``."""
+    try:
+        return [convert(v) for v in text.replace(",", " ").split()] or None
+    except ValueError:
+        raise ExportError(f"{what}: {text.strip()!r} is not {expected}.") from None
+
+
 def parse_sizes(text: str, what: str) -> list[int] | None:
     """``"256"`` or ``"16, 256, 256"`` -> list of ints; empty -> None; else ExportError."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        values = [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise ExportError(
-            f"{what}: {text!r} is not a whole number or a list like '256' or '16, 256, 256'."
-        ) from None
-    return values
+    return _parse_numbers(
+        text, int, what, "a whole number or a list like '256' or '16, 256, 256'"
+    )
 
 
 def parse_split(text: str) -> list[float] | None:
     """``"0.8, 0.1, 0.1"`` -> fractions (train, val, test); empty -> None; else ExportError."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise ExportError(
-            f"split: {text!r} is not a list of fractions like '0.8, 0.1, 0.1'."
-        ) from None
+    return _parse_numbers(text, float, "split", "a list of fractions like '0.8, 0.1, 0.1'")
 
 
 def parse_pixel_size(text: str) -> list[float] | float | None:
     """``"0.5"`` or ``"2, 0.5, 0.5"`` -> float(s); empty -> None; else ExportError."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        values = [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise ExportError(
-            f"pixel size: {text!r} is not a number like '0.5' (in the image's units)."
-        ) from None
-    return values[0] if len(values) == 1 else values
+    return _single(
+        _parse_numbers(text, float, "pixel size", "a number like '0.5' (in the image's units)")
+    )
 
 
 def _grid_metadata(layer) -> dict | None:
     return None if layer is None else layer.metadata.get(GRID_METADATA_KEY)
-
-
-def _layer_data(layer):
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 class ExportWidget(Container):
@@ -195,7 +186,8 @@ class ExportWidget(Container):
         self.overwrite = CheckBox(
             text="overwrite",
             value=False,
-            tooltip="Write into a non-empty folder, or replace an export made with other settings.",
+            tooltip="Write into a non-empty folder, or redo an export in it from scratch "
+            "(also one with the same settings, e.g. after editing the image or mask).",
         )
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.export_button = PushButton(text="Export")
@@ -337,7 +329,7 @@ class ExportWidget(Container):
         if out_dir in ("", "."):
             raise ExportError("choose the folder to export to under 'folder'.")
         channel_axis = image_channel_axis(image, channels_first=self.channels_first.value)
-        data = _layer_data(image)
+        data = full_resolution_data(image)
         spatial = spatial_shape(data.shape, channel_axis)
         patch = parse_sizes(self.patch_size.value, "patch size")
         if patch is None:
@@ -348,7 +340,7 @@ class ExportWidget(Container):
             # painted in the worker (_export_job); its layer data is a copy
             annotations = mask_layer.as_layer_data_tuple()[:2]
         elif mask_layer is not None:
-            mask = _layer_data(mask_layer)
+            mask = full_resolution_data(mask_layer)
             if isinstance(mask, np.ndarray):
                 mask = mask.copy()  # painting during the export must not change what is written
         scale, translate = list(image.scale), list(image.translate)
@@ -373,7 +365,7 @@ class ExportWidget(Container):
             "out_dir": out_dir,
             "image": data,
             "mask": mask,
-            "patch_size": patch[0] if len(patch) == 1 else patch,
+            "patch_size": _single(patch),
             "stride": _single(parse_sizes(self.stride.value, "stride")),
             "edge": self.edge.value,
             "channel_axis": channel_axis,
@@ -472,7 +464,8 @@ class ExportWidget(Container):
         self.cancel_button.enabled = False
 
 
-def _single(values: list[int] | None):
+def _single(values: list | None) -> Any:
+    """One number for a list of one (it then applies to every axis), else the list or None."""
     return values[0] if values is not None and len(values) == 1 else values
 
 
