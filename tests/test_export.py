@@ -739,3 +739,20 @@ def test_read_patch_folder_refuses_foreign_and_damaged_folders(tmp_path):
     (out / "manifest.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(PatchFolderError, match="does not match the grid"):
         read_patch_folder(out)
+
+
+def test_nan_pad_value_for_an_integer_image_is_explained(tmp_path):
+    with pytest.raises(ExportError, match="does not fit the image dtype"):
+        export_patches(tmp_path / "o", np.zeros((10, 10), np.uint8), patch_size=4, edge="pad",
+                       pad_value=float("nan"))
+
+
+def test_writer_with_an_emptied_grid_says_what_to_do(tmp_path):
+    from napari_patchwork._writer import write_patch_folder
+
+    image = np.zeros((32, 32), np.uint8)
+    grid_meta = {"name": "grid", "features": {"index": np.array([], np.int64)},
+                 "metadata": {"napari_patchwork": {"patch_size": [16, 16], "stride": [16, 16],
+                                                   "edge": "drop", "n_patches": 4}}}
+    with pytest.raises(ExportError, match="no rectangle left"):
+        write_patch_folder(str(tmp_path / "o"), [(image, {"name": "img"}, "image"), ([], grid_meta, "shapes")])

@@ -161,3 +161,11 @@ def test_transform_puts_output_pixel_centres_on_source_block_centres():
             ]
             assert centre == pytest.approx(np.mean(members))
     assert downsampled_transform(None, None, [2, 2]) == ([2.0, 2.0], [0.5, 0.5])
+
+
+def test_zero_or_negative_scale_is_explained():
+    from napari_patchwork.resolution import ResolutionError, resolve_factors
+
+    for scale in [(0.0, 0.25), (-0.25, 0.25)]:
+        with pytest.raises(ResolutionError, match="must be positive pixel sizes"):
+            resolve_factors(2, pixel_size=0.5, scale=scale)

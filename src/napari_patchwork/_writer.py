@@ -63,6 +63,11 @@ def _grid_indices(meta: dict, n_patches: int | None) -> list[int] | None:
     if features is None or "index" not in features:
         return None
     indices = np.unique(np.asarray(features["index"], dtype=np.int64))
+    if len(indices) == 0:
+        raise ExportError(
+            "the grid layer has no rectangle left, so no patch would be saved; show the grid "
+            "again (Patch grid > Show grid) or save without the grid layer."
+        )
     if n_patches is not None and len(indices) == n_patches:
         return None
     return indices.tolist()

@@ -867,7 +867,7 @@ def plan_export(
 
     dataset = {
         "format": FOLDER_FORMAT,
-        "format_version": 2 if downsampled or fmt == "ome-tiff" else 1,
+        "format_version": FORMAT_VERSION if downsampled or fmt == "ome-tiff" else 1,
         "plugin_version": __version__,
         "complete": False,
         "image": {
@@ -976,7 +976,7 @@ def _check_pad_value(pad_value: float, dtype: np.dtype) -> float | int | bool:
         return bool(value)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        if float(value) != int(value) or not info.min <= int(value) <= info.max:
+        if not np.isfinite(value) or float(value) != int(value) or not info.min <= int(value) <= info.max:
             raise ExportError(
                 f"pad_value={pad_value} does not fit the image dtype {dtype} "
                 f"({info.min}..{info.max}); use a whole number in that range."

@@ -101,6 +101,11 @@ def resolve_factors(
             raise ResolutionError(
                 f"scale has {len(scale)} values; give one per spatial axis ({n_spatial})."
             )
+        if not all(np.isfinite(s) and s > 0 for s in scale):
+            raise ResolutionError(
+                f"scale {tuple(scale)} must be positive pixel sizes to convert pixel_size into a "
+                "downsampling factor; fix the layer's scale or give downsample instead."
+            )
         targets = _per_axis(pixel_size, n_spatial, "pixel_size")
         factors = []
         for axis, (target, source) in enumerate(zip(targets, scale)):
