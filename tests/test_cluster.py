@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 
 import dask.array as da
@@ -259,16 +260,31 @@ def test_dask_gives_the_numpy_labels_lazily(options):
     np.testing.assert_array_equal(posterised.compute(), in_memory.posterized())
 
 
-def test_dask_pixels_that_are_nan_get_zero_instead_of_an_error():
+def test_nan_pixels_get_zero_and_are_not_fitted_on_both_paths():
+    """One rule for numpy and dask: NaN/inf pixels are 'no data', label 0, like outside the ROI."""
     image = IHC.astype(np.float32)
-    image[0, :5] = np.nan
+    image[:60] = np.nan  # about 12 % of the pixels: many of them fall in the sample
+    image[300, 300, 1] = np.inf  # one bad channel is enough
+    bad = ~np.isfinite(image).all(axis=-1)
+    in_memory = cluster_pixels(image, 4, channel_axis=-1, sample_size=1000)
     lazy = cluster_pixels(
         da.from_array(image, chunks=(128, 128, 3)), 4, channel_axis=-1, sample_size=1000
     )
     labels = lazy.labels.compute()
-    assert (labels[0, :5] == 0).all() and (labels[1:] > 0).all()
-    with pytest.raises(ClusterError, match="NaN"):  # the same image in memory is refused
-        cluster_pixels(image, 4, channel_axis=-1, sample_size=1000)
+    np.testing.assert_array_equal(labels, in_memory.labels)
+    assert (labels[bad] == 0).all() and (labels[~bad] > 0).all()
+    assert np.isfinite(in_memory.centers).all()
+    assert in_memory.params["n_samples"] < 1000  # the NaN pixels drawn were left out
+    assert in_memory.pixel_counts.sum() == (~bad).sum()
+    with pytest.raises(ClusterError, match="NaN"):  # nothing left to fit on
+        cluster_pixels(np.full((8, 8), np.nan), 2)
+
+
+def test_choose_k_on_all_pixels_leaves_nan_pixels_out():
+    image = IHC[:96, :96].astype(np.float32)
+    image[:10] = np.nan
+    scores = choose_k(image, [2, 3], channel_axis=-1, score_all_pixels=True)
+    assert scores.n_scored == 86 * 96 and np.isfinite(scores.inertia).all()
 
 
 def test_model_saves_small_and_reapplies_with_the_same_ids(tmp_path):
@@ -381,6 +397,26 @@ def test_steps_report_progress_and_can_be_stopped():
         next(stopped)
     stopped.close()  # what the widget's Cancel does, at a yield
     assert threading.active_count() == threads_before
+
+
+def test_abandoned_steps_stop_labelling_after_the_blocks_in_flight(monkeypatch):
+    """A GUI that stops pulling progress (Cancel) must not leave every block computing."""
+    import napari_patchwork.cluster as core
+
+    labelled = []
+    label_block = core._Scorer.label_block
+
+    def counting(self, *args, **kwargs):
+        labelled.append(1)
+        return label_block(self, *args, **kwargs)
+
+    monkeypatch.setattr(core._Scorer, "label_block", counting)
+    steps = cluster_pixels_steps(np.tile(IHC, (4, 4, 1)), 5, channel_axis=-1, n_threads=2)
+    for _ in range(4):  # start, fitted, two blocks labelled
+        next(steps)
+    time.sleep(0.5)
+    assert len(labelled) <= 2 + 2 * 2  # the two done, at most two blocks per thread in flight
+    steps.close()
 
 
 def test_peak_memory_stays_below_one_float32_copy_of_the_image():

@@ -34,8 +34,13 @@ How it works
    image stays lazy (``map_blocks``).
 5. **Stable ids.** Clusters are numbered 1..k by :data:`ID_ORDER`: ascending mean
    channel value of the centre in image units (1 = darkest). 0 is only used for
-   pixels outside the ROI (and, for lazy dask input, NaN pixels). Labels are
-   ``uint8`` for k <= 255, else ``uint16``.
+   pixels outside the ROI and for pixels with a NaN or infinite channel value. Labels
+   are ``uint8`` for k <= 255, else ``uint16``.
+
+**NaN and infinite pixels** are 'no data', the same for numpy and dask input: they are
+left out of the fit and get label 0, like pixels outside the ROI (a lazy image cannot
+be checked for them without computing all of it). Only an image or ROI whose sampled
+pixels are all NaN/inf is refused.
 
 The fitted :class:`ClusterModel` (centres, scaling, feature settings) saves to a
 small JSON file and re-applies to other images with :meth:`ClusterModel.predict`,
@@ -49,10 +54,12 @@ import math
 import os
 import threading
 import warnings
+from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from types import EllipsisType
 from typing import Any, Literal, get_args
@@ -99,8 +106,12 @@ class _SingleThreaded:
     We parallelise over blocks ourselves, and k-means runs on a sample small enough
     for one core. Measured on a 2-core machine with one core busy elsewhere: the
     same k-means fit took 17 ms single-threaded and 120-300 ms with two OpenMP
-    threads; spinning OpenBLAS threads slowed block products 10x. Re-entrant and
-    shared between threads: the original limits come back when the last user leaves.
+    threads; spinning OpenBLAS threads slowed block products 10x (re-measured for the
+    whole 2048 x 2048 RGB benchmark on a loaded 2-core machine: median 51 ms with this
+    limit, 82 ms without). Re-entrant and shared between threads: the original limits
+    come back when the last user leaves. ``threadpoolctl.threadpool_limits`` alone does
+    not do that: dask runs :func:`_label_dask_block` in several threads at once, and the
+    first to leave would restore the limits while the others still run.
     """
 
     def __init__(self) -> None:
@@ -378,18 +389,22 @@ def _sample_flat_indices(pixels: _Pixels, size: int, rng: np.random.Generator) -
     return out
 
 
-def _gather(
+def _gather_finite(
     pixels: _Pixels, flat: np.ndarray, with_coords: bool
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """Channel values ``(m, n_channels)`` of the pixels at ``flat``, and (if asked) their
-    indices along each spatial axis."""
+    """Channel values ``(m, n_channels)`` of the pixels at ``flat`` whose channels are all
+    finite (NaN/inf pixels are left out), and (if asked) their indices along each spatial axis."""
     values = pixels.values
     if not pixels.lazy and values.flags.c_contiguous:  # rows: faster than per-axis indexing
         gathered = values.reshape(-1, pixels.n_channels).take(flat, axis=0)
-        return gathered, np.unravel_index(flat, pixels.spatial_shape) if with_coords else ()
-    coords = np.unravel_index(flat, pixels.spatial_shape)
-    gathered = np.asarray(values.vindex[coords].compute()) if pixels.lazy else values[coords]
-    return gathered, coords if with_coords else ()
+    else:
+        index = np.unravel_index(flat, pixels.spatial_shape)
+        gathered = np.asarray(values.vindex[index].compute()) if pixels.lazy else values[index]
+    if np.issubdtype(gathered.dtype, np.inexact):
+        finite = np.isfinite(gathered).all(axis=1)
+        if not finite.all():
+            gathered, flat = gathered[finite], flat[finite]
+    return gathered, np.unravel_index(flat, pixels.spatial_shape) if with_coords else ()
 
 
 # --------------------------------------------------------------------------- the model
@@ -507,8 +522,10 @@ class ClusterModel:
     ) -> Generator[float, None, Any]:
         """Label every pixel; yields the fraction of blocks done; returns the labels.
 
-        numpy in, numpy out (raises :class:`ClusterError` for NaN/inf pixels in the
-        ROI); dask in, lazy dask out (NaN/inf pixels get 0).
+        numpy in, numpy out; dask in, lazy dask out (nothing yielded). NaN/inf pixels get 0.
+        Blocks run on ``n_threads`` threads (default: all CPUs), at most two per thread
+        submitted ahead, so a caller that stops pulling progress (Cancel) stops the work
+        after the blocks in flight.
         """
         self._check_image(pixels)
         if pixels.lazy:
@@ -517,29 +534,22 @@ class ClusterModel:
         labels = np.zeros(pixels.spatial_shape, dtype=self.labels_dtype)
         blocks = list(_block_slices(pixels.spatial_shape, scorer.block_pixels))
 
-        def label(block: tuple[slice, ...]) -> int:
+        def label(block: tuple[slice, ...]) -> None:
             roi = None if pixels.mask is None else pixels.mask[block]
-            labels[block], n_bad = scorer.label_block(
-                pixels.values[block], [s.start for s in block], roi
-            )
-            return n_bad
+            labels[block] = scorer.label_block(pixels.values[block], [s.start for s in block], roi)
 
         n_threads = n_threads or os.cpu_count() or 1
-        n_bad = 0
+        waiting = iter(blocks)
         with _single_threaded, ThreadPoolExecutor(max_workers=n_threads) as pool:
-            futures = [pool.submit(label, block) for block in blocks]
+            in_flight = deque(pool.submit(label, b) for b in islice(waiting, 2 * n_threads))
             try:
-                for done, future in enumerate(futures, start=1):
-                    n_bad += future.result()
-                    yield done / len(futures)
-            finally:  # cancelled (generator closed) or failed: drop the blocks not started
-                for future in futures:
+                for done in range(1, len(blocks) + 1):
+                    in_flight.popleft().result()
+                    in_flight.extend(pool.submit(label, b) for b in islice(waiting, 1))
+                    yield done / len(blocks)
+            finally:  # closed (cancelled) or failed: drop the blocks not started
+                for future in in_flight:
                     future.cancel()
-        if n_bad:
-            raise ClusterError(
-                f"{n_bad} pixel(s) inside the ROI are NaN or infinite; exclude them with a mask "
-                f"or replace them (e.g. numpy.nan_to_num) before clustering."
-            )
         return labels
 
     def _predict_lazy(self, pixels: _Pixels) -> Any:
@@ -688,7 +698,7 @@ def _label_dask_block(
     scorer: _Scorer,
     block_info: dict | None = None,
 ) -> np.ndarray:
-    """``map_blocks`` body: label one dask block (NaN/inf pixels become 0).
+    """``map_blocks`` body: label one dask block (NaN/inf pixels get 0).
 
     ``values`` is ``(*block_shape, n_channels)``, ``roi`` ``(*block_shape, 1)``.
     """
@@ -701,7 +711,7 @@ def _label_dask_block(
     with _single_threaded:
         for block in _block_slices(labels.shape, scorer.block_pixels):
             start = [o + s.start for o, s in zip(origin, block)]
-            labels[block], _ = scorer.label_block(
+            labels[block] = scorer.label_block(
                 values[block], start, None if roi is None else roi[block][..., 0]
             )
     return labels
@@ -758,12 +768,9 @@ class _Scorer:
 
     def label_block(
         self, values: np.ndarray, origin: Sequence[int], roi: np.ndarray | None
-    ) -> tuple[np.ndarray, int]:
-        """Ids of a block ``(*block_shape, n_channels)`` whose first pixel is at ``origin``.
-
-        Returns the ids (0 outside ``roi`` and for NaN/inf pixels) and the number of
-        NaN/inf pixels inside the ROI.
-        """
+    ) -> np.ndarray:
+        """Ids (0 outside ``roi`` and for NaN/inf pixels) of a block ``(*block_shape,
+        n_channels)`` whose first pixel is at ``origin``."""
         block_shape = values.shape[:-1]
         raw = values.reshape(-1, values.shape[-1])
         if self.centre_first is not None:
@@ -781,14 +788,13 @@ class _Scorer:
                 shape = [-1 if a == axis + 1 else 1 for a in range(ndim + 1)]
                 grid += weights.reshape(-1, *[1] * ndim) * along.reshape(shape)
         ids, best = _argmin_plus_one(scores, self.labels_dtype)
-        n_bad = 0
-        if not np.issubdtype(values.dtype, np.integer) and not np.isfinite(best).all():
-            bad = ~np.isfinite(best)
-            n_bad = int(np.count_nonzero(bad if roi is None else bad & roi.ravel()))
-            ids[bad] = 0
+        if not np.issubdtype(values.dtype, np.integer):
+            finite = np.isfinite(best)  # a NaN/inf channel makes every score NaN/inf
+            if not finite.all():
+                ids[~finite] = 0
         if roi is not None:
             ids[~roi.ravel()] = 0
-        return ids.reshape(block_shape), n_bad
+        return ids.reshape(block_shape)
 
 
 def _argmin_plus_one(scores: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -823,6 +829,22 @@ def _run(steps: Generator[Any, None, Any]) -> Any:
             next(steps)
         except StopIteration as stop:
             return stop.value
+
+
+def _rescaled(
+    steps: Generator[float, None, Any], start: float, stop: float
+) -> Generator[float, None, Any]:
+    """Forward the progress of ``steps`` (fractions in [0, 1]) mapped onto [start, stop];
+    returns what ``steps`` returns. Closing this closes ``steps``."""
+    try:
+        while True:
+            try:
+                fraction = next(steps)
+            except StopIteration as done:
+                return done.value
+            yield start + (stop - start) * fraction
+    finally:
+        steps.close()
 
 
 def _resolve_spatial_axes(
@@ -868,6 +890,42 @@ class _Sample:
         return self.model_for(n_clusters).features(self.values, self.coords)
 
 
+def _prepare_and_sample(
+    image: Any,
+    *,
+    channel_axis: int | None,
+    channel_scaling: str,
+    spatial_weight: float,
+    spatial_axes: Sequence[int] | None,
+    sigma: float | Sequence[float],
+    mask: Any,
+    scale: Sequence[float] | float | None,
+    sample_size: int,
+    max_channels: int,
+    rng: np.random.Generator,
+) -> tuple[_Pixels, _Sample]:
+    """The checked image (:func:`_prepare`) and the pixels drawn from it to fit on
+    (:func:`_draw_sample`): the common start of clustering and of choosing k."""
+    pixels = _prepare(
+        image,
+        channel_axis=channel_axis,
+        scale=scale,
+        sigma=sigma,
+        mask=mask,
+        max_channels=max_channels,
+    )
+    sample = _draw_sample(
+        pixels,
+        channel_scaling=channel_scaling,
+        spatial_weight=spatial_weight,
+        spatial_axes=spatial_axes,
+        sigma=sigma,
+        sample_size=sample_size,
+        rng=rng,
+    )
+    return pixels, sample
+
+
 def _draw_sample(
     pixels: _Pixels,
     *,
@@ -898,14 +956,12 @@ def _draw_sample(
         if spatial_weight > 0
         else ()
     )
-    values, coords = _gather(
-        pixels, _sample_flat_indices(pixels, int(sample_size), rng), bool(position_axes)
-    )
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
+    flat = _sample_flat_indices(pixels, int(sample_size), rng)
+    values, coords = _gather_finite(pixels, flat, bool(position_axes))
+    if len(values) == 0:
         raise ClusterError(
-            f"{int((~finite).sum())} sampled pixel(s) are NaN or infinite; exclude them with a mask "
-            f"or replace them (e.g. numpy.nan_to_num) before clustering."
+            f"all {len(flat)} sampled pixel(s) are NaN or infinite; draw a ROI mask on the valid "
+            f"region or replace them (e.g. numpy.nan_to_num) before clustering."
         )
     channels = np.ascontiguousarray(values.T, dtype=np.float64)  # rows: 3x faster reductions
     offset = channels.mean(axis=1)
@@ -1142,35 +1198,25 @@ def cluster_pixels_steps(
     For GUIs: drive it in a worker thread and stop it between yields to cancel.
     """
     n_clusters = _check_n_clusters(n_clusters)
-    pixels = _prepare(
-        image,
-        channel_axis=channel_axis,
-        scale=scale,
-        sigma=sigma,
-        mask=mask,
-        max_channels=max_channels,
-    )
     yield 0.0
     rng = np.random.default_rng(random_state)
-    sample = _draw_sample(
-        pixels,
+    pixels, sample = _prepare_and_sample(
+        image,
+        channel_axis=channel_axis,
         channel_scaling=channel_scaling,
         spatial_weight=spatial_weight,
         spatial_axes=spatial_axes,
         sigma=sigma,
+        mask=mask,
+        scale=scale,
         sample_size=sample_size,
+        max_channels=max_channels,
         rng=rng,
     )
     model = _fit_model(sample, n_clusters, n_init, rng)
     fit_share = 0.3
     yield fit_share
-    labels = None
-    steps = model._predict_steps(pixels, n_threads)
-    while labels is None:
-        try:
-            yield fit_share + (1 - fit_share) * next(steps)
-        except StopIteration as stop:
-            labels = stop.value
+    labels = yield from _rescaled(model._predict_steps(pixels, n_threads), fit_share, 1.0)
     params = {
         "n_clusters": n_clusters,
         "channel_axis": pixels.channel_axis,
@@ -1276,22 +1322,18 @@ def choose_k_steps(
         raise ClusterError(
             "k_values is empty; give the numbers of clusters to compare, e.g. range(2, 11)."
         )
-    pixels = _prepare(
+    rng = np.random.default_rng(random_state)
+    pixels, sample = _prepare_and_sample(
         image,
         channel_axis=channel_axis,
-        scale=scale,
-        sigma=sigma,
-        mask=mask,
-        max_channels=max_channels,
-    )
-    rng = np.random.default_rng(random_state)
-    sample = _draw_sample(
-        pixels,
         channel_scaling=channel_scaling,
         spatial_weight=spatial_weight,
         spatial_axes=spatial_axes,
         sigma=sigma,
+        mask=mask,
+        scale=scale,
         sample_size=sample_size,
+        max_channels=max_channels,
         rng=rng,
     )
     if len(sample.values) < ks[-1]:
@@ -1344,7 +1386,7 @@ def choose_k(image: Any, k_values: Sequence[int] = range(2, 11), **kwargs: Any) 
 
 
 def _everything(template: ClusterModel, pixels: _Pixels) -> _Sample:
-    """Every ROI pixel as a :class:`_Sample` with the given scaling (in memory)."""
+    """Every finite ROI pixel as a :class:`_Sample` with the given scaling (in memory)."""
     flat = _sample_flat_indices(pixels, pixels.n_inside, np.random.default_rng(0))
-    values, coords = _gather(pixels, flat, bool(template.spatial_axes))
+    values, coords = _gather_finite(pixels, flat, bool(template.spatial_axes))
     return _Sample(template, values, coords)
