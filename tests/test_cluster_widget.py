@@ -160,31 +160,78 @@ def test_errors_are_notifications_and_leave_the_viewer_alone(viewer_widget, qtbo
         widget.make_foreground_mask()
 
 
-def test_cancel_stops_the_run_and_adds_nothing(viewer_widget, qtbot, monkeypatch):
+class SlowSteps:
+    """The real core generator, slowed down so that a test can act mid-run; records how
+    far it got and whether it was closed (the core's cleanup ran)."""
+
+    def __init__(self, real_steps):
+        self.real_steps = real_steps
+        self.advanced = 0
+        self.closed = False
+
+    def __call__(self, *args, **kwargs):
+        steps = self.real_steps(*args, **kwargs)
+        try:
+            while True:
+                try:
+                    progress = next(steps)
+                except StopIteration as stop:
+                    return stop.value
+                self.advanced += 1
+                time.sleep(0.05)
+                yield progress
+        finally:
+            steps.close()
+            self.closed = True
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    slow = SlowSteps(widget_module.cluster_pixels_steps)
+    monkeypatch.setattr(widget_module, "cluster_pixels_steps", slow)
+    return slow
+
+
+def test_cancel_stops_the_run_and_adds_nothing(viewer_widget, qtbot, slow_steps, monkeypatch):
     viewer, widget = viewer_widget
-    real_steps = widget_module.cluster_pixels_steps
-
-    def slow_steps(*args, **kwargs):  # the real computation, with time to press Cancel
-        steps = real_steps(*args, **kwargs)
-        while True:
-            try:
-                progress = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            time.sleep(0.05)
-            yield progress
-
-    monkeypatch.setattr(widget_module, "cluster_pixels_steps", slow_steps)
     widget.run_button.native.click()
     widget.worker.yielded.connect(lambda _progress: widget.cancel_button.native.click())
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
     assert "cancelled" in widget.status.value
     assert "ihc clusters" not in viewer.layers
     assert widget.run_button.enabled and not widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: slow_steps.closed, timeout=5_000)  # the core cleaned up
+    assert slow_steps.advanced <= 2  # stopped at the next step, not run to the end
     # and a normal run still works afterwards
-    monkeypatch.setattr(widget_module, "cluster_pixels_steps", real_steps)
+    monkeypatch.setattr(widget_module, "cluster_pixels_steps", slow_steps.real_steps)
     click_and_wait(qtbot, widget, widget.run_button)
     assert "ihc clusters" in viewer.layers
+
+
+def test_running_twice_is_refused_while_the_first_run_goes_on(
+    viewer_widget, qtbot, slow_steps, notifications
+):
+    viewer, widget = viewer_widget
+    widget.run_button.native.click()
+    first = widget.worker
+    widget._on_run()  # e.g. a second click that got through
+    widget._on_elbow()
+    assert widget.worker is first
+    assert sum("already running" in m for m in error_messages(notifications)) == 2
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert [layer.name for layer in viewer.layers].count("ihc clusters") == 1
+    assert widget.run_button.enabled and widget.elbow_button.enabled
+
+
+def test_closing_the_viewer_mid_run_stops_the_job_quietly(viewer_widget, qtbot, slow_steps):
+    viewer, widget = viewer_widget
+    widget.run_button.native.click()
+    worker = widget.worker
+    qtbot.waitUntil(lambda: slow_steps.advanced >= 2, timeout=10_000)
+    viewer.close()  # deletes the dock widget; its callbacks must not run any more
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    qtbot.waitUntil(lambda: slow_steps.closed, timeout=5_000)
+    assert slow_steps.advanced <= 3  # stopped, not run to the end (about 10 steps)
 
 
 def test_elbow_plot_draws_the_scores(viewer_widget, qtbot, notifications):

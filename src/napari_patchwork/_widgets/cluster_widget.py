@@ -3,7 +3,8 @@
 Thin GUI over :mod:`napari_patchwork.cluster`: the widget turns layers into core
 arguments and results back into layers. Clustering and the k-choice scores run in
 a ``thread_worker`` generator that yields progress; *Cancel* stops it at the next
-block of pixels. Errors are napari notifications, never tracebacks.
+block of pixels, and so does closing the viewer (the dock widget's callbacks are
+dropped first). Errors are napari notifications, never tracebacks.
 
 Layers made (all on the image's pixel grid, with its scale and translate):
 
@@ -82,6 +83,7 @@ class ClusterWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self.worker = None
+        self._worker_callbacks: list = []  # (signal, slot) pairs of the running worker
         self.result: ClusterResult | None = None
         self.scores: KScores | None = None
         self._result_layer_name: str | None = None
@@ -172,6 +174,7 @@ class ClusterWidget(Container):
         self.image_combo.changed.connect(self._on_image_changed)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.reset_choices)
+        self.native.destroyed.connect(self._on_destroyed)
         self.reset_choices()
         self._on_image_changed()
 
@@ -235,16 +238,24 @@ class ClusterWidget(Container):
         return self.worker is not None
 
     def _start(self, job, on_returned, message: str):
-        """Run the generator ``job`` in a worker thread; returns the worker."""
+        """Run the generator function ``job`` in a worker thread; returns the worker."""
         if self.running:
             raise ClusterError("a computation is already running; wait for it or cancel it.")
+        steps = job()
         # errors reach _show_error (a notification); ignore_errors keeps superqt from re-raising them
-        worker = thread_worker(job, start_thread=False, ignore_errors=True)()
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(on_returned)
-        worker.errored.connect(self._show_error)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
+        worker = thread_worker(_guarded, start_thread=False, ignore_errors=True)(steps)
+        # superqt leaves a cancelled generator suspended: close it, so the core stops its
+        # block threads and lifts its thread limits now (also after the widget is gone)
+        worker.finished.connect(steps.close)
+        self._worker_callbacks = [
+            (worker.yielded, self._on_progress),
+            (worker.returned, on_returned),
+            (worker.errored, self._show_error),
+            (worker.aborted, self._on_aborted),
+            (worker.finished, self._on_finished),
+        ]
+        for signal, slot in self._worker_callbacks:
+            signal.connect(slot)
         self.worker = worker
         for button in (self.run_button, self.elbow_button, self.mask_button):
             button.enabled = False
@@ -268,7 +279,7 @@ class ClusterWidget(Container):
         layer_name = image.name
 
         def job():
-            result = yield from _guarded(cluster_pixels_steps(data, n_clusters, **options))
+            result = yield from cluster_pixels_steps(data, n_clusters, **options)
             return result, result.pixel_counts  # counted off the GUI thread (dask labels too)
 
         def done(outcome: tuple[ClusterResult, np.ndarray]) -> None:
@@ -293,7 +304,7 @@ class ClusterWidget(Container):
         ks = range(int(self.k_min.value), int(self.k_max.value) + 1)
 
         def job():
-            return (yield from _guarded(choose_k_steps(data, ks, **options)))
+            return (yield from choose_k_steps(data, ks, **options))
 
         return self._start(
             job, self._show_scores, f"comparing k = {ks.start}..{ks.stop - 1} on a sample..."
@@ -304,6 +315,15 @@ class ClusterWidget(Container):
         if self.worker is not None:
             self.status.value = "cancelling..."
             self.worker.quit()
+
+    def _on_destroyed(self, _object=None) -> None:
+        """The dock widget was deleted (e.g. the viewer closed): stop the job and drop its
+        callbacks, which would touch deleted Qt widgets and a closed viewer."""
+        if self.worker is not None:
+            for signal, slot in self._worker_callbacks:
+                signal.disconnect(slot)
+            self.worker.quit()
+            self.worker = None
 
     def _on_progress(self, fraction: float) -> None:
         self.progress.value = round(100 * fraction)
@@ -318,6 +338,7 @@ class ClusterWidget(Container):
 
     def _on_finished(self) -> None:
         self.worker = None
+        self._worker_callbacks = []
         self.run_button.enabled = True
         self.elbow_button.enabled = True
         self.cancel_button.enabled = False
@@ -458,10 +479,11 @@ class ClusterWidget(Container):
 
 
 def _guarded(steps):
-    """Run a core progress generator in the worker, turning unexpected errors into JobFailed.
+    """The worker's generator: runs a job's progress generator, turning RuntimeErrors into JobFailed.
 
-    ClusterError (a ValueError) passes unchanged; a RuntimeError would only be
-    warned about by the worker, so it is wrapped.
+    ClusterError (a ValueError) passes unchanged to ``errored``; superqt takes a
+    RuntimeError for a deleted worker, only warns and never emits ``finished`` (the
+    widget would stay busy), so it is wrapped.
     """
     try:
         return (yield from steps)
