@@ -163,8 +163,14 @@ def test_grayscale_image_without_channel_axis():
     gray = IHC.mean(axis=2).astype(np.float32)
     result = cluster_pixels(gray, 3)
     assert result.labels.shape == gray.shape and result.centers.shape == (3, 1)
+    assert np.all(np.diff(result.centers[:, 0]) > 0)  # 1 = darkest
+    # one channel: nearest centre = intensity bands, so ids never go down as values go up
+    order = np.argsort(gray.ravel(), kind="stable")
+    assert np.all(np.diff(result.labels.ravel()[order].astype(int)) >= 0)
+    assert set(np.unique(result.labels)) == {1, 2, 3}
     posterised = result.posterized()
     assert posterised.shape == gray.shape and posterised.dtype == np.float32
+    np.testing.assert_allclose(posterised, result.centers[result.labels - 1, 0], rtol=1e-6)
 
 
 def test_per_channel_scaling_weighs_channels_in_unrelated_units():
@@ -313,6 +319,25 @@ def test_spatial_model_round_trips(tmp_path):
     model = ClusterModel.load(result.model.save(tmp_path / "spatial.json"))
     assert model.spatial_axes == (-2, -1) and model.scale == (0.5, 0.5)
     np.testing.assert_array_equal(model.predict(IHC), result.labels)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"channel_axis": -1, "channel_scaling": "per_channel", "sigma": (1.0, 2.0)},
+        {"channel_axis": 0, "spatial_weight": 0.5, "scale": (2.0, 0.5)},
+        {"channel_axis": -1, "spatial_weight": 1.0, "spatial_axes": (1,), "sigma": 0.5},
+    ],
+    ids=["per-channel-sigma", "channels-first-spatial", "one-spatial-axis"],
+)
+def test_every_model_setting_survives_save_and_load(tmp_path, options):
+    image = np.moveaxis(IHC, -1, 0) if options["channel_axis"] == 0 else IHC
+    result = cluster_pixels(image[..., :200, :200], 4, **options)
+    loaded = ClusterModel.load(result.model.save(tmp_path / "model.json"))
+    for name in ClusterModel.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(result.model, name), name)
+    assert loaded.to_dict() == result.model.to_dict()
+    np.testing.assert_array_equal(loaded.predict(image[..., :200, :200]), result.labels)
 
 
 def test_loading_something_else_fails_clearly(tmp_path):

@@ -256,17 +256,27 @@ def test_multichannel_first_axis_and_3d_stack(make_napari_viewer, qtbot):
     widget = ClusterWidget(viewer)
     widget.channels_first.value = True
     widget.n_clusters.value = 3
+    widget.posterise.value = True
     click_and_wait(qtbot, widget, widget.run_button)
     labels = viewer.layers["multi clusters"]
     assert labels.data.shape == (128, 128)
     np.testing.assert_allclose(labels.scale, (2, 2))
+    expected = cluster.cluster_pixels(channels_first, 3, channel_axis=0, scale=(2, 2))
+    np.testing.assert_array_equal(labels.data, expected.labels)
+    posterised = viewer.layers["multi posterised"]  # channels back on axis 0, like the image
+    assert posterised.data.shape == channels_first.shape and not posterised.rgb
+    np.testing.assert_allclose(posterised.scale, (1, 2, 2))
+    np.testing.assert_array_equal(posterised.data, expected.posterized())
 
     stack = np.stack([rgb[..., 0], rgb[::-1, :, 0], rgb[..., 0]])  # (z, y, x) grayscale
-    viewer.add_image(stack, name="stack")
+    viewer.add_image(stack, name="stack", scale=(3, 1, 1), translate=(5, 0, 0))
     widget.image_combo.value = viewer.layers["stack"]
     widget.channels_first.value = False
     click_and_wait(qtbot, widget, widget.run_button)
-    stack_labels = viewer.layers["stack clusters"].data
+    stack_layer = viewer.layers["stack clusters"]
+    np.testing.assert_allclose(stack_layer.scale, (3, 1, 1))
+    np.testing.assert_allclose(stack_layer.translate, (5, 0, 0))
+    stack_labels = stack_layer.data
     assert stack_labels.shape == stack.shape
     np.testing.assert_array_equal(stack_labels[0], stack_labels[2])  # one model: same ids per slice
     np.testing.assert_array_equal(stack_labels[1], stack_labels[0][::-1])
