@@ -266,30 +266,57 @@ def test_dask_gives_the_numpy_labels_lazily(options):
     np.testing.assert_array_equal(posterised.compute(), in_memory.posterized())
 
 
-def test_nan_pixels_get_zero_and_are_not_fitted_on_both_paths():
-    """One rule for numpy and dask: NaN/inf pixels are 'no data', label 0, like outside the ROI."""
+def nan_ihc():
     image = IHC.astype(np.float32)
     image[:60] = np.nan  # about 12 % of the pixels: many of them fall in the sample
     image[300, 300, 1] = np.inf  # one bad channel is enough
+    return image
+
+
+def test_nan_pixels_are_bad_input_by_default_on_both_paths():
+    image = nan_ihc()
+    with pytest.raises(ClusterError, match="NaN or infinite.*nan_pixels='background'"):
+        cluster_pixels(image, 4, channel_axis=-1, sample_size=1000)
+    lazy = da.from_array(image, chunks=(128, 128, 3))
+    with pytest.raises(ClusterError, match="NaN or infinite"):  # drawn into the sample
+        cluster_pixels(lazy, 4, channel_axis=-1, sample_size=1000)
+    # a model applied to a lazy image finds them when the block is computed
+    model = cluster_pixels(IHC, 4, channel_axis=-1).model
+    labels = model.predict(lazy)
+    assert np.array_equal(labels[384:, :].compute(), model.predict(IHC[384:, :]))  # clean blocks
+    with pytest.raises(ClusterError, match="NaN or infinite"):
+        labels.compute()
+    # a ROI that leaves them out makes them irrelevant
+    roi = np.isfinite(image).all(axis=-1)
+    assert (cluster_pixels(image, 4, channel_axis=-1, mask=roi).labels[~roi] == 0).all()
+
+
+def test_nan_pixels_as_background_get_zero_and_are_not_fitted_on_both_paths():
+    """nan_pixels='background': one rule for numpy and dask, label 0 like outside the ROI."""
+    image = nan_ihc()
     bad = ~np.isfinite(image).all(axis=-1)
-    in_memory = cluster_pixels(image, 4, channel_axis=-1, sample_size=1000)
-    lazy = cluster_pixels(
-        da.from_array(image, chunks=(128, 128, 3)), 4, channel_axis=-1, sample_size=1000
-    )
+    options = dict(channel_axis=-1, sample_size=1000, nan_pixels="background")
+    in_memory = cluster_pixels(image, 4, **options)
+    lazy = cluster_pixels(da.from_array(image, chunks=(128, 128, 3)), 4, **options)
     labels = lazy.labels.compute()
     np.testing.assert_array_equal(labels, in_memory.labels)
     assert (labels[bad] == 0).all() and (labels[~bad] > 0).all()
     assert np.isfinite(in_memory.centers).all()
     assert in_memory.params["n_samples"] < 1000  # the NaN pixels drawn were left out
+    assert in_memory.params["nan_pixels"] == "background"
     assert in_memory.pixel_counts.sum() == (~bad).sum()
     with pytest.raises(ClusterError, match="NaN"):  # nothing left to fit on
-        cluster_pixels(np.full((8, 8), np.nan), 2)
+        cluster_pixels(np.full((8, 8), np.nan), 2, nan_pixels="background")
+    with pytest.raises(ClusterError, match="nan_pixels='zero'; choose one of error, background"):
+        cluster_pixels(image, 4, channel_axis=-1, nan_pixels="zero")
 
 
 def test_choose_k_on_all_pixels_leaves_nan_pixels_out():
     image = IHC[:96, :96].astype(np.float32)
     image[:10] = np.nan
-    scores = choose_k(image, [2, 3], channel_axis=-1, score_all_pixels=True)
+    with pytest.raises(ClusterError, match="NaN"):
+        choose_k(image, [2, 3], channel_axis=-1, score_all_pixels=True)
+    scores = choose_k(image, [2, 3], channel_axis=-1, score_all_pixels=True, nan_pixels="background")
     assert scores.n_scored == 86 * 96 and np.isfinite(scores.inertia).all()
 
 

@@ -297,3 +297,19 @@ def test_dask_image_layer_gives_lazy_labels(make_napari_viewer, qtbot):
     np.testing.assert_array_equal(labels.compute(), expected.labels)
     assert [row[1] for row in widget.table.value["data"]] == expected.pixel_counts.tolist()
     assert isinstance(viewer.layers["lazy posterised"].data, da.Array)
+
+
+def test_nan_pixels_are_an_error_unless_background_is_ticked(viewer_widget, qtbot, notifications):
+    viewer, widget = viewer_widget
+    image = sample_image().astype(np.float32)
+    image[:40] = np.nan
+    widget.image_combo.value = viewer.add_image(image, name="holes", rgb=True)
+    click_and_wait(qtbot, widget, widget.run_button)
+    assert "holes clusters" not in viewer.layers
+    assert any("NaN or infinite" in m for m in error_messages(notifications))
+
+    widget.nan_background.value = True
+    click_and_wait(qtbot, widget, widget.run_button)
+    labels = viewer.layers["holes clusters"].data
+    assert (labels[:40] == 0).all() and (labels[40:] > 0).all()
+    assert viewer.layers["holes clusters"].metadata[METADATA_KEY]["params"]["nan_pixels"] == "background"

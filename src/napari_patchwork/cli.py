@@ -211,12 +211,16 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                     image, args.k, channel_axis=channel_axis, channel_scaling=args.channel_scaling,
                     spatial_weight=args.spatial_weight, sigma=args.sigma, mask=mask,
                     sample_size=args.sample_size, random_state=args.seed,
+                    nan_pixels="background" if args.nan_background else "error",
                 )
                 labels, model = result.labels, result.model
                 if args.save_model:
                     model.save(args.save_model)
             else:
-                labels = model.predict(image, channel_axis=channel_axis, mask=mask)
+                labels = model.predict(
+                    image, channel_axis=channel_axis, mask=mask,
+                    nan_pixels="background" if args.nan_background else "error",
+                )
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, labels, overwrite=args.overwrite)  # dask: strip by strip
             if not args.quiet:
@@ -391,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
                          help=f"pixels sampled to fit the model (default {DEFAULT_SAMPLE_SIZE})")
     cluster.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cluster.add_argument("--nan-background", action="store_true",
+                         help="label NaN/infinite pixels 0 and leave them out of the fit "
+                         "(default: they are an error)")
     cluster.add_argument("--save-model", metavar="MODEL.json",
                          help="save the fitted model (centres, scaling, settings) to re-apply it later")
     cluster.add_argument("--model", metavar="FILE", help="apply a saved model instead of fitting one")

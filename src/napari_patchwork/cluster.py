@@ -37,10 +37,14 @@ How it works
    pixels outside the ROI and for pixels with a NaN or infinite channel value. Labels
    are ``uint8`` for k <= 255, else ``uint16``.
 
-**NaN and infinite pixels** are 'no data', the same for numpy and dask input: they are
-left out of the fit and get label 0, like pixels outside the ROI (a lazy image cannot
-be checked for them without computing all of it). Only an image or ROI whose sampled
-pixels are all NaN/inf is refused.
+**NaN and infinite pixels** (``nan_pixels``): by default (``"error"``) a NaN or
+infinite pixel inside the ROI is bad input and raises :class:`ClusterError` saying how
+to proceed: when it is drawn into the fitting sample, or when its block is labelled
+(for numpy input, before anything is returned; for dask input, when that block is
+computed: a lazy image cannot be checked without computing all of it). With
+``nan_pixels="background"`` they are 'no data' instead, the same for numpy and dask:
+left out of the fit and labelled 0, like pixels outside the ROI. An image or ROI whose
+sampled pixels are all NaN/inf is refused either way.
 
 The fitted :class:`ClusterModel` (centres, scaling, feature settings) saves to a
 small JSON file and re-applies to other images with :meth:`ClusterModel.predict`,
@@ -80,6 +84,9 @@ ID_ORDER = (
     "then by position"
 )
 """The documented rule that numbers clusters 1..k."""
+
+NAN_PIXELS = ("error", "background")
+"""What NaN/inf pixels inside the ROI are: bad input (default), or background (label 0)."""
 
 MODEL_FORMAT = "napari-patchwork/cluster-model"
 MODEL_FORMAT_VERSION = 1
@@ -389,11 +396,25 @@ def _sample_flat_indices(pixels: _Pixels, size: int, rng: np.random.Generator) -
     return out
 
 
+def _nan_error(n_bad: int, where: str) -> ClusterError:
+    return ClusterError(
+        f"{n_bad:,} pixel(s) {where} are NaN or infinite; replace them (e.g. numpy.nan_to_num), "
+        f"draw a ROI mask that leaves them out, or pass nan_pixels='background' to label them 0."
+    )
+
+
+def _check_nan_pixels(nan_pixels: str) -> str:
+    if nan_pixels not in NAN_PIXELS:
+        raise ClusterError(f"nan_pixels={nan_pixels!r}; choose one of {', '.join(NAN_PIXELS)}.")
+    return nan_pixels
+
+
 def _gather_finite(
-    pixels: _Pixels, flat: np.ndarray, with_coords: bool
+    pixels: _Pixels, flat: np.ndarray, with_coords: bool, nan_pixels: str = "error"
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Channel values ``(m, n_channels)`` of the pixels at ``flat`` whose channels are all
-    finite (NaN/inf pixels are left out), and (if asked) their indices along each spatial axis."""
+    finite, and (if asked) their indices along each spatial axis. NaN/inf pixels raise
+    (``nan_pixels="error"``) or are left out (``"background"``)."""
     values = pixels.values
     if not pixels.lazy and values.flags.c_contiguous:  # rows: faster than per-axis indexing
         gathered = values.reshape(-1, pixels.n_channels).take(flat, axis=0)
@@ -403,6 +424,8 @@ def _gather_finite(
     if np.issubdtype(gathered.dtype, np.inexact):
         finite = np.isfinite(gathered).all(axis=1)
         if not finite.all():
+            if nan_pixels == "error":
+                raise _nan_error(int((~finite).sum()), "of the fitting sample")
             gathered, flat = gathered[finite], flat[finite]
     return gathered, np.unravel_index(flat, pixels.spatial_shape) if with_coords else ()
 
@@ -499,9 +522,9 @@ class ClusterModel:
                 np.multiply(coords[axis], factor, out=feats[:, column], casting="unsafe")
         return feats
 
-    def _scorer(self, scale: Sequence[float], dtype: np.dtype) -> _Scorer:
+    def _scorer(self, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error") -> _Scorer:
         """The nearest-centre computation for pixels of ``dtype`` with pixel size ``scale``."""
-        return _Scorer.from_model(self, scale, dtype)
+        return _Scorer.from_model(self, scale, dtype, nan_pixels)
 
     def _check_image(self, pixels: _Pixels) -> None:
         if pixels.n_channels != self.n_channels:
@@ -518,19 +541,20 @@ class ClusterModel:
             )
 
     def _predict_steps(
-        self, pixels: _Pixels, n_threads: int | None = None
+        self, pixels: _Pixels, n_threads: int | None = None, nan_pixels: str = "error"
     ) -> Generator[float, None, Any]:
         """Label every pixel; yields the fraction of blocks done; returns the labels.
 
-        numpy in, numpy out; dask in, lazy dask out (nothing yielded). NaN/inf pixels get 0.
+        numpy in, numpy out; dask in, lazy dask out (nothing yielded). NaN/inf pixels
+        in the ROI raise or get 0, as ``nan_pixels`` says.
         Blocks run on ``n_threads`` threads (default: all CPUs), at most two per thread
         submitted ahead, so a caller that stops pulling progress (Cancel) stops the work
         after the blocks in flight.
         """
         self._check_image(pixels)
         if pixels.lazy:
-            return self._predict_lazy(pixels)
-        scorer = self._scorer(pixels.scale, pixels.values.dtype)
+            return self._predict_lazy(pixels, nan_pixels)
+        scorer = self._scorer(pixels.scale, pixels.values.dtype, nan_pixels)
         labels = np.zeros(pixels.spatial_shape, dtype=self.labels_dtype)
         blocks = list(_block_slices(pixels.spatial_shape, scorer.block_pixels))
 
@@ -552,7 +576,7 @@ class ClusterModel:
                     future.cancel()
         return labels
 
-    def _predict_lazy(self, pixels: _Pixels) -> Any:
+    def _predict_lazy(self, pixels: _Pixels, nan_pixels: str = "error") -> Any:
         import dask.array as da
 
         values = pixels.values.rechunk({pixels.values.ndim - 1: -1})
@@ -563,7 +587,7 @@ class ClusterModel:
         return da.map_blocks(
             _label_dask_block,
             *args,
-            scorer=self._scorer(pixels.scale, values.dtype),
+            scorer=self._scorer(pixels.scale, values.dtype, nan_pixels),
             dtype=self.labels_dtype,
             drop_axis=values.ndim - 1,
             chunks=spatial_chunks,
@@ -578,8 +602,12 @@ class ClusterModel:
         mask: Any = None,
         scale: Sequence[float] | float | None = None,
         max_channels: int = 64,
+        nan_pixels: str = "error",
     ) -> Any:
         """Label ``image`` with this model: ids ``1..k`` (0 outside ``mask``), shape = spatial shape.
+
+        ``nan_pixels``: NaN/inf pixels in the ROI raise (``"error"``) or get 0
+        (``"background"``); see the module docstring.
 
         ``channel_axis`` defaults to the fitted image's. The model's smoothing and
         positions apply to the spatial axes it was fitted on, aligned from the last
@@ -602,7 +630,7 @@ class ClusterModel:
             mask=mask,
             max_channels=max_channels,
         )
-        return _run(self._predict_steps(pixels))
+        return _run(self._predict_steps(pixels, nan_pixels=_check_nan_pixels(nan_pixels)))
 
     # --- persistence ---------------------------------------------------------------------
 
@@ -739,9 +767,12 @@ class _Scorer:
     spatial_axes: tuple[int, ...]
     centre_first: np.ndarray | None  # (n_channels,) float64 offset subtracted before the product
     labels_dtype: np.dtype
+    nan_pixels: str = "error"  # see NAN_PIXELS
 
     @classmethod
-    def from_model(cls, model: ClusterModel, scale: Sequence[float], dtype: np.dtype) -> _Scorer:
+    def from_model(
+        cls, model: ClusterModel, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error"
+    ) -> _Scorer:
         centers = model.centers.astype(np.float64)
         n_channels = model.n_channels
         channel_centers = centers[:, :n_channels] / model.channel_scale  # per raw unit
@@ -758,6 +789,7 @@ class _Scorer:
             spatial_axes=model.spatial_axes,
             centre_first=None if exact else model.channel_offset,
             labels_dtype=model.labels_dtype,
+            nan_pixels=nan_pixels,
         )
 
     @property
@@ -791,6 +823,9 @@ class _Scorer:
         if not np.issubdtype(values.dtype, np.integer):
             finite = np.isfinite(best)  # a NaN/inf channel makes every score NaN/inf
             if not finite.all():
+                bad = ~finite if roi is None else ~finite & roi.ravel()
+                if self.nan_pixels == "error" and bad.any():
+                    raise _nan_error(int(bad.sum()), f"in the block at {tuple(origin)}")
                 ids[~finite] = 0
         if roi is not None:
             ids[~roi.ravel()] = 0
@@ -903,6 +938,7 @@ def _prepare_and_sample(
     sample_size: int,
     max_channels: int,
     rng: np.random.Generator,
+    nan_pixels: str = "error",
 ) -> tuple[_Pixels, _Sample]:
     """The checked image (:func:`_prepare`) and the pixels drawn from it to fit on
     (:func:`_draw_sample`): the common start of clustering and of choosing k."""
@@ -922,6 +958,7 @@ def _prepare_and_sample(
         sigma=sigma,
         sample_size=sample_size,
         rng=rng,
+        nan_pixels=nan_pixels,
     )
     return pixels, sample
 
@@ -935,6 +972,7 @@ def _draw_sample(
     sigma: float | Sequence[float],
     sample_size: int,
     rng: np.random.Generator,
+    nan_pixels: str = "error",
 ) -> _Sample:
     """Draw up to ``sample_size`` ROI pixels and measure the feature scaling on them."""
     if channel_scaling not in CHANNEL_SCALINGS:
@@ -957,7 +995,7 @@ def _draw_sample(
         else ()
     )
     flat = _sample_flat_indices(pixels, int(sample_size), rng)
-    values, coords = _gather_finite(pixels, flat, bool(position_axes))
+    values, coords = _gather_finite(pixels, flat, bool(position_axes), _check_nan_pixels(nan_pixels))
     if len(values) == 0:
         raise ClusterError(
             f"all {len(flat)} sampled pixel(s) are NaN or infinite; draw a ROI mask on the valid "
@@ -1192,6 +1230,7 @@ def cluster_pixels_steps(
     n_init: int = 3,
     max_channels: int = 64,
     n_threads: int | None = None,
+    nan_pixels: str = "error",
 ) -> Generator[float, None, ClusterResult]:
     """:func:`cluster_pixels` as a generator: yields progress in [0, 1], returns the result.
 
@@ -1212,11 +1251,14 @@ def cluster_pixels_steps(
         sample_size=sample_size,
         max_channels=max_channels,
         rng=rng,
+        nan_pixels=nan_pixels,
     )
     model = _fit_model(sample, n_clusters, n_init, rng)
     fit_share = 0.3
     yield fit_share
-    labels = yield from _rescaled(model._predict_steps(pixels, n_threads), fit_share, 1.0)
+    labels = yield from _rescaled(
+        model._predict_steps(pixels, n_threads, nan_pixels), fit_share, 1.0
+    )
     params = {
         "n_clusters": n_clusters,
         "channel_axis": pixels.channel_axis,
@@ -1230,6 +1272,7 @@ def cluster_pixels_steps(
         "n_samples": len(sample.values),
         "random_state": random_state,
         "n_init": n_init,
+        "nan_pixels": nan_pixels,
         "id_order": ID_ORDER,
     }
     yield 1.0
@@ -1261,6 +1304,8 @@ def cluster_pixels(image: Any, n_clusters: int = 5, **kwargs: Any) -> ClusterRes
         :func:`_kmeans`).
     max_channels : a longer channel axis is refused as probably a spatial axis.
     n_threads : threads for labelling (default: all CPUs).
+    nan_pixels : ``"error"`` (default): NaN/inf pixels in the ROI are bad input;
+        ``"background"``: they are left out of the fit and labelled 0 (see the module docstring).
 
     Returns
     -------
@@ -1313,6 +1358,7 @@ def choose_k_steps(
     random_state: int | None = 0,
     n_init: int = 3,
     max_channels: int = 64,
+    nan_pixels: str = "error",
 ) -> Generator[float, None, KScores]:
     """:func:`choose_k` as a generator yielding progress in [0, 1]."""
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
@@ -1335,12 +1381,13 @@ def choose_k_steps(
         sample_size=sample_size,
         max_channels=max_channels,
         rng=rng,
+        nan_pixels=nan_pixels,
     )
     if len(sample.values) < ks[-1]:
         raise ClusterError(
             f"the ROI has {len(sample.values)} pixel(s), fewer than k={ks[-1]}; use smaller k values."
         )
-    everything = _everything(sample.template, pixels) if score_all_pixels else None
+    everything = _everything(sample.template, pixels, nan_pixels) if score_all_pixels else None
     rows: list[tuple[float, float, float, float]] = []
     for i, k in enumerate(ks):
         yield i / len(ks)
@@ -1385,8 +1432,8 @@ def choose_k(image: Any, k_values: Sequence[int] = range(2, 11), **kwargs: Any) 
     return _run(choose_k_steps(image, k_values, **kwargs))
 
 
-def _everything(template: ClusterModel, pixels: _Pixels) -> _Sample:
+def _everything(template: ClusterModel, pixels: _Pixels, nan_pixels: str = "error") -> _Sample:
     """Every finite ROI pixel as a :class:`_Sample` with the given scaling (in memory)."""
     flat = _sample_flat_indices(pixels, pixels.n_inside, np.random.default_rng(0))
-    values, coords = _gather_finite(pixels, flat, bool(template.spatial_axes))
+    values, coords = _gather_finite(pixels, flat, bool(template.spatial_axes), nan_pixels)
     return _Sample(template, values, coords)

@@ -129,6 +129,11 @@ class ClusterWidget(Container):
         )
         self.seed = SpinBox(label="random seed", value=0, min=0, max=2**31 - 1)
         self.posterise = CheckBox(text="posterised image", value=False)
+        self.nan_background = CheckBox(
+            text="NaN pixels as background (label 0)", value=False,
+            tooltip="Off: NaN or infinite pixels in the ROI are an error. On: they are left out "
+            "of the fit and labelled 0, like pixels outside the ROI.",
+        )
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
@@ -155,6 +160,7 @@ class ClusterWidget(Container):
                 self.channel_scaling,
                 self.seed,
                 self.posterise,
+                self.nan_background,
                 self.run_button,
                 self.cancel_button,
                 self.progress,
@@ -229,6 +235,7 @@ class ClusterWidget(Container):
             "mask": roi,
             "scale": spatial_transform(image, channel_axis)["scale"],
             "random_state": int(self.seed.value),
+            "nan_pixels": "background" if self.nan_background.value else "error",
         }
         return image, options
 
