@@ -313,3 +313,16 @@ def test_nan_pixels_are_an_error_unless_background_is_ticked(viewer_widget, qtbo
     labels = viewer.layers["holes clusters"].data
     assert (labels[:40] == 0).all() and (labels[40:] > 0).all()
     assert viewer.layers["holes clusters"].metadata[METADATA_KEY]["params"]["nan_pixels"] == "background"
+
+
+def test_running_again_keeps_the_users_layer_appearance(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget.n_clusters.value = 3
+    click_and_wait(qtbot, widget, widget.run_button)
+    layer = viewer.layers["ihc clusters"]
+    layer.opacity = 0.25  # the user's choice
+    widget.n_clusters.value = 4
+    click_and_wait(qtbot, widget, widget.run_button)
+    assert viewer.layers["ihc clusters"] is layer and layer.opacity == 0.25
+    assert set(np.unique(layer.data)) == {1, 2, 3, 4}
+    assert layer.metadata[METADATA_KEY]["params"]["n_clusters"] == 4

@@ -77,18 +77,42 @@ def build_grid_layer_kwargs(
     return kwargs
 
 
-def update_or_add_layer(viewer: "napari.viewer.Viewer", layer_name: str, layer_type: str, **kwargs):
-    """Replace the layer called ``layer_name`` (same place in the layer list) or add it.
+TRANSFORM_KEYS = ("scale", "translate", "rotate", "shear", "affine")
 
-    ``kwargs`` are the layer's keyword arguments, ``data`` included. Returns the new layer.
+
+def update_or_add_layer(viewer: "napari.viewer.Viewer", layer_name: str, layer_type: str, **kwargs):
+    """Update the layer called ``layer_name``, or add it; returns it.
+
+    ``kwargs`` are the layer's keyword arguments, ``data`` included. An Image or
+    Labels layer of the same kind and dimensions is updated in place (data,
+    metadata, transform), so the user's colours, opacity and contrast stay; a
+    Shapes layer (features and colours come with the data) or a layer of another
+    kind is replaced at the same place in the layer list.
     """
     data = kwargs.pop("data")
     name = kwargs["name"] = layer_name
+    existing = viewer.layers[name] if name in viewer.layers else None
+    if existing is not None and _updatable(existing, layer_type, data, kwargs):
+        existing.data = data
+        existing.metadata = kwargs.get("metadata", {})
+        for key in TRANSFORM_KEYS:
+            if key in kwargs:
+                setattr(existing, key, kwargs[key])
+        return existing
     layer = napari.layers.Layer.create(data, kwargs, layer_type)
-    if name in viewer.layers:
-        index = viewer.layers.index(name)
+    if existing is not None:
+        index = viewer.layers.index(existing)
         viewer.layers.pop(index)
         viewer.layers.insert(index, layer)
     else:
         viewer.layers.append(layer)
     return layer
+
+
+def _updatable(layer, layer_type: str, data, kwargs: dict) -> bool:
+    """Whether ``layer`` can take ``data`` in place (same kind, dimensions and RGB-ness)."""
+    if layer_type not in ("image", "labels") or layer._type_string != layer_type:
+        return False
+    if getattr(layer, "multiscale", False) or np.ndim(data) != np.ndim(layer.data):
+        return False
+    return layer_type != "image" or bool(kwargs.get("rgb", layer.rgb)) == layer.rgb
