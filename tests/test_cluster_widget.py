@@ -26,16 +26,6 @@ def viewer_widget(make_napari_viewer):
     return viewer, widget
 
 
-@pytest.fixture
-def notifications():
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
-
-
 def click_and_wait(qtbot, widget, button) -> None:
     button.native.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)

@@ -14,16 +14,6 @@ def grid_widget(make_napari_viewer):
     return viewer, widget
 
 
-@pytest.fixture
-def notifications(monkeypatch):
-    from napari.utils.notifications import notification_manager
-
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
-
-
 def test_grid_layer_lines_up_in_world_coordinates(grid_widget):
     viewer, widget = grid_widget
     scale, translate = (2.0, 0.5), (10.0, -5.0)
