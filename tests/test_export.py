@@ -756,3 +756,13 @@ def test_writer_with_an_emptied_grid_says_what_to_do(tmp_path):
                                                    "edge": "drop", "n_patches": 4}}}
     with pytest.raises(ExportError, match="no rectangle left"):
         write_patch_folder(str(tmp_path / "o"), [(image, {"name": "img"}, "image"), ([], grid_meta, "shapes")])
+
+
+def test_mean_stitch_is_float64_even_when_no_patch_was_kept(tmp_path):
+    from napari_patchwork.stitch import stitch
+
+    image = np.zeros((16, 16), np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    export_patches(tmp_path / "o", image, mask, patch_size=8, min_foreground=0.5)  # keeps nothing
+    assert stitch(tmp_path / "o", overlap="mean").dtype == np.float64
+    assert stitch(tmp_path / "o").dtype == np.uint8

@@ -445,11 +445,7 @@ def stitch(
             out_shape = list(spatial)
             if channel_axis is not None:
                 out_shape.insert(channel_axis, channels)
-            out_dtype = (
-                np.dtype(dtype)
-                if dtype is not None
-                else (np.dtype(np.float64) if overlap == "mean" else source_dtype or data.dtype)
-            )
+            out_dtype = _output_dtype(dtype, overlap, source_dtype or data.dtype)
             if overlap == "mean":
                 sums = np.zeros(out_shape, dtype=np.float64)
                 counts = np.zeros(spatial, dtype=np.int64)
@@ -502,7 +498,12 @@ def stitch(
         out_shape = list(spatial)
         if channel_axis is not None:
             out_shape.insert(channel_axis, patches.image_shape[channel_axis])
-        return np.full(
-            out_shape, fill_value, dtype=np.dtype(dtype) if dtype is not None else source_dtype
-        )
+        return np.full(out_shape, fill_value, dtype=_output_dtype(dtype, overlap, source_dtype))
     return out
+
+
+def _output_dtype(dtype: Any, overlap: str, source_dtype: np.dtype) -> np.dtype:
+    """The stitched dtype: ``dtype`` if given, float64 for ``overlap="mean"``, else the source's."""
+    if dtype is not None:
+        return np.dtype(dtype)
+    return np.dtype(np.float64) if overlap == "mean" else np.dtype(source_dtype)
