@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,14 @@ def test_export_patches_and_plan_export_take_the_same_options():
     """export_patches passes its options on by name: both signatures must list the same ones."""
     import inspect
 
-    run_only = {"out_dir", "overwrite", "read_batch_bytes", "as_dask_tasks", "progress"}
+    run_only = {
+        "out_dir",
+        "overwrite",
+        "read_batch_bytes",
+        "write_threads",
+        "as_dask_tasks",
+        "progress",
+    }
 
     def options(function, leave_out=frozenset()):
         return [
@@ -216,6 +224,42 @@ def test_export_patches_and_plan_export_take_the_same_options():
     by_name = {p[0]: p for p in options(export_patches)}
     assert named == [by_name[p[0]] for p in named]  # same kind, default and annotation
     assert {p[0] for p in named} == run_only - {"progress"} | {"image", "mask"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fmt=st.sampled_from(["tiff", "npy"]),
+    what=st.sampled_from(["image", "mask"]),
+    shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple),
+    dtype=st.sampled_from([d for d in [*DTYPES, np.float16, np.int8] if np.dtype(d).kind in "uif"]),
+    rgb=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fixed_layout_writes_exactly_the_encoders_file(tmp_path, fmt, what, shape, dtype, rgb, seed):
+    """The fast path (header + patch bytes + trailer) gives byte for byte tifffile's/numpy's file."""
+    rgb = rgb and what == "image" and len(shape) == 3 and shape[-1] in (3, 4)
+    rgb = rgb and np.dtype(dtype) in (np.uint8, np.uint16)
+    data = np.frombuffer(np.random.default_rng(seed).bytes(int(np.prod(shape)) * 8), dtype)
+    data = data[: int(np.prod(shape))].reshape(shape)
+    if seed % 2:  # a strided view, as a patch cut from a bigger array is
+        data = np.repeat(data, 2, axis=-1)[..., ::2]
+    assert export_module._fixed_layout(fmt, what, shape, np.dtype(dtype).str, rgb) is not None
+    fast = tmp_path / f"fast_{seed}"
+    export_module.write_patch(data, None, fast, None, fmt=fmt, rgb=rgb)
+    encode = export_module._encoder(
+        fmt, what, len(shape), compression=None, rgb=rgb, ome_metadata=None
+    )
+    with open(tmp_path / f"slow_{seed}", "wb") as fh:
+        encode(fh, data)
+    assert fast.read_bytes() == (tmp_path / f"slow_{seed}").read_bytes()
+
+
+def test_fixed_layout_is_not_used_where_the_file_depends_on_the_data():
+    fixed = export_module._fixed_layout
+    assert fixed("png", "image", (8, 8), "|u1", False) is None
+    assert fixed("ome-tiff", "image", (8, 8), "|u1", False) is None  # a new UUID per file
+    assert fixed("tiff", "mask", (8, 8), "|b1", False) is None
+    assert fixed("tiff", "mask", (4096, 4096), "<u8", False) is None  # big: no gain, no probes
 
 
 def sample_pair(shape=(60, 80)):
@@ -538,16 +582,19 @@ class DiskFull(OSError):
     pass
 
 
-def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch):
-    """A write fails mid-file after 5 patches; the re-run writes only the rest, consistently."""
+@pytest.mark.parametrize("write_threads", [1, 2])
+def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch, write_threads):
+    """Patch 5's write fails mid-file; the re-run writes only the rest, consistently.
+
+    With writer threads, patches after 5 may be on disk already: they are not in the
+    journal, so they are written again.
+    """
     image, mask = sample_pair()
     out = tmp_path / "out"
     real_write = export_module.write_patch
-    calls = []
 
     def failing_write(image_patch, mask_patch, image_path, mask_path, **kwargs):
-        calls.append(image_path)
-        if len(calls) == 6:
+        if "_05_" in Path(image_path).name:
             real_write(image_patch, None, image_path, None, **kwargs)  # image written, mask not
             Path(mask_path).with_name(".half-written.part").write_bytes(b"\0" * 10)
             raise DiskFull("no space left on device")
@@ -555,7 +602,15 @@ def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch
 
     monkeypatch.setattr(export_module, "write_patch", failing_write)
     with pytest.raises(DiskFull):
-        export_patches(out, image, mask, patch_size=20, channel_axis=-1, split=(0.5, 0.5))
+        export_patches(
+            out,
+            image,
+            mask,
+            patch_size=20,
+            channel_axis=-1,
+            split=(0.5, 0.5),
+            write_threads=write_threads,
+        )
     assert json.loads((out / "dataset.json").read_text())["complete"] is False
     assert not (out / "manifest.csv").exists()
     with pytest.raises(PatchFolderError, match="incomplete"):
@@ -575,10 +630,19 @@ def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch
             assert (out / row[key]).read_bytes() == (tmp_path / "ref" / row[key]).read_bytes()
 
 
-def test_cancelled_export_resumes_even_with_a_torn_journal(tmp_path):
+@pytest.mark.parametrize("write_threads", [1, 2])
+def test_cancelled_export_resumes_even_with_a_torn_journal(tmp_path, write_threads):
     image, mask = sample_pair()
     out = tmp_path / "out"
-    steps = iter_export(out, image, mask, patch_size=20, channel_axis=-1, min_foreground=0.05)
+    steps = iter_export(
+        out,
+        image,
+        mask,
+        patch_size=20,
+        channel_axis=-1,
+        min_foreground=0.05,
+        write_threads=write_threads,
+    )
     for step in steps:
         if step.done == 6:
             break
@@ -594,6 +658,59 @@ def test_cancelled_export_resumes_even_with_a_torn_journal(tmp_path):
     np.testing.assert_array_equal(
         read_patches(out)[1] > 0, (mask > 0) & read_patch_folder(out).coverage()
     )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(fmt="tiff", min_foreground=0.05, split=(0.6, 0.4)),
+        dict(fmt="npy", edge="pad", pad_mode="reflect", relabel=True, min_std=20.0),
+        dict(fmt="png", stride=15, edge="shift"),
+        dict(fmt="tiff", compression="zlib", edge="partial"),
+    ],
+)
+def test_writer_threads_write_the_same_folder(tmp_path, monkeypatch, options):
+    image, mask = sample_pair()
+    mask = (mask > 0).astype(np.uint16) * 3  # PNG masks hold 16 bits
+    image[:20, :20] = 9  # a blank patch for min_std
+    writers = set()
+    real_write = export_module.write_patch
+
+    def recording_write(*args, **kwargs):
+        writers.add(threading.current_thread().name)
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "write_patch", recording_write)
+    folders = {}
+    for threads in (1, 3):
+        writers.clear()
+        folders[threads] = tmp_path / f"threads_{threads}"
+        export_patches(
+            folders[threads],
+            image,
+            mask,
+            patch_size=20,
+            channel_axis=-1,
+            write_threads=threads,
+            **options,
+        )
+        assert (threading.main_thread().name in writers) == (threads == 1)
+    files = {
+        threads: {
+            f.relative_to(folder): f.read_bytes()
+            for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != "dataset.json"  # which holds the time of the export
+        }
+        for threads, folder in folders.items()
+    }
+    assert len(files[1]) > 3 and files[1] == files[3]
+
+
+@pytest.mark.parametrize("write_threads", [0, 1.5, True, "2"])
+def test_write_threads_must_be_a_whole_number(tmp_path, write_threads):
+    image, mask = sample_pair()
+    with pytest.raises(ExportError, match="write_threads"):
+        export_patches(tmp_path, image, mask, patch_size=20, write_threads=write_threads)
 
 
 class RecordingArray:

@@ -135,8 +135,11 @@ def test_cancel_then_export_again_resumes(viewer_widget, qtbot, tmp_path, monkey
     monkeypatch.setattr(export_module, "write_patch", real_write)
     run_export(qtbot, widget)
     result = widget.last_result
-    assert result.n_patches == 256 and result.n_resumed == written_before
-    assert result.n_written == 256 - written_before
+    # the journal has every patch the export reported; the writer threads may have finished
+    # a few more files, not yet reported when it stopped: those are written again
+    assert result.n_patches == 256 and 20 <= result.n_resumed <= written_before
+    assert written_before - result.n_resumed <= 2 * export_module.DEFAULT_WRITE_THREADS + 1
+    assert result.n_written == 256 - result.n_resumed
     assert verify_patch_folder(tmp_path / "out") == []
 
 

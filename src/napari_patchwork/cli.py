@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork import __version__
-from napari_patchwork.grid import EDGE_MODES
 from napari_patchwork.cluster import DEFAULT_SAMPLE_SIZE
-from napari_patchwork.export import FILE_FORMATS
+from napari_patchwork.export import DEFAULT_WRITE_THREADS, FILE_FORMATS
+from napari_patchwork.grid import EDGE_MODES
 
 PROG = "napari-patchwork"
 
@@ -180,6 +180,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     overwrite=args.overwrite,
                     stem=file_stem(image_path),
+                    write_threads=args.write_threads,
                     as_dask_tasks=client is not None,
                     progress=progress,
                 )
@@ -371,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train/val(/test) fractions, e.g. --split 0.8 0.1 0.1 (deterministic with --seed)")
     tile.add_argument("--seed", type=int, default=0, help="random seed of the split (default: 0)")
     tile.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    tile.add_argument("--write-threads", type=int, default=DEFAULT_WRITE_THREADS, metavar="N",
+                      help=f"threads writing patch files (default: {DEFAULT_WRITE_THREADS}; "
+                      "ignored with --scheduler)")
     tile.add_argument("-o", "--output", required=True, metavar="DIR",
                       help="output folder (one sub-folder per image when several)")
     common(tile)
