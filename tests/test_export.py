@@ -262,6 +262,61 @@ def test_fixed_layout_is_not_used_where_the_file_depends_on_the_data():
     assert fixed("tiff", "mask", (4096, 4096), "<u8", False) is None  # big: no gain, no probes
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 90), st.integers(1, 90)),
+    patch=st.integers(1, 30),
+    stride=st.integers(1, 30),
+    edge=st.sampled_from(EDGE_MODES),
+    data=st.data(),
+)
+def test_source_boxes_find_their_patches_at_full_resolution(shape, patch, stride, edge, data):
+    try:
+        grid = make_grid(shape, patch, stride, edge)
+    except ValueError:
+        return  # e.g. shift needs one patch to fit
+    chosen = data.draw(st.lists(st.integers(0, grid.n_patches - 1), min_size=1, max_size=5))
+    found = export_module.indices_of_source_boxes(
+        grid.boxes[chosen], shape, (), patch_size=patch, stride=stride, edge=edge
+    )
+    assert np.array_equal(grid.boxes[found], grid.boxes[chosen])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(8, 200), st.integers(8, 200)),
+    patch=st.integers(1, 12),
+    stride=st.integers(1, 12),
+    factor=st.integers(2, 4),
+    edge=st.sampled_from(["drop", "pad"]),
+)
+def test_a_grid_of_source_pixels_maps_onto_the_downsampled_export(shape, patch, stride, factor, edge):
+    """A grid of patch * factor source px is the export's grid of patch output px."""
+    channels = (*shape, 3)
+    try:
+        grid = make_grid(channels, patch * factor, stride * factor, edge, channel_axis=-1)
+    except ValueError:
+        return
+    found = export_module.indices_of_source_boxes(
+        grid.boxes, channels, (factor, factor), patch_size=patch, stride=stride, edge=edge,
+        channel_axis=-1,
+    )
+    assert found == sorted(set(found)) and len(found) == grid.n_patches
+    export = export_module.export_grid(
+        channels, (factor, factor), patch_size=patch, stride=stride, edge=edge, channel_axis=-1
+    )
+    starts = export.boxes[found, 0] * factor
+    assert np.array_equal(starts, grid.boxes[:, 0])
+
+
+def test_boxes_that_are_not_patches_of_the_export_say_which_size_would_be():
+    grid = make_grid((400, 600), 128)
+    with pytest.raises(ExportError, match=r"\(64, 64\) px"):
+        export_module.indices_of_source_boxes(grid.boxes[:2], (400, 600), (2, 2), patch_size=50)
+    with pytest.raises(ExportError, match="divides"):
+        export_module.indices_of_source_boxes(grid.boxes[:2], (400, 600), (3, 3), patch_size=50)
+
+
 def sample_pair(shape=(60, 80)):
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, size=(*shape, 3), dtype=np.uint8)

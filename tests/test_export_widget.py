@@ -180,5 +180,45 @@ def test_annotations_as_mask_only_annotated_and_downsampled(viewer_widget, qtbot
     widget.grid_combo.value = None
     widget.only_selected.value = True
     widget.export_button.native.click()
-    assert not widget.running and "needs full resolution" in widget.status.value
+    assert not widget.running and "needs a grid layer" in widget.status.value
     assert not (tmp_path / "bad").exists()
+
+
+def test_selected_grid_patches_export_downsampled(viewer_widget, qtbot, tmp_path):
+    """A grid drawn at full resolution, exported at half: the same rectangles, half the pixels."""
+    viewer, widget = viewer_widget
+    grid_widget = GridWidget(viewer)
+    grid_widget.patch_height.value = 128
+    grid_widget.patch_width.value = 96
+    grid_widget.show_button.native.click()
+    grid = viewer.layers["ihc grid"]
+    assert widget.patch_size.value == "128, 96"
+    widget.downsample.value = 2
+    assert widget.patch_size.value == "64, 48" and widget.stride.value == ""
+    grid.selected_data = {1, 7}
+    widget.only_selected.value = True
+    widget.mask_combo.value = viewer.layers["nuclei"]
+    widget.fmt.value = "npy"
+    widget.out_dir.value = tmp_path / "half"
+    run_export(qtbot, widget)
+    assert widget.last_result is not None, widget.status.value
+    with open(tmp_path / "half" / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    boxes = sorted(
+        (int(r["y0"]), int(r["x0"]), int(r["y1"]), int(r["x1"])) for r in rows
+    )
+    index = grid.features["index"].to_numpy()
+    # the selected rectangles' source-pixel boxes: pixels [y0, y1) span y0 - 0.5 .. y1 - 0.5
+    selected = sorted(
+        tuple(int(v + 0.5) for v in (*grid.data[i].min(axis=0), *grid.data[i].max(axis=0)))
+        for i in (1, 7)
+    )
+    assert boxes == selected and len(set(index[[1, 7]])) == 2
+    for row in rows:
+        assert np.load(tmp_path / "half" / row["image"]).shape == (64, 48, 3)
+    # a patch size that does not cover the rectangles is refused, with the size that would
+    widget.patch_size.value = "50"
+    widget.out_dir.value = tmp_path / "odd"
+    widget.export_button.native.click()
+    assert not widget.running and "64, 48" in widget.status.value, widget.status.value
+    assert not (tmp_path / "odd").exists()

@@ -328,9 +328,7 @@ def atomic_write(
     of the same file in other threads or processes never share it.
     """
     folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(
-        folder, f".{name}.{os.getpid()}-{threading.get_ident()}{_TEMP_SUFFIX}"
-    )
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}{_TEMP_SUFFIX}")
     try:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -826,10 +824,9 @@ def plan_export(
     except ResolutionError as err:
         raise ExportError(str(err)) from None
     output_shape = downsampled_shape(source_shape, factors)
-    output_image_shape = list(output_shape)
-    if axis is not None:
-        output_image_shape.insert(axis, int(image.shape[axis]))
-    grid = make_grid(output_image_shape, patch_size, stride, edge, channel_axis=axis)
+    grid = export_grid(
+        image.shape, factors, patch_size=patch_size, stride=stride, edge=edge, channel_axis=axis
+    )
     if mask is not None:
         if tuple(mask.shape) != source_shape:
             raise ExportError(
@@ -997,6 +994,91 @@ def plan_export(
     return ExportPlan(grid, tuple(patches), settings, split_fractions, int(seed), dataset)
 
 
+def export_grid(
+    image_shape: Sequence[int],
+    factors: Sequence[int],
+    *,
+    patch_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    edge: str = "drop",
+    channel_axis: int | None = None,
+) -> PatchGrid:
+    """The grid an export lays on the image at output resolution.
+
+    ``image_shape`` is the source image's shape (channel axis included), ``factors``
+    the downsampling factor per spatial axis (``()`` or ones: full resolution);
+    ``patch_size`` and ``stride`` are in output pixels, as in :func:`export_patches`.
+    """
+    axis = None if channel_axis is None else normalize_axis(channel_axis, len(image_shape))
+    source_shape = spatial_shape(tuple(image_shape), axis)
+    output_image_shape = list(
+        downsampled_shape(source_shape, tuple(factors) or (1,) * len(source_shape))
+    )
+    if axis is not None:
+        output_image_shape.insert(axis, int(image_shape[axis]))
+    return make_grid(output_image_shape, patch_size, stride, edge, channel_axis=axis)
+
+
+def indices_of_source_boxes(
+    boxes: np.ndarray,
+    image_shape: Sequence[int],
+    factors: Sequence[int],
+    *,
+    patch_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    edge: str = "drop",
+    channel_axis: int | None = None,
+) -> list[int]:
+    """Indices of the export's patches that cover exactly ``boxes``, in their order.
+
+    ``boxes`` is ``(N, 2, ndim)``: start and stop (exclusive) per spatial axis in
+    source pixels, e.g. the boxes of patches selected in a grid laid at full
+    resolution; the other arguments are those of :func:`export_grid`. Boxes are
+    compared clipped to the image, so a padded box matches its padded patch.
+    Raises :class:`ExportError`, saying which patch size would match, if a box is
+    not a patch of the export.
+    """
+    grid = export_grid(
+        image_shape,
+        factors,
+        patch_size=patch_size,
+        stride=stride,
+        edge=edge,
+        channel_axis=channel_axis,
+    )
+    source_stop = np.asarray(
+        spatial_shape(
+            tuple(image_shape),
+            None if channel_axis is None else normalize_axis(channel_axis, len(image_shape)),
+        ),
+        dtype=np.int64,
+    )
+    scale = np.asarray(tuple(factors) or (1,) * grid.ndim, dtype=np.int64)
+    export_boxes = np.minimum(grid.boxes * scale, source_stop)
+    lookup: dict[bytes, int] = {}
+    for index in range(len(export_boxes) - 1, -1, -1):  # the first of equal boxes wins
+        lookup[export_boxes[index].tobytes()] = index
+    wanted = np.minimum(np.asarray(boxes, dtype=np.int64).reshape(-1, 2, grid.ndim), source_stop)
+    indices = [lookup.get(box.tobytes()) for box in wanted]
+    missing = [box for box, index in zip(wanted, indices) if index is None]
+    if missing:
+        size = missing[0][1] - missing[0][0]
+        suggestion = size // scale if np.all(size % scale == 0) else None
+        raise ExportError(
+            f"{len(missing)} of the {len(wanted)} chosen patches are not patches of this export: "
+            f"e.g. the one at {_ints(missing[0][0])} covers {_ints(size)} source px, while "
+            f"this export's patches cover {_ints(np.asarray(grid.patch_size) * scale)} source px "
+            f"(patch size {_ints(grid.patch_size)} output px, downsample {_ints(scale)}). "
+            + (
+                f"Set the patch size (and stride) to the grid's divided by the downsampling: "
+                f"{_ints(suggestion)} px."
+                if suggestion is not None
+                else "Choose a downsampling that divides the grid's patch size, or a new grid."
+            )
+        )
+    return [int(i) for i in indices]
+
+
 def _ints(values: Iterable[Any]) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
@@ -1060,7 +1142,11 @@ def _check_pad_value(pad_value: float, dtype: np.dtype) -> float | int | bool:
         return bool(value)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        if not np.isfinite(value) or float(value) != int(value) or not info.min <= int(value) <= info.max:
+        if (
+            not np.isfinite(value)
+            or float(value) != int(value)
+            or not info.min <= int(value) <= info.max
+        ):
             raise ExportError(
                 f"pad_value={pad_value} does not fit the image dtype {dtype} "
                 f"({info.min}..{info.max}); use a whole number in that range."
@@ -1521,9 +1607,7 @@ def iter_export(
         decisions = _export_batches_as_dask_tasks(image, mask, batches, plan.settings, out)
     else:
         decisions = _export_batches_here(image, mask, batches, plan.settings, out, write_threads)
-    with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal, contextlib.closing(
-        decisions
-    ):
+    with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal, contextlib.closing(decisions):
         for decided in decisions:
             for record in decided:
                 journal.write(record.journal_line())

@@ -8,7 +8,10 @@ The mask is a Labels layer or a Shapes layer of annotations; annotations are
 painted into a mask in the worker, as the npe2 writer does
 (:func:`napari_patchwork._writer.annotation_mask`: ids by the ``class`` feature
 column, else 1). "downsample" / "pixel size" export at a lower resolution; patch
-size and stride are then in output pixels.
+size and stride are then in output pixels. With a grid layer chosen, they follow the
+grid at the chosen resolution (the grid's source-pixel sizes divided by the
+downsampling), so the exported patches are the grid's rectangles; "only patches
+selected in the grid" picks the export's patches that cover the selected rectangles.
 """
 
 from collections.abc import Callable
@@ -44,11 +47,12 @@ from napari_patchwork.export import (
     ExportError,
     ExportProgress,
     ExportResult,
+    indices_of_source_boxes,
     iter_export,
     plan_export,
 )
-from napari_patchwork.grid import EDGE_MODES, spatial_shape
-from napari_patchwork.resolution import resolve_factors
+from napari_patchwork.grid import EDGE_MODES, GridError, make_grid, spatial_shape
+from napari_patchwork.resolution import ResolutionError, resolve_factors
 
 
 class ExportFailed(Exception):
@@ -122,13 +126,13 @@ class ExportWidget(Container):
             tooltip="For a non-RGB multichannel image: never cut axis 0.",
         )
         self.patch_size = LineEdit(
-            label="patch size (px)",
+            label="patch size (output px)",
             value="256",
             tooltip="One number for all spatial axes, or one per axis in array order, "
             "e.g. '16, 256, 256'.",
         )
         self.stride = LineEdit(
-            label="stride (px)",
+            label="stride (output px)",
             value="",
             tooltip="Step between patches, like the patch size. Empty = patch size (no overlap).",
         )
@@ -227,6 +231,8 @@ class ExportWidget(Container):
         self.export_button.changed.connect(self._on_export)
         self.cancel_button.changed.connect(self.cancel)
         self.grid_combo.changed.connect(self._on_grid_changed)
+        self.downsample.changed.connect(self._fit_sizes_to_grid)
+        self.pixel_size.changed.connect(self._fit_sizes_to_grid)
         self.image_combo.changed.connect(self._on_image_changed)
         self.edge.changed.connect(self._update_visibility)
         self.fmt.changed.connect(self._update_visibility)
@@ -282,13 +288,6 @@ class ExportWidget(Container):
         if meta is None:
             self.only_selected.value = False
             return
-        self.patch_size.value = ", ".join(str(v) for v in meta["patch_size"])
-        stride = meta.get("stride")
-        self.stride.value = (
-            ""
-            if not stride or list(stride) == list(meta["patch_size"])
-            else ", ".join(str(v) for v in stride)
-        )
         self.edge.value = meta.get("edge", "drop")
         self.channels_first.value = meta.get("channel_axis") == 0
         image_name = meta.get("image_layer")
@@ -297,6 +296,50 @@ class ExportWidget(Container):
             and self._viewer.layers[image_name] in self._image_choices()
         ):
             self.image_combo.value = self._viewer.layers[image_name]
+        self._fit_sizes_to_grid()
+
+    def _factors(self, n_spatial: int) -> list[int]:
+        """Downsampling factor per spatial axis from the widget (ExportError if invalid)."""
+        downsample = int(self.downsample.value)
+        pixel_size = parse_pixel_size(self.pixel_size.value)
+        if pixel_size is not None and downsample != 1:
+            raise ExportError(
+                "give downsample or pixel size, not both: set downsample to 1 or clear pixel size."
+            )
+        image = self.image_combo.value
+        scale = None if image is None else list(image.scale)[-n_spatial:]
+        try:
+            return resolve_factors(
+                n_spatial,
+                downsample=None if pixel_size is not None else downsample,
+                pixel_size=pixel_size,
+                scale=scale,
+            )
+        except ResolutionError as err:
+            raise ExportError(str(err)) from None
+
+    def _fit_sizes_to_grid(self, _value=None) -> None:
+        """Patch size and stride: the chosen grid's, divided by the downsampling.
+
+        Left as they are while the resolution is invalid or does not divide the grid's
+        sizes (an export of the selected patches then says what to change).
+        """
+        meta = _grid_metadata(self.grid_combo.value)
+        if meta is None:
+            return
+        patch = np.asarray(meta["patch_size"], dtype=np.int64)
+        stride = np.asarray(meta.get("stride") or meta["patch_size"], dtype=np.int64)
+        try:
+            factors = np.asarray(self._factors(len(patch)), dtype=np.int64)
+        except ExportError:
+            return
+        if np.any(patch % factors) or np.any(stride % factors):
+            return
+        patch, stride = patch // factors, stride // factors
+        self.patch_size.value = ", ".join(str(v) for v in patch)
+        self.stride.value = (
+            "" if np.array_equal(stride, patch) else ", ".join(str(v) for v in stride)
+        )
 
     def _update_visibility(self, _value=None) -> None:
         padded = self.edge.value == "pad"
@@ -306,7 +349,7 @@ class ExportWidget(Container):
 
     # -- options -------------------------------------------------------------------
     def selected_indices(self) -> list[int]:
-        """Patch indices of the rectangles selected in the grid layer."""
+        """Patch indices (of the grid layer's grid) of the rectangles selected in it."""
         grid = self.grid_combo.value
         if grid is None or "index" not in grid.features:
             raise ExportError(
@@ -319,6 +362,31 @@ class ExportWidget(Container):
                 "or untick 'only patches selected in the grid'."
             )
         return sorted({int(i) for i in np.asarray(grid.features["index"])[selected]})
+
+    def selected_export_indices(self, image_shape: tuple, factors: list[int], **layout) -> list[int]:
+        """The export's patch indices that cover the rectangles selected in the grid layer.
+
+        ``layout`` is the export's ``patch_size``, ``stride``, ``edge``, ``channel_axis``.
+        """
+        selected = self.selected_indices()  # says what to do without a grid or a selection
+        grid_layer = self.grid_combo.value
+        meta = _grid_metadata(grid_layer) or {}
+        grid_shape = tuple(meta.get("shape", ()))  # spatial
+        source_shape = spatial_shape(image_shape, layout["channel_axis"])
+        if grid_shape != source_shape:
+            raise ExportError(
+                f"the grid '{grid_layer.name}' was made for an image of {grid_shape} px, this "
+                f"one has {source_shape} px: pick its grid, or make a new one with the Patch "
+                "grid widget."
+            )
+        try:
+            grid = make_grid(
+                grid_shape, meta["patch_size"], meta.get("stride"), meta.get("edge", "drop")
+            )
+        except (GridError, KeyError) as err:
+            raise ExportError(f"the grid layer '{grid_layer.name}' is damaged: {err}") from None
+        boxes = grid.boxes[selected]
+        return indices_of_source_boxes(boxes, image_shape, factors, **layout)
 
     def export_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`iter_export` from the widget (ExportError if incomplete)."""
@@ -346,34 +414,29 @@ class ExportWidget(Container):
         scale, translate = list(image.scale), list(image.translate)
         downsample = int(self.downsample.value)
         pixel_size = parse_pixel_size(self.pixel_size.value)
-        if pixel_size is not None and downsample == 1:
-            downsample = None  # the pixel size decides
-        elif pixel_size is not None:
-            raise ExportError(
-                "give downsample or pixel size, not both: set downsample to 1 or clear pixel size."
-            )
-        factors = resolve_factors(
-            len(spatial), downsample=downsample, pixel_size=pixel_size, scale=scale[-len(spatial) :]
-        )
-        if self.only_selected.value and any(f != 1 for f in factors):
-            raise ExportError(
-                "'only patches selected in the grid' needs full resolution: the grid's patches "
-                "are in source pixels, a downsampled export's in output pixels. Untick it or "
-                "set downsample to 1 (and clear pixel size)."
-            )
-        return {
-            "out_dir": out_dir,
-            "image": data,
-            "mask": mask,
+        factors = self._factors(len(spatial))
+        layout = {
             "patch_size": _single(patch),
             "stride": _single(parse_sizes(self.stride.value, "stride")),
             "edge": self.edge.value,
             "channel_axis": channel_axis,
+        }
+        indices = None
+        if self.only_selected.value:
+            try:
+                indices = self.selected_export_indices(tuple(data.shape), factors, **layout)
+            except GridError as err:  # the export's own layout is invalid
+                raise ExportError(str(err)) from None
+        return {
+            "out_dir": out_dir,
+            "image": data,
+            "mask": mask,
+            **layout,
             "fmt": self.fmt.value,
             "compression": None if self.compression.value == "none" else self.compression.value,
             "min_foreground": float(self.min_foreground.value),
             "min_std": float(self.min_std.value) if self.min_std.value > 0 else None,
-            "indices": self.selected_indices() if self.only_selected.value else None,
+            "indices": indices,
             "split": parse_split(self.split.value),
             "seed": int(self.seed.value),
             "pad_mode": self.pad_mode.value,
@@ -386,7 +449,7 @@ class ExportWidget(Container):
             "image_name": image.name,
             "mask_name": None if mask_layer is None else mask_layer.name,
             "annotations": annotations,
-            "downsample": None if downsample in (None, 1) else downsample,
+            "downsample": None if pixel_size is not None or downsample == 1 else downsample,
             "pixel_size": pixel_size,
             "units": [str(u) for u in image.units],
             "only_foreground": bool(self.only_annotated.value),
