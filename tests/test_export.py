@@ -226,7 +226,9 @@ def test_export_patches_and_plan_export_take_the_same_options():
     assert {p[0] for p in named} == run_only - {"progress"} | {"image", "mask"}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     fmt=st.sampled_from(["tiff", "npy"]),
     what=st.sampled_from(["image", "mask"]),
@@ -235,7 +237,9 @@ def test_export_patches_and_plan_export_take_the_same_options():
     rgb=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_fixed_layout_writes_exactly_the_encoders_file(tmp_path, fmt, what, shape, dtype, rgb, seed):
+def test_fixed_layout_writes_exactly_the_encoders_file(
+    tmp_path, fmt, what, shape, dtype, rgb, seed
+):
     """The fast path (header + patch bytes + trailer) gives byte for byte tifffile's/numpy's file."""
     rgb = rgb and what == "image" and len(shape) == 3 and shape[-1] in (3, 4)
     rgb = rgb and np.dtype(dtype) in (np.uint8, np.uint16)
@@ -276,9 +280,8 @@ def test_source_boxes_find_their_patches_at_full_resolution(shape, patch, stride
     except ValueError:
         return  # e.g. shift needs one patch to fit
     chosen = data.draw(st.lists(st.integers(0, grid.n_patches - 1), min_size=1, max_size=5))
-    found = export_module.indices_of_source_boxes(
-        grid.boxes[chosen], shape, (), patch_size=patch, stride=stride, edge=edge
-    )
+    export = export_module.export_grid(shape, (), patch_size=patch, stride=stride, edge=edge)
+    found = export_module.indices_of_source_boxes(grid.boxes[chosen], export, (), shape)
     assert np.array_equal(grid.boxes[found], grid.boxes[chosen])
 
 
@@ -290,31 +293,30 @@ def test_source_boxes_find_their_patches_at_full_resolution(shape, patch, stride
     factor=st.integers(2, 4),
     edge=st.sampled_from(["drop", "pad"]),
 )
-def test_a_grid_of_source_pixels_maps_onto_the_downsampled_export(shape, patch, stride, factor, edge):
+def test_a_grid_of_source_pixels_maps_onto_the_downsampled_export(
+    shape, patch, stride, factor, edge
+):
     """A grid of patch * factor source px is the export's grid of patch output px."""
     channels = (*shape, 3)
     try:
         grid = make_grid(channels, patch * factor, stride * factor, edge, channel_axis=-1)
     except ValueError:
         return
-    found = export_module.indices_of_source_boxes(
-        grid.boxes, channels, (factor, factor), patch_size=patch, stride=stride, edge=edge,
-        channel_axis=-1,
-    )
-    assert found == sorted(set(found)) and len(found) == grid.n_patches
     export = export_module.export_grid(
         channels, (factor, factor), patch_size=patch, stride=stride, edge=edge, channel_axis=-1
     )
+    found = export_module.indices_of_source_boxes(grid.boxes, export, (factor, factor), shape)
+    assert found == sorted(set(found)) and len(found) == grid.n_patches
     starts = export.boxes[found, 0] * factor
     assert np.array_equal(starts, grid.boxes[:, 0])
 
 
 def test_boxes_that_are_not_patches_of_the_export_say_which_size_would_be():
-    grid = make_grid((400, 600), 128)
-    with pytest.raises(ExportError, match=r"\(64, 64\) px"):
-        export_module.indices_of_source_boxes(grid.boxes[:2], (400, 600), (2, 2), patch_size=50)
-    with pytest.raises(ExportError, match="divides"):
-        export_module.indices_of_source_boxes(grid.boxes[:2], (400, 600), (3, 3), patch_size=50)
+    boxes = make_grid((400, 600), 128).boxes[:2]
+    for factor, message in ((2, r"\(64, 64\) px"), (3, "divides")):
+        export = export_module.export_grid((400, 600), (factor,) * 2, patch_size=50)
+        with pytest.raises(ExportError, match=message):
+            export_module.indices_of_source_boxes(boxes, export, (factor,) * 2, (400, 600))
 
 
 def sample_pair(shape=(60, 80)):
@@ -915,19 +917,35 @@ def test_read_patch_folder_refuses_foreign_and_damaged_folders(tmp_path):
 
 def test_nan_pad_value_for_an_integer_image_is_explained(tmp_path):
     with pytest.raises(ExportError, match="does not fit the image dtype"):
-        export_patches(tmp_path / "o", np.zeros((10, 10), np.uint8), patch_size=4, edge="pad",
-                       pad_value=float("nan"))
+        export_patches(
+            tmp_path / "o",
+            np.zeros((10, 10), np.uint8),
+            patch_size=4,
+            edge="pad",
+            pad_value=float("nan"),
+        )
 
 
 def test_writer_with_an_emptied_grid_says_what_to_do(tmp_path):
     from napari_patchwork._writer import write_patch_folder
 
     image = np.zeros((32, 32), np.uint8)
-    grid_meta = {"name": "grid", "features": {"index": np.array([], np.int64)},
-                 "metadata": {"napari_patchwork": {"patch_size": [16, 16], "stride": [16, 16],
-                                                   "edge": "drop", "n_patches": 4}}}
+    grid_meta = {
+        "name": "grid",
+        "features": {"index": np.array([], np.int64)},
+        "metadata": {
+            "napari_patchwork": {
+                "patch_size": [16, 16],
+                "stride": [16, 16],
+                "edge": "drop",
+                "n_patches": 4,
+            }
+        },
+    }
     with pytest.raises(ExportError, match="no rectangle left"):
-        write_patch_folder(str(tmp_path / "o"), [(image, {"name": "img"}, "image"), ([], grid_meta, "shapes")])
+        write_patch_folder(
+            str(tmp_path / "o"), [(image, {"name": "img"}, "image"), ([], grid_meta, "shapes")]
+        )
 
 
 def test_mean_stitch_is_float64_even_when_no_patch_was_kept(tmp_path):

@@ -1021,52 +1021,36 @@ def export_grid(
 
 def indices_of_source_boxes(
     boxes: np.ndarray,
-    image_shape: Sequence[int],
+    grid: PatchGrid,
     factors: Sequence[int],
-    *,
-    patch_size: int | Sequence[int],
-    stride: int | Sequence[int] | None = None,
-    edge: str = "drop",
-    channel_axis: int | None = None,
+    source_shape: Sequence[int],
 ) -> list[int]:
-    """Indices of the export's patches that cover exactly ``boxes``, in their order.
+    """Indices of the patches of ``grid`` (an :func:`export_grid`) that cover exactly
+    ``boxes``, in their order.
 
     ``boxes`` is ``(N, 2, ndim)``: start and stop (exclusive) per spatial axis in
     source pixels, e.g. the boxes of patches selected in a grid laid at full
-    resolution; the other arguments are those of :func:`export_grid`. Boxes are
-    compared clipped to the image, so a padded box matches its padded patch.
-    Raises :class:`ExportError`, saying which patch size would match, if a box is
-    not a patch of the export.
+    resolution; ``factors`` the export's downsampling per spatial axis (``()``: none),
+    ``source_shape`` the image's spatial shape in source pixels. Boxes are compared
+    clipped to the image, so a padded box matches its padded patch. Raises
+    :class:`ExportError`, saying which patch size would match, if a box is not a
+    patch of the export.
     """
-    grid = export_grid(
-        image_shape,
-        factors,
-        patch_size=patch_size,
-        stride=stride,
-        edge=edge,
-        channel_axis=channel_axis,
-    )
-    source_stop = np.asarray(
-        spatial_shape(
-            tuple(image_shape),
-            None if channel_axis is None else normalize_axis(channel_axis, len(image_shape)),
-        ),
-        dtype=np.int64,
-    )
+    source_stop = np.asarray(source_shape, dtype=np.int64)
     scale = np.asarray(tuple(factors) or (1,) * grid.ndim, dtype=np.int64)
     export_boxes = np.minimum(grid.boxes * scale, source_stop)
     lookup: dict[bytes, int] = {}
     for index in range(len(export_boxes) - 1, -1, -1):  # the first of equal boxes wins
         lookup[export_boxes[index].tobytes()] = index
-    wanted = np.minimum(np.asarray(boxes, dtype=np.int64).reshape(-1, 2, grid.ndim), source_stop)
-    indices = [lookup.get(box.tobytes()) for box in wanted]
-    missing = [box for box, index in zip(wanted, indices) if index is None]
+    raw = np.asarray(boxes, dtype=np.int64).reshape(-1, 2, grid.ndim)
+    indices = [lookup.get(box.tobytes()) for box in np.minimum(raw, source_stop)]
+    missing = [i for i, index in enumerate(indices) if index is None]
     if missing:
-        size = missing[0][1] - missing[0][0]
+        size = (raw[missing, 1] - raw[missing, 0]).max(axis=0)  # edge boxes may be cut short
         suggestion = size // scale if np.all(size % scale == 0) else None
         raise ExportError(
-            f"{len(missing)} of the {len(wanted)} chosen patches are not patches of this export: "
-            f"e.g. the one at {_ints(missing[0][0])} covers {_ints(size)} source px, while "
+            f"{len(missing)} of the {len(raw)} chosen patches are not patches of this export: "
+            f"e.g. the one at {_ints(raw[missing[0], 0])} covers {_ints(size)} source px, while "
             f"this export's patches cover {_ints(np.asarray(grid.patch_size) * scale)} source px "
             f"(patch size {_ints(grid.patch_size)} output px, downsample {_ints(scale)}). "
             + (

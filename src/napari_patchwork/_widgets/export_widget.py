@@ -47,6 +47,7 @@ from napari_patchwork.export import (
     ExportError,
     ExportProgress,
     ExportResult,
+    export_grid,
     indices_of_source_boxes,
     iter_export,
     plan_export,
@@ -363,7 +364,9 @@ class ExportWidget(Container):
             )
         return sorted({int(i) for i in np.asarray(grid.features["index"])[selected]})
 
-    def selected_export_indices(self, image_shape: tuple, factors: list[int], **layout) -> list[int]:
+    def selected_export_indices(
+        self, image_shape: tuple, factors: list[int], **layout: Any
+    ) -> list[int]:
         """The export's patch indices that cover the rectangles selected in the grid layer.
 
         ``layout`` is the export's ``patch_size``, ``stride``, ``edge``, ``channel_axis``.
@@ -385,8 +388,8 @@ class ExportWidget(Container):
             )
         except (GridError, KeyError) as err:
             raise ExportError(f"the grid layer '{grid_layer.name}' is damaged: {err}") from None
-        boxes = grid.boxes[selected]
-        return indices_of_source_boxes(boxes, image_shape, factors, **layout)
+        export = export_grid(image_shape, factors, **layout)
+        return indices_of_source_boxes(grid.boxes[selected], export, factors, source_shape)
 
     def export_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`iter_export` from the widget (ExportError if incomplete)."""
