@@ -29,6 +29,15 @@ def run_export(qtbot, widget):
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
 
 
+def show_grid(viewer, height, width):
+    """Click the Patch grid widget's button; its grid layer of the 'ihc' image."""
+    grid_widget = GridWidget(viewer)
+    grid_widget.patch_height.value = height
+    grid_widget.patch_width.value = width
+    grid_widget.show_button.native.click()
+    return viewer.layers["ihc grid"]
+
+
 def manifest_indices(folder):
     with open(folder / "manifest.csv", newline="") as fh:
         return [int(row["index"]) for row in csv.DictReader(fh)]
@@ -68,11 +77,7 @@ def test_export_button_writes_patches_and_reports_where(
 
 def test_grid_layer_gives_patch_size_and_selected_patches(viewer_widget, qtbot, tmp_path):
     viewer, widget = viewer_widget
-    grid_widget = GridWidget(viewer)
-    grid_widget.patch_height.value = 128
-    grid_widget.patch_width.value = 64
-    grid_widget.show_button.native.click()
-    grid = viewer.layers["ihc grid"]
+    grid = show_grid(viewer, 128, 64)
     assert widget.grid_combo.value is grid  # picked because it belongs to the chosen image
     assert widget.patch_size.value == "128, 64" and widget.edge.value == "drop"
     grid.selected_data = {2, 9, 30}
@@ -187,11 +192,7 @@ def test_annotations_as_mask_only_annotated_and_downsampled(viewer_widget, qtbot
 def test_selected_grid_patches_export_downsampled(viewer_widget, qtbot, tmp_path):
     """A grid drawn at full resolution, exported at half: the same rectangles, half the pixels."""
     viewer, widget = viewer_widget
-    grid_widget = GridWidget(viewer)
-    grid_widget.patch_height.value = 128
-    grid_widget.patch_width.value = 96
-    grid_widget.show_button.native.click()
-    grid = viewer.layers["ihc grid"]
+    grid = show_grid(viewer, 128, 96)
     assert widget.patch_size.value == "128, 96"
     widget.downsample.value = 2
     assert widget.patch_size.value == "64, 48" and widget.stride.value == ""
