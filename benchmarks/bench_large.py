@@ -9,6 +9,8 @@ memory (ru_maxrss) is measured:
 
 * ``napari-patchwork tile SLIDE --size 256 --edge pad --format npy`` (lazy read,
   6,241 patches written);
+* ``napari-patchwork stitch PATCHES -o stitched.tif`` (patches read block by
+  block, written strip by strip; three regions are then compared with the slide);
 * ``napari-patchwork cluster SLIDE -k 5`` (fit on a 200k-pixel sample, labels
   predicted chunk by chunk and written as a tiled TIFF strip by strip);
 * the naive reference for memory: ``tifffile.imread`` of the whole file.
@@ -83,6 +85,22 @@ def measured(*args: str) -> tuple[float, float, int]:
     return float(seconds), float(peak), int(code)
 
 
+def same_regions(first: Path, second: Path, size: int) -> bool:
+    """Whether three 300 px regions (corner, middle, far edge) of two TIFFs are equal."""
+    import numpy as np
+    import tifffile
+
+    regions = [(0, 0), (size // 2 - 150, size // 2 - 150), (size - 300, size - 300)]
+    for y, x in regions:
+        pieces = [
+            tifffile.imread(path, selection=(slice(y, y + 300), slice(x, x + 300), slice(None)))
+            for path in (first, second)
+        ]
+        if not np.array_equal(*pieces):
+            return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20_000)
@@ -112,6 +130,8 @@ def main() -> None:
         steps = {
             "tile (256 px, npy)": ["napari_patchwork.cli", "tile", str(slide), "--size", "256", "--edge",
                                    "pad", "--format", "npy", "-q", "-o", str(work / "patches")],
+            "stitch back": ["napari_patchwork.cli", "stitch", str(work / "patches"), "--overwrite",
+                            "-q", "-o", str(work / "stitched.tif")],
             "cluster (k=5)": ["napari_patchwork.cli", "cluster", str(slide), "-k", "5", "-q",
                               "-o", str(work / "clusters.tif")],
         }
@@ -120,7 +140,8 @@ def main() -> None:
             verdict = "ok" if peak < LIMIT_MB else "OVER"
             print(f"ours  {name:22s} {seconds:7.1f} s  peak {peak:7.0f} MB  [{verdict}]")
         n = len(list((work / "patches" / "images").iterdir()))
-        print(f"      patches written: {n:,}")
+        print(f"      patches written: {n:,}; stitched regions equal the slide: "
+              f"{same_regions(slide, work / 'stitched.tif', args.size)}")
         seconds, peak, _ = measured(__file__, "--naive-read", str(slide))
         print(f"naive tifffile.imread of the whole image: {seconds:5.1f} s  peak {peak:7.0f} MB")
     finally:

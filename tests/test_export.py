@@ -28,6 +28,7 @@ from napari_patchwork.stitch import (
     read_patch_folder,
     read_patches,
     stitch,
+    stitch_lazy,
     verify_patch_folder,
 )
 
@@ -181,6 +182,12 @@ def test_export_then_stitch_is_exact(case):
             )
         else:
             assert stitched_mask is None
+        # lazily, in blocks of one stride: patches that overlap blocks are cut correctly
+        for source, eager in (("images", stitched_image), ("masks", stitched_mask)):
+            if eager is not None:
+                lazy = stitch_lazy(out, source, overlap="center", chunk_bytes=1)
+                assert lazy.dtype == eager.dtype and lazy.shape == eager.shape
+                np.testing.assert_array_equal(lazy.compute(), eager)
         no_gaps = case["stride"] is None or all(
             s <= p for s, p in zip(case["stride"], case["patch_size"])
         )
@@ -878,6 +885,10 @@ def test_stitch_predictions_nearest_centre_wins_on_overlap(tmp_path):
     assert last[9, 12] == grid.n_patches - 1
     mean = stitch(out, "predictions", overlap="mean")
     assert mean.dtype == np.float64 and mean[0, 0] == 0 and 0 < mean[5, 5] < grid.n_patches
+    for overlap, eager in (("center", stitched), ("last", last), ("mean", mean)):
+        lazy = stitch_lazy(out, "predictions", overlap=overlap, chunk_bytes=1)
+        assert lazy.numblocks == (3, 4)  # blocks of one 4 px stride
+        np.testing.assert_array_equal(lazy.compute(), eager)
 
 
 def test_stitch_predictions_with_channels_padding_and_missing_files(tmp_path):
@@ -900,6 +911,29 @@ def test_stitch_predictions_with_channels_padding_and_missing_files(tmp_path):
     partial = stitch(out, out / "predictions", allow_missing=True, fill_value=-1)
     assert (partial[:, :16, :16] == -1).all()
     np.testing.assert_array_equal(partial[0, 16:], mask[16:])
+    lazy = stitch_lazy(out, out / "predictions", allow_missing=True, fill_value=-1, chunk_bytes=1)
+    assert lazy.chunks[0] == (2,)  # the channel axis whole
+    np.testing.assert_array_equal(lazy.compute(), partial)
+
+
+def test_lazy_stitch_reads_only_the_patches_of_a_block(tmp_path, monkeypatch):
+    from napari_patchwork import stitch as stitch_module
+
+    image, mask = sample_pair((64, 96))
+    out = tmp_path / "out"
+    export_patches(out, image, mask, patch_size=16, channel_axis=-1, fmt="npy")
+    reads = []
+    real_read = stitch_module.read_patch_file
+    monkeypatch.setattr(
+        stitch_module, "read_patch_file", lambda path: reads.append(path) or real_read(path)
+    )
+    lazy = stitch_lazy(out, "images", chunk_bytes=32 * 32 * 3)  # blocks of 2 x 2 patches
+    assert lazy.chunks == ((32, 32), (32, 32, 32), (3,)) and not reads
+    np.testing.assert_array_equal(lazy[40:60, 70:90].compute(), image[40:60, 70:90])
+    assert len(reads) == 4
+    reads.clear()
+    np.testing.assert_array_equal(lazy.compute(), image)
+    assert len(reads) == 24  # every patch once
 
 
 def test_read_patch_folder_refuses_foreign_and_damaged_folders(tmp_path):

@@ -68,3 +68,14 @@ def test_dask_array_written_as_tiff_strip_by_strip(tmp_path, rgb):
     assert np.array_equal(read_image(path), rgb)
     assert len(strips) == lazy.npartitions  # every chunk computed exactly once
     assert tifffile.TiffFile(path).pages[0].is_tiled
+
+
+@pytest.mark.parametrize(
+    "shape, chunks",
+    [((5, 300, 280), (5, 128, 96)), ((2, 3, 70, 90), (1, 3, 32, 32)), ((300, 520), (64, 100))],
+)
+def test_dask_stacks_and_channels_first_are_written_page_by_page(tmp_path, shape, chunks):
+    da = pytest.importorskip("dask.array")
+    data = np.random.default_rng(0).integers(0, 60000, size=shape, dtype=np.uint16)
+    path = write_image(tmp_path / "stack.tif", da.from_array(data, chunks=chunks))
+    assert np.array_equal(tifffile.imread(path), data)

@@ -278,8 +278,17 @@ def test_save_image_annotations_and_grid_through_the_viewer(make_napari_viewer, 
 
 def test_reader_lays_a_downsampled_folder_on_the_source(make_napari_viewer, npe2pm, tmp_path):
     image, labels = sample_layers((120, 150))
-    export_patches(tmp_path / "low", image.data, labels.data, patch_size=16, edge="pad",
-                   channel_axis=-1, downsample=4, scale=SCALE, translate=TRANSLATE)
+    export_patches(
+        tmp_path / "low",
+        image.data,
+        labels.data,
+        patch_size=16,
+        edge="pad",
+        channel_axis=-1,
+        downsample=4,
+        scale=SCALE,
+        translate=TRANSLATE,
+    )
     layers = get_reader(str(tmp_path / "low"))(str(tmp_path / "low"))
     (img, img_meta, _), (mask, mask_meta, _), (_, grid_meta, _) = layers
     assert img.shape == (30, 38, 3) and mask.shape == (30, 38)
@@ -296,9 +305,49 @@ def test_reader_lays_a_downsampled_folder_on_the_source(make_napari_viewer, npe2
     low = viewer.layers[1]  # after the source: the reader's image, labels and grid
     assert low is not image and low.data.shape == (30, 38, 3)
     for j, i in [(0, 0), (7, 11), (29, 36)]:
-        centre = np.mean([image.data_to_world((4 * j + a, 4 * i + b))
-                          for a in range(4) for b in range(4)], axis=0)
+        centre = np.mean(
+            [image.data_to_world((4 * j + a, 4 * i + b)) for a in range(4) for b in range(4)],
+            axis=0,
+        )
         np.testing.assert_allclose(low.data_to_world((j, i)), centre)
     # and its pixels are the 4 x 4 means of the source's
-    np.testing.assert_array_equal(low.data[7, 11], np.round(
-        image.data[28:32, 44:48].reshape(-1, 3).mean(axis=0)).astype(np.uint8))
+    np.testing.assert_array_equal(
+        low.data[7, 11],
+        np.round(image.data[28:32, 44:48].reshape(-1, 3).mean(axis=0)).astype(np.uint8),
+    )
+
+
+def test_reader_opens_a_large_folder_lazily(make_napari_viewer, npe2pm, tmp_path, monkeypatch):
+    """Above the size threshold the layers are dask arrays that read only the patches shown."""
+    from napari_patchwork import stitch as stitch_module
+
+    image, labels = sample_layers((120, 150))
+    export_patches(
+        tmp_path / "big",
+        image.data,
+        labels.data,
+        patch_size=32,
+        edge="pad",
+        channel_axis=-1,
+        fmt="npy",
+        scale=SCALE,
+        translate=TRANSLATE,
+    )
+    monkeypatch.setattr(stitch_module, "LAZY_THRESHOLD_BYTES", 1000)
+    monkeypatch.setattr(stitch_module, "LAZY_CHUNK_BYTES", 32 * 32 * 3)  # a block per patch
+    reads = []
+    real_read = stitch_module.read_patch_file
+    monkeypatch.setattr(
+        stitch_module, "read_patch_file", lambda path: reads.append(path) or real_read(path)
+    )
+    npe2pm.register(MANIFEST)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "big"), plugin="napari-patchwork")
+    img, mask = viewer.layers["big"], viewer.layers["big mask"]
+    assert type(img.data).__module__.startswith("dask") and img.rgb
+    assert type(mask.data).__module__.startswith("dask")
+    reads.clear()
+    np.testing.assert_array_equal(np.asarray(img.data[40:60, 40:60]), image.data[40:60, 40:60])
+    assert len(reads) == 1  # one 32 px patch holds that region
+    np.testing.assert_array_equal(np.asarray(img.data), image.data)
+    np.testing.assert_array_equal(np.asarray(mask.data), labels.data)

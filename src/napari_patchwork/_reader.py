@@ -6,6 +6,9 @@ raises. The reader adds
 
 * the stitched image (source dtype; pixels no exported patch covered are 0), at
   the export's output resolution, with the scale/translate recorded at export.
+  Above :data:`napari_patchwork.io.LAZY_THRESHOLD_BYTES` (512 MiB) image and mask
+  are dask arrays that read the patch files in view only
+  (:func:`napari_patchwork.stitch.stitch_lazy`); napari shows them read-only.
   For a downsampled export (factor ``f``) the layers get ``scale * f`` and
   ``translate + (f - 1) / 2 * scale`` (each output pixel centred on its source
   block; :func:`napari_patchwork.resolution.downsampled_transform`), so they lie
@@ -86,10 +89,11 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
         for k, v in (("scale", spatial_scale), ("translate", spatial_translate))
         if v is not None
     }
-    layers: list[LayerDataTuple] = [(patches.image(), image_meta, "image")]
+    layers: list[LayerDataTuple] = [(patches.image(lazy=None), image_meta, "image")]
     if patches.has_mask:
         mask_name = info["mask"].get("name") or f"{image_name} mask"
-        layers.append((patches.mask(), {"name": mask_name, **spatial_meta}, "labels"))
+        mask_meta = {"name": mask_name, **spatial_meta}
+        layers.append((patches.mask(lazy=None), mask_meta, "labels"))
     grid = patches.grid
     if grid.ndim >= 2:
         features = grid_features(grid)

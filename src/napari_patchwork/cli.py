@@ -231,12 +231,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def cmd_stitch(args: argparse.Namespace) -> int:
     from napari_patchwork.io import write_image
-    from napari_patchwork.stitch import read_patch_folder, stitch
+    from napari_patchwork.stitch import read_patch_folder, stitch_lazy
 
     folder = read_patch_folder(args.folder)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    mask = None if args.predictions else folder.mask()
+    # lazily: write_image writes dask arrays a strip at a time, reading only those patches
+    mask = None if args.predictions else folder.mask(lazy=True)
     mask_out = None
     if mask is not None:
         mask_out = Path(args.mask_output) if args.mask_output else out.with_name(
@@ -245,7 +246,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     for target in (out, mask_out):  # refuse before writing anything
         if target is not None and target.exists() and not args.overwrite:
             raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
-    image = stitch(folder, args.predictions) if args.predictions else folder.image()
+    image = stitch_lazy(folder, args.predictions) if args.predictions else folder.image(lazy=True)
     write_image(out, image, overwrite=args.overwrite)
     written = [str(out)]
     if mask is not None:

@@ -8,6 +8,7 @@ store) when the file is large or when asked; PNG/JPEG/BMP/GIF through imageio;
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,9 @@ def read_image(path: str | os.PathLike, lazy: bool | None = None):
         raise ImageReadError(f"{path}: no such file or folder.")
     suffix = _suffix(path)
     if path.is_dir() and suffix != ".zarr":
-        raise ImageReadError(f"{path} is a folder; give an image file (TIFF, PNG, JPEG, NPY or .zarr).")
+        raise ImageReadError(
+            f"{path} is a folder; give an image file (TIFF, PNG, JPEG, NPY or .zarr)."
+        )
     if lazy is None:
         size = path.stat().st_size if path.is_file() else LAZY_THRESHOLD_BYTES + 1
         lazy = size > LAZY_THRESHOLD_BYTES
@@ -91,16 +94,23 @@ def _read_tiff_block(path: str, contiguous: bool, block_info=None):
     return tifffile.imread(path, selection=region, level=0)
 
 
-def _lazy_chunks(shape: tuple[int, ...], unit: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    """Grow ``unit`` (the file's tile) axis by axis in turn, up to :data:`LAZY_CHUNK_BYTES`."""
-    chunks = [min(u, s) for u, s in zip(unit, shape)]
+def grow_chunks(
+    shape: Sequence[int],
+    unit: Sequence[int],
+    itemsize: int,
+    chunk_bytes: int = LAZY_CHUNK_BYTES,
+) -> tuple[int, ...]:
+    """Dask chunks for an array of ``shape``: ``unit`` (e.g. a file's tile) doubled axis by
+    axis in turn while a chunk stays within ``chunk_bytes``, so chunks are whole multiples
+    of the unit (but for the last one per axis)."""
+    chunks = [max(1, min(u, s)) for u, s in zip(unit, shape)]
     grown = True
     while grown:
         grown = False
         for axis in range(len(shape)):
             bigger = min(shape[axis], chunks[axis] * 2)
             others = int(np.prod(chunks, dtype=np.int64)) // chunks[axis]
-            if bigger > chunks[axis] and others * bigger * itemsize <= LAZY_CHUNK_BYTES:
+            if bigger > chunks[axis] and others * bigger * itemsize <= chunk_bytes:
                 chunks[axis] = bigger
                 grown = True
     return tuple(chunks)
@@ -130,10 +140,13 @@ def _read_tiff(path: Path, lazy: bool):
     unit = (1,) * len(shape) if contiguous else tile
     if contiguous:  # start from one channel-complete pixel
         unit = tuple(s if i == len(shape) - 1 and s <= 4 else 1 for i, s in enumerate(shape))
-    chunks = _lazy_chunks(shape, unit, dtype.itemsize)
+    chunks = grow_chunks(shape, unit, dtype.itemsize)
     return da.map_blocks(
-        _read_tiff_block, str(path), contiguous,
-        chunks=da.core.normalize_chunks(chunks, shape), dtype=dtype,
+        _read_tiff_block,
+        str(path),
+        contiguous,
+        chunks=da.core.normalize_chunks(chunks, shape),
+        dtype=dtype,
         meta=np.empty((0,) * len(shape), dtype=dtype),
     )
 
@@ -154,8 +167,14 @@ def read_pixel_size(path: str | os.PathLike) -> tuple[tuple[float, ...], str | N
         return None
     from xml.etree import ElementTree
 
-    pixels = next((el for el in ElementTree.fromstring(xml).iter() if el.tag.endswith("Pixels")), None)
-    if pixels is None or "PhysicalSizeX" not in pixels.attrib or "PhysicalSizeY" not in pixels.attrib:
+    pixels = next(
+        (el for el in ElementTree.fromstring(xml).iter() if el.tag.endswith("Pixels")), None
+    )
+    if (
+        pixels is None
+        or "PhysicalSizeX" not in pixels.attrib
+        or "PhysicalSizeY" not in pixels.attrib
+    ):
         return None
     sizes = [float(pixels.attrib["PhysicalSizeY"]), float(pixels.attrib["PhysicalSizeX"])]
     if "PhysicalSizeZ" in pixels.attrib and int(pixels.attrib.get("SizeZ", "1")) > 1:
@@ -179,12 +198,20 @@ def _is_dask(array) -> bool:
     return type(array).__module__.startswith("dask.")
 
 
-def _dask_tiles(array, tile: int):
+def _dask_tiles(array, tile: int, rgb: bool):
+    """Tiles of a dask array in TIFF order: page by page over the axes before y and x
+    (none for an RGB(A) ``(y, x, 3|4)`` array), each page as :func:`_page_tiles`."""
+    leading = array.shape[: array.ndim - (3 if rgb else 2)]
+    for index in np.ndindex(*leading):
+        yield from _page_tiles(array[index], tile)
+
+
+def _page_tiles(array, tile: int):
     """Tiles of a 2D (or 2D + trailing channel) dask array in TIFF order.
 
-    Computes one chunk row at a time (each chunk exactly once) and keeps the rows
-    left over below the last whole tile row for the next one, so memory stays at
-    about one chunk row.
+    Computes one chunk row at a time (each chunk of the page exactly once) and keeps
+    the rows left over below the last whole tile row for the next one, so memory
+    stays at about one chunk row.
     """
     height, width = array.shape[:2]
     pending = None
@@ -210,16 +237,18 @@ def write_image(
     """Write a whole array: TIFF (tifffile, BigTIFF when large), PNG/JPEG (imageio) or NPY.
 
     A dask array written as TIFF is computed and written a strip of 256 px tiles
-    at a time (never whole). Writes to a temporary name in the same folder and
+    at a time (never whole), page by page for axes before y and x. Writes to a temporary name in the same folder and
     renames it, so an interrupted write never leaves a half file under the final name.
     An existing ``path`` is replaced only with ``overwrite`` (else FileExistsError).
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; choose another name or allow overwriting (--overwrite).")
+        raise FileExistsError(
+            f"{path} exists; choose another name or allow overwriting (--overwrite)."
+        )
     suffix = _suffix(path)
     tmp = path.with_name(f".{path.name}.part")
-    lazy_tiff = _is_dask(array) and suffix in TIFF_SUFFIXES and array.ndim in (2, 3)
+    lazy_tiff = _is_dask(array) and suffix in TIFF_SUFFIXES and array.ndim >= 2
     if not lazy_tiff:
         array = np.asarray(array)
     try:
@@ -228,13 +257,18 @@ def write_image(
 
             nbytes = int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
             options = dict(
-                compression=compression, bigtiff=nbytes > 2**31,
+                compression=compression,
+                bigtiff=nbytes > 2**31,
                 photometric="rgb" if guess_channel_axis(array.shape) == -1 else "minisblack",
             )
             if lazy_tiff:
                 tifffile.imwrite(
-                    tmp, _dask_tiles(array, WRITE_TILE), shape=array.shape, dtype=array.dtype,
-                    tile=(WRITE_TILE, WRITE_TILE), **options,
+                    tmp,
+                    _dask_tiles(array, WRITE_TILE, rgb=options["photometric"] == "rgb"),
+                    shape=array.shape,
+                    dtype=array.dtype,
+                    tile=(WRITE_TILE, WRITE_TILE),
+                    **options,
                 )
             else:
                 tifffile.imwrite(tmp, array, **options)

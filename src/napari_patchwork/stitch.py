@@ -28,7 +28,9 @@ one channel axis first or last. Where patches overlap, ``overlap`` decides:
   unless ``dtype`` is given).
 
 Exported images and masks agree wherever patches overlap, so every mode rebuilds
-them exactly. The stitched arrays are numpy arrays held in memory.
+them exactly. :func:`stitch` returns a numpy array held in memory;
+:func:`stitch_lazy` the same as a dask array whose blocks read only the patch
+files they cover (for folders larger than memory, and for ``dask.distributed``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from napari_patchwork.export import (
     read_dataset_json,
 )
 from napari_patchwork.grid import PatchGrid, make_grid
+from napari_patchwork.io import LAZY_CHUNK_BYTES, LAZY_THRESHOLD_BYTES
 from napari_patchwork.resolution import downsampled_shape
 
 OVERLAP_MODES: tuple[str, ...] = ("center", "last", "mean")
@@ -175,15 +178,26 @@ class PatchFolder:
         """One manifest column, as strings."""
         return [row[name] for row in self.rows]
 
-    def image(self, *, fill_value: float = 0) -> np.ndarray:
-        """The stitched image: output shape (the source shape at full resolution), source dtype."""
-        return stitch(self, "images", fill_value=fill_value, overlap="last")
+    def image(self, *, fill_value: float = 0, lazy: bool | None = False) -> Any:
+        """The stitched image: output shape (the source shape at full resolution), source dtype.
 
-    def mask(self, *, fill_value: int = 0) -> np.ndarray | None:
-        """The stitched mask (output shape, source dtype), or None if the export had no mask."""
-        return (
-            stitch(self, "masks", fill_value=fill_value, overlap="last") if self.has_mask else None
-        )
+        A numpy array, or a dask array (:func:`stitch_lazy`) if ``lazy``; ``lazy=None``
+        decides by size (dask above :data:`napari_patchwork.io.LAZY_THRESHOLD_BYTES`).
+        """
+        return self._stitched("images", fill_value, lazy)
+
+    def mask(self, *, fill_value: int = 0, lazy: bool | None = False) -> Any:
+        """The stitched mask (output shape, source dtype), or None if the export had no mask;
+        ``lazy`` as for :meth:`image`."""
+        return self._stitched("masks", fill_value, lazy) if self.has_mask else None
+
+    def _stitched(self, source: str, fill_value: float, lazy: bool | None) -> Any:
+        if lazy is None:
+            dtype = np.dtype(self.info["image" if source == IMAGES_DIR else "mask"]["dtype"])
+            shape = self.output_image_shape if source == IMAGES_DIR else self.output_spatial_shape
+            lazy = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > LAZY_THRESHOLD_BYTES
+        join = stitch_lazy if lazy else stitch
+        return join(self, source, fill_value=fill_value, overlap="last")
 
 
 def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
@@ -377,6 +391,153 @@ def _has_overlap(patches: PatchFolder) -> bool:
     return any(s < p for s, p in zip(patches.info["stride"], patches.info["patch_size"]))
 
 
+@dataclass(frozen=True)
+class _Stitching:
+    """What stitching one source takes, decided once; :func:`_assemble` builds any region.
+
+    Boxes are per manifest row in output pixels over the spatial axes; ``files`` has
+    None for a patch without a file (``allow_missing``).
+    """
+
+    files: tuple[Path | None, ...]
+    starts: np.ndarray
+    stops: np.ndarray
+    valid_stops: np.ndarray
+    spatial_shape: tuple[int, ...]
+    channel_axis: int | None
+    channels: int | None
+    overlap: str
+    fill_value: float
+    dtype: np.dtype
+
+    def with_channels(self, spatial: Sequence[int]) -> tuple[int, ...]:
+        """``spatial`` with the channel axis inserted where the stitched array has it."""
+        shape = [int(s) for s in spatial]
+        if self.channel_axis is not None:
+            shape.insert(self.channel_axis, int(self.channels))
+        return tuple(shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.with_channels(self.spatial_shape)
+
+
+def _plan_stitching(
+    patches: PatchFolder,
+    source: str | os.PathLike,
+    overlap: str,
+    fill_value: float,
+    dtype: Any,
+    allow_missing: bool,
+) -> _Stitching:
+    """Check the options and find the files, output shape and dtype (see :func:`stitch`)."""
+    if overlap not in OVERLAP_MODES:
+        raise PatchFolderError(
+            f"overlap={overlap!r} is not known; choose one of {', '.join(OVERLAP_MODES)}."
+        )
+    files = _source_files(patches, source, allow_missing)
+    channel_axis = channels = None
+    if source == IMAGES_DIR:
+        source_dtype, channel_axis = np.dtype(patches.info["image"]["dtype"]), patches.channel_axis
+        channels = None if channel_axis is None else patches.image_shape[channel_axis]
+    elif source == MASKS_DIR:
+        source_dtype = np.dtype(patches.info["mask"]["dtype"])
+    else:  # predictions: their dtype and channels are those of the first file
+        first = next((i for i, f in enumerate(files) if f is not None), None)
+        if first is None:
+            raise PatchFolderError("no prediction file found; nothing to stitch.")
+        data = read_patch_file(files[first])
+        patch_shape = tuple(int(v) for v in patches.out_stops[first] - patches.out_starts[first])
+        channel_axis = _channel_position(data.shape, patch_shape, patches.channel_axis)
+        channels = None if channel_axis is None else data.shape[channel_axis]
+        source_dtype = data.dtype
+    if not _has_overlap(patches) and overlap == "center":
+        overlap = "last"  # no pixel is in two patches: the same result, faster
+    return _Stitching(
+        files=tuple(files),
+        starts=patches.out_starts,
+        stops=patches.out_stops,
+        valid_stops=patches.out_valid_stops,
+        spatial_shape=tuple(patches.output_spatial_shape),
+        channel_axis=channel_axis,
+        channels=channels,
+        overlap=overlap,
+        fill_value=fill_value,
+        dtype=_output_dtype(dtype, overlap, source_dtype),
+    )
+
+
+def _read_valid_part(plan: _Stitching, row: int) -> np.ndarray:
+    """The valid (unpadded) part of patch ``row``'s file, channels last."""
+    path = plan.files[row]
+    start, stop, valid = plan.starts[row], plan.stops[row], plan.valid_stops[row]
+    expected = plan.with_channels(stop - start)
+    data = read_patch_file(path)
+    if data.shape != expected:
+        if [s for s in data.shape if s != 1] == [s for s in expected if s != 1]:
+            data = data.reshape(expected)  # a length-1 axis dropped (PNG) or added (1D TIFF)
+        else:
+            raise PatchFolderError(f"{path.name} has shape {data.shape}, expected {expected}.")
+    if plan.channel_axis is not None:  # channels last: spatial indexing is then the same
+        data = np.moveaxis(data, plan.channel_axis, -1)
+    return data[tuple(slice(0, int(v - a)) for a, v in zip(start, valid))]
+
+
+def _assemble(
+    plan: _Stitching, region_start: Sequence[int], region_stop: Sequence[int]
+) -> np.ndarray:
+    """The stitched array over the spatial box ``region_start:region_stop`` (output px).
+
+    Reads only the patches that hold valid pixels in the box. A pixel gets the same
+    value whatever the box, so stitching block by block equals stitching at once.
+    """
+    region_start = np.asarray(region_start, dtype=np.int64)
+    region_stop = np.asarray(region_stop, dtype=np.int64)
+    region_shape = tuple(int(v) for v in region_stop - region_start)
+    channel_shape = () if plan.channel_axis is None else (int(plan.channels),)
+    if plan.overlap == "mean":
+        sums = np.zeros(region_shape + channel_shape, dtype=np.float64)
+        counts = np.zeros(region_shape, dtype=np.int64)
+    else:
+        out = np.full(region_shape + channel_shape, plan.fill_value, dtype=plan.dtype)
+    if plan.overlap == "center":
+        best = np.full(region_shape, np.inf, dtype=np.float32)
+    lows = np.maximum(plan.starts, region_start)
+    highs = np.minimum(plan.valid_stops, region_stop)
+    for row in np.flatnonzero(np.all(lows < highs, axis=1)).tolist():
+        if plan.files[row] is None:
+            continue
+        data = _read_valid_part(plan, row)
+        start = plan.starts[row]
+        take = tuple(
+            slice(int(lo - a), int(hi - a)) for lo, hi, a in zip(lows[row], highs[row], start)
+        )
+        where = tuple(
+            slice(int(lo - r), int(hi - r))
+            for lo, hi, r in zip(lows[row], highs[row], region_start)
+        )
+        data = data[take]
+        if plan.overlap == "mean":
+            sums[where] += data
+            counts[where] += 1
+        elif plan.overlap == "last":
+            out[where] = data
+        else:  # center: keep each pixel from the patch whose centre is nearest
+            distance = _center_distance(start, plan.stops[row], plan.valid_stops[row])[take]
+            nearer = distance < best[where]
+            best[where] = np.where(nearer, distance, best[where])
+            out[where][nearer] = data[nearer]
+    if plan.overlap == "mean":
+        covered = counts > 0
+        denominator = np.maximum(counts, 1)
+        if channel_shape:
+            denominator, covered = denominator[..., None], covered[..., None]
+        out = np.where(covered, sums / denominator, plan.fill_value).astype(plan.dtype, copy=False)
+    if plan.channel_axis is not None:
+        out = np.moveaxis(out, -1, plan.channel_axis)
+    return out
+
+
 def stitch(
     folder: str | os.PathLike | PatchFolder,
     source: str | os.PathLike = IMAGES_DIR,
@@ -407,99 +568,55 @@ def stitch(
     predictions' channel axis, at the same position as in the prediction files).
     """
     patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
-    if overlap not in OVERLAP_MODES:
-        raise PatchFolderError(
-            f"overlap={overlap!r} is not known; choose one of {', '.join(OVERLAP_MODES)}."
-        )
-    files = _source_files(patches, source, allow_missing)
-    spatial = patches.output_spatial_shape
-    if source == IMAGES_DIR:
-        source_dtype, channel_axis = np.dtype(patches.info["image"]["dtype"]), patches.channel_axis
-    elif source == MASKS_DIR:
-        source_dtype, channel_axis = np.dtype(patches.info["mask"]["dtype"]), None
-    else:
-        source_dtype, channel_axis = None, "detect"
-    if not _has_overlap(patches) and overlap == "center":
-        overlap = "last"  # no pixel is in two patches: the same result, faster
-    out = sums = counts = best = None
-    channels = None
-    for row_index, path in enumerate(files):
-        if path is None:
-            continue
-        start, stop, valid = (
-            patches.out_starts[row_index],
-            patches.out_stops[row_index],
-            patches.out_valid_stops[row_index],
-        )
-        patch_shape = tuple(int(v) for v in stop - start)
-        data = read_patch_file(path)
-        if channel_axis == "detect":
-            channel_axis = _channel_position(data.shape, patch_shape, patches.channel_axis)
-        if out is None and sums is None:
-            if channel_axis is not None:
-                channels = (
-                    patches.image_shape[channel_axis]
-                    if source == IMAGES_DIR
-                    else data.shape[channel_axis]
-                )
-            out_shape = list(spatial)
-            if channel_axis is not None:
-                out_shape.insert(channel_axis, channels)
-            out_dtype = _output_dtype(dtype, overlap, source_dtype or data.dtype)
-            if overlap == "mean":
-                sums = np.zeros(out_shape, dtype=np.float64)
-                counts = np.zeros(spatial, dtype=np.int64)
-            else:
-                out = np.full(out_shape, fill_value, dtype=out_dtype)
-            if overlap == "center":
-                best = np.full(spatial, np.inf, dtype=np.float32)
-        expected = list(patch_shape)
-        if channel_axis is not None:
-            expected.insert(channel_axis, channels)
-        if data.shape != tuple(expected):
-            if [s for s in data.shape if s != 1] == [s for s in expected if s != 1]:
-                data = data.reshape(expected)  # a length-1 axis dropped (PNG) or added (1D TIFF)
-            else:
-                raise PatchFolderError(
-                    f"{path.name} has shape {data.shape}, expected {tuple(expected)}."
-                )
-        inside = tuple(slice(0, int(v - a)) for a, v in zip(start, valid))
-        where = tuple(slice(int(a), int(v)) for a, v in zip(start, valid))
-        if (
-            channel_axis is not None
-        ):  # channels last, so spatial indexing is the same for all arrays
-            data = np.moveaxis(data, channel_axis, -1)
-        data = data[inside]
-        if overlap == "mean":
-            sums_view = sums if channel_axis is None else np.moveaxis(sums, channel_axis, -1)
-            sums_view[where] += data
-            counts[where] += 1
-            continue
-        out_view = out if channel_axis is None else np.moveaxis(out, channel_axis, -1)
-        if overlap == "last":
-            out_view[where] = data
-        else:  # center: keep each pixel from the patch whose centre is nearest
-            distance = _center_distance(start, stop, valid)
-            nearer = distance < best[where]
-            best[where] = np.where(nearer, distance, best[where])
-            region = out_view[where]
-            region[nearer] = data[nearer]
-    if sums is not None:
-        covered = counts > 0
-        denominator = np.maximum(counts, 1)
-        if channel_axis is not None:
-            denominator = np.expand_dims(denominator, channel_axis)
-            covered = np.expand_dims(covered, channel_axis)
-        mean = np.where(covered, sums / denominator, fill_value)
-        return mean.astype(out_dtype, copy=False)
-    if out is None:  # no file at all
-        if source_dtype is None:
-            raise PatchFolderError("no prediction file found; nothing to stitch.")
-        out_shape = list(spatial)
-        if channel_axis is not None:
-            out_shape.insert(channel_axis, patches.image_shape[channel_axis])
-        return np.full(out_shape, fill_value, dtype=_output_dtype(dtype, overlap, source_dtype))
-    return out
+    plan = _plan_stitching(patches, source, overlap, fill_value, dtype, allow_missing)
+    return _assemble(plan, (0,) * len(plan.spatial_shape), plan.spatial_shape)
+
+
+def stitch_lazy(
+    folder: str | os.PathLike | PatchFolder,
+    source: str | os.PathLike = IMAGES_DIR,
+    *,
+    overlap: str = "center",
+    fill_value: float = 0,
+    dtype: Any = None,
+    allow_missing: bool = False,
+    chunk_bytes: int | None = None,
+) -> Any:
+    """:func:`stitch` as a dask array: each block reads only the patches it needs.
+
+    Same arguments and result (computed) as :func:`stitch`. Blocks are whole
+    multiples of the stride (so without overlap each patch file is read by one
+    block), the channel axis whole, about ``chunk_bytes`` each (default
+    :data:`napari_patchwork.io.LAZY_CHUNK_BYTES`, 4 MiB). Blocks hold file
+    paths only, so ``dask.distributed`` workers that see the folder can compute them.
+    """
+    import dask.array as da
+
+    from napari_patchwork.io import grow_chunks
+
+    patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
+    plan = _plan_stitching(patches, source, overlap, fill_value, dtype, allow_missing)
+    unit = plan.with_channels(patches.info["stride"])
+    if plan.channel_axis is not None:
+        unit = tuple(plan.channels if a == plan.channel_axis else u for a, u in enumerate(unit))
+    chunks = grow_chunks(plan.shape, unit, plan.dtype.itemsize, chunk_bytes or LAZY_CHUNK_BYTES)
+    return da.map_blocks(
+        _stitched_block,
+        plan,
+        chunks=da.core.normalize_chunks(chunks, plan.shape),
+        dtype=plan.dtype,
+        meta=np.empty((0,) * len(plan.shape), dtype=plan.dtype),
+    )
+
+
+def _stitched_block(plan: _Stitching, block_info: dict | None = None) -> np.ndarray:
+    """One block of :func:`stitch_lazy`."""
+    location = [
+        loc
+        for axis, loc in enumerate(block_info[None]["array-location"])
+        if axis != plan.channel_axis
+    ]
+    return _assemble(plan, [a for a, _ in location], [b for _, b in location])
 
 
 def _output_dtype(dtype: Any, overlap: str, source_dtype: np.dtype) -> np.dtype:
