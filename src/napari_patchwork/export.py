@@ -1567,7 +1567,11 @@ def iter_export(
     tasks run on the cluster's workers, which must see ``out_dir``; the journal,
     manifest and ``dataset.json`` are written here.
     """
-    if isinstance(write_threads, bool) or not isinstance(write_threads, int) or write_threads < 1:
+    if (
+        isinstance(write_threads, bool)
+        or not isinstance(write_threads, (int, np.integer))
+        or write_threads < 1
+    ):
         raise ExportError(
             f"write_threads={write_threads!r}: give a whole number of threads >= 1 "
             "(1 writes in the calling thread)."
@@ -1590,7 +1594,9 @@ def iter_export(
     if as_dask_tasks:
         decisions = _export_batches_as_dask_tasks(image, mask, batches, plan.settings, out)
     else:
-        decisions = _export_batches_here(image, mask, batches, plan.settings, out, write_threads)
+        decisions = _export_batches_here(
+            image, mask, batches, plan.settings, out, int(write_threads)
+        )
     with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal, contextlib.closing(decisions):
         for decided in decisions:
             for record in decided:
