@@ -28,7 +28,6 @@ from napari_patchwork.stitch import (
     read_patch_folder,
     read_patches,
     stitch,
-    stitch_lazy,
     verify_patch_folder,
 )
 
@@ -185,7 +184,7 @@ def test_export_then_stitch_is_exact(case):
         # lazily, in blocks of one stride: patches that overlap blocks are cut correctly
         for source, eager in (("images", stitched_image), ("masks", stitched_mask)):
             if eager is not None:
-                lazy = stitch_lazy(out, source, overlap="center", chunk_bytes=1)
+                lazy = stitch(out, source, overlap="center", chunk_bytes=1, lazy=True)
                 assert lazy.dtype == eager.dtype and lazy.shape == eager.shape
                 np.testing.assert_array_equal(lazy.compute(), eager)
         no_gaps = case["stride"] is None or all(
@@ -886,7 +885,7 @@ def test_stitch_predictions_nearest_centre_wins_on_overlap(tmp_path):
     mean = stitch(out, "predictions", overlap="mean")
     assert mean.dtype == np.float64 and mean[0, 0] == 0 and 0 < mean[5, 5] < grid.n_patches
     for overlap, eager in (("center", stitched), ("last", last), ("mean", mean)):
-        lazy = stitch_lazy(out, "predictions", overlap=overlap, chunk_bytes=1)
+        lazy = stitch(out, "predictions", overlap=overlap, chunk_bytes=1, lazy=True)
         assert lazy.numblocks == (3, 4)  # blocks of one 4 px stride
         np.testing.assert_array_equal(lazy.compute(), eager)
 
@@ -911,7 +910,9 @@ def test_stitch_predictions_with_channels_padding_and_missing_files(tmp_path):
     partial = stitch(out, out / "predictions", allow_missing=True, fill_value=-1)
     assert (partial[:, :16, :16] == -1).all()
     np.testing.assert_array_equal(partial[0, 16:], mask[16:])
-    lazy = stitch_lazy(out, out / "predictions", allow_missing=True, fill_value=-1, chunk_bytes=1)
+    lazy = stitch(
+        out, out / "predictions", allow_missing=True, fill_value=-1, chunk_bytes=1, lazy=True
+    )
     assert lazy.chunks[0] == (2,)  # the channel axis whole
     np.testing.assert_array_equal(lazy.compute(), partial)
 
@@ -927,7 +928,7 @@ def test_lazy_stitch_reads_only_the_patches_of_a_block(tmp_path, monkeypatch):
     monkeypatch.setattr(
         stitch_module, "read_patch_file", lambda path: reads.append(path) or real_read(path)
     )
-    lazy = stitch_lazy(out, "images", chunk_bytes=32 * 32 * 3)  # blocks of 2 x 2 patches
+    lazy = stitch(out, "images", chunk_bytes=32 * 32 * 3, lazy=True)  # blocks of 2 x 2 patches
     assert lazy.chunks == ((32, 32), (32, 32, 32), (3,)) and not reads
     np.testing.assert_array_equal(lazy[40:60, 70:90].compute(), image[40:60, 70:90])
     assert len(reads) == 4

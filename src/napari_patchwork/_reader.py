@@ -8,7 +8,7 @@ raises. The reader adds
   the export's output resolution, with the scale/translate recorded at export.
   Above :data:`napari_patchwork.io.LAZY_THRESHOLD_BYTES` (512 MiB) image and mask
   are dask arrays that read the patch files in view only
-  (:func:`napari_patchwork.stitch.stitch_lazy`); napari shows them read-only.
+  (:func:`napari_patchwork.stitch.stitch` with ``lazy=True``); napari shows them read-only.
   For a downsampled export (factor ``f``) the layers get ``scale * f`` and
   ``translate + (f - 1) / 2 * scale`` (each output pixel centred on its source
   block; :func:`napari_patchwork.resolution.downsampled_transform`), so they lie

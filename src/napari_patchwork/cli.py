@@ -231,7 +231,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def cmd_stitch(args: argparse.Namespace) -> int:
     from napari_patchwork.io import write_image
-    from napari_patchwork.stitch import read_patch_folder, stitch_lazy
+    from napari_patchwork.stitch import read_patch_folder, stitch
 
     folder = read_patch_folder(args.folder)
     out = Path(args.output)
@@ -246,7 +246,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     for target in (out, mask_out):  # refuse before writing anything
         if target is not None and target.exists() and not args.overwrite:
             raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
-    image = stitch_lazy(folder, args.predictions) if args.predictions else folder.image(lazy=True)
+    image = stitch(folder, args.predictions, lazy=True) if args.predictions else folder.image(lazy=True)
     write_image(out, image, overwrite=args.overwrite)
     written = [str(out)]
     if mask is not None:

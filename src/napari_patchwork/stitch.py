@@ -28,9 +28,9 @@ one channel axis first or last. Where patches overlap, ``overlap`` decides:
   unless ``dtype`` is given).
 
 Exported images and masks agree wherever patches overlap, so every mode rebuilds
-them exactly. :func:`stitch` returns a numpy array held in memory;
-:func:`stitch_lazy` the same as a dask array whose blocks read only the patch
-files they cover (for folders larger than memory, and for ``dask.distributed``).
+them exactly. :func:`stitch` returns a numpy array held in memory, or with ``lazy=True`` the
+same as a dask array whose blocks read only the patch files they cover (for
+folders larger than memory, and for ``dask.distributed``).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class PatchFolder:
     def image(self, *, fill_value: float = 0, lazy: bool | None = False) -> Any:
         """The stitched image: output shape (the source shape at full resolution), source dtype.
 
-        A numpy array, or a dask array (:func:`stitch_lazy`) if ``lazy``; ``lazy=None``
+        A numpy array, or a dask array (:func:`stitch` with ``lazy=True``); ``lazy=None``
         decides by size (dask above :data:`napari_patchwork.io.LAZY_THRESHOLD_BYTES`).
         """
         return self._stitched("images", fill_value, lazy)
@@ -196,8 +196,7 @@ class PatchFolder:
             dtype = np.dtype(self.info["image" if source == IMAGES_DIR else "mask"]["dtype"])
             shape = self.output_image_shape if source == IMAGES_DIR else self.output_spatial_shape
             lazy = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > LAZY_THRESHOLD_BYTES
-        join = stitch_lazy if lazy else stitch
-        return join(self, source, fill_value=fill_value, overlap="last")
+        return stitch(self, source, fill_value=fill_value, overlap="last", lazy=lazy)
 
 
 def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
@@ -546,7 +545,9 @@ def stitch(
     fill_value: float = 0,
     dtype: Any = None,
     allow_missing: bool = False,
-) -> np.ndarray:
+    lazy: bool = False,
+    chunk_bytes: int | None = None,
+) -> Any:
     """Put the patches of a patch folder back together.
 
     Parameters
@@ -559,43 +560,28 @@ def stitch(
     dtype : output dtype; default the source dtype from ``dataset.json`` for images
         and masks, the first prediction's dtype for predictions (float64 for mean).
     allow_missing : skip patches whose file is missing instead of raising.
+    lazy : return a dask array whose blocks read only the patch files they cover
+        (the same values once computed). Blocks are whole multiples of the stride
+        (so without overlap each file is read by one block), the channel axis whole,
+        about ``chunk_bytes`` each (default :data:`napari_patchwork.io.LAZY_CHUNK_BYTES`,
+        4 MiB); they hold file paths only, so ``dask.distributed`` workers that see
+        the folder can compute them.
 
     Returns
     -------
-    numpy array at output resolution (:attr:`PatchFolder.output_image_shape`; the
-    source shape unless the export was downsampled): the image's shape for
+    numpy (or dask) array at output resolution (:attr:`PatchFolder.output_image_shape`;
+    the source shape unless the export was downsampled): the image's shape for
     ``images``, its spatial shape for ``masks`` and for predictions (plus the
     predictions' channel axis, at the same position as in the prediction files).
     """
     patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
     plan = _plan_stitching(patches, source, overlap, fill_value, dtype, allow_missing)
-    return _assemble(plan, (0,) * len(plan.spatial_shape), plan.spatial_shape)
-
-
-def stitch_lazy(
-    folder: str | os.PathLike | PatchFolder,
-    source: str | os.PathLike = IMAGES_DIR,
-    *,
-    overlap: str = "center",
-    fill_value: float = 0,
-    dtype: Any = None,
-    allow_missing: bool = False,
-    chunk_bytes: int | None = None,
-) -> Any:
-    """:func:`stitch` as a dask array: each block reads only the patches it needs.
-
-    Same arguments and result (computed) as :func:`stitch`. Blocks are whole
-    multiples of the stride (so without overlap each patch file is read by one
-    block), the channel axis whole, about ``chunk_bytes`` each (default
-    :data:`napari_patchwork.io.LAZY_CHUNK_BYTES`, 4 MiB). Blocks hold file
-    paths only, so ``dask.distributed`` workers that see the folder can compute them.
-    """
+    if not lazy:
+        return _assemble(plan, (0,) * len(plan.spatial_shape), plan.spatial_shape)
     import dask.array as da
 
     from napari_patchwork.io import grow_chunks
 
-    patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
-    plan = _plan_stitching(patches, source, overlap, fill_value, dtype, allow_missing)
     unit = plan.with_channels(patches.info["stride"])
     if plan.channel_axis is not None:
         unit = tuple(plan.channels if a == plan.channel_axis else u for a, u in enumerate(unit))
@@ -610,7 +596,7 @@ def stitch_lazy(
 
 
 def _stitched_block(plan: _Stitching, block_info: dict | None = None) -> np.ndarray:
-    """One block of :func:`stitch_lazy`."""
+    """One block of :func:`stitch` with ``lazy=True``."""
     location = [
         loc
         for axis, loc in enumerate(block_info[None]["array-location"])
