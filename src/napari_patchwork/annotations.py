@@ -78,13 +78,17 @@ def to_pixel_coordinates(
     ndim = vertices.shape[1]
 
     def vec(values, default):
-        return np.full(ndim, default, float) if values is None else np.asarray(values, float)[-ndim:]
+        return (
+            np.full(ndim, default, float) if values is None else np.asarray(values, float)[-ndim:]
+        )
 
     world = vertices * vec(shapes_scale, 1.0) + vec(shapes_translate, 0.0)
     return (world - vec(image_translate, 0.0)) / vec(image_scale, 1.0)
 
 
-def class_ids_from_names(names: Sequence, mapping: Mapping[str, int] | None = None) -> dict[str, int]:
+def class_ids_from_names(
+    names: Sequence, mapping: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """Class name -> label id: ``mapping`` where given, else 1, 2, ... in order of first use.
 
     Names missing from a given mapping get the next free ids, so no shape is lost.
@@ -196,7 +200,9 @@ def rasterize_shapes(
             f"{len(classes)} class values for {len(shapes)} shapes; give one class per shape."
         )
     if len(image_shape) < 2:
-        raise AnnotationError("the image needs at least two spatial axes (y, x) to paint shapes into.")
+        raise AnnotationError(
+            "the image needs at least two spatial axes (y, x) to paint shapes into."
+        )
     ids_by_class: dict[str, int] = {}
     if instance:
         values = np.arange(1, len(shapes) + 1)
@@ -210,7 +216,9 @@ def rasterize_shapes(
         rank = {str(name): i for i, name in enumerate(priority)}
         missing = sorted({str(c) for c in classes} - set(rank))
         if missing:
-            raise AnnotationError(f"classes {missing} are not in the priority list {list(priority)}.")
+            raise AnnotationError(
+                f"classes {missing} are not in the priority list {list(priority)}."
+            )
         # paint low priority first; stable sort keeps layer order within a class
         order = np.argsort([-rank[str(c)] for c in classes], kind="stable")
     top = int(max(int(values.max(initial=0)), background))
@@ -234,7 +242,9 @@ def rasterize_shapes(
                 "spatial axes; draw the annotations on a Shapes layer with the image's dimensions."
             )
         yx = ellipse_polygon(vertices[:, -2:]) if kind == "ellipse" else vertices[:, -2:]
-        polygons.append(_Polygon(int(values[i]), tuple(int(round(v)) for v in vertices[0, :-2]), yx))
+        polygons.append(
+            _Polygon(int(values[i]), tuple(int(round(v)) for v in vertices[0, :-2]), yx)
+        )
     if chunks is None:
         labels = np.full(image_shape, background, dtype=dtype)
         painted = _paint(labels, polygons, (0,) * len(image_shape))
@@ -244,8 +254,12 @@ def rasterize_shapes(
     if np.ndim(chunks) == 0:  # y and x blocks of this size, one plane deep
         chunks = (1,) * (len(image_shape) - 2) + (int(chunks),) * 2
     labels = da.map_blocks(
-        _paint_block, polygons, background, np.dtype(dtype),
-        chunks=da.core.normalize_chunks(chunks, image_shape), dtype=dtype,
+        _paint_block,
+        polygons,
+        background,
+        np.dtype(dtype),
+        chunks=da.core.normalize_chunks(chunks, image_shape),
+        dtype=dtype,
         meta=np.empty((0,) * len(image_shape), dtype=dtype),
     )
     reach = sum(_reaches(shape, image_shape) for shape in polygons)

@@ -43,7 +43,9 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     """Files named or matched by glob patterns (``'slides/*.tif'``), in order, without repeats."""
     paths: list[Path] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matches = (
+            sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        )
         if not matches:
             raise CLIError(f"no file matches {pattern!r}.")
         for match in matches:
@@ -67,7 +69,9 @@ def mask_for(image_path: Path, mask_arg: str | None, n_images: int) -> Path | No
     if "{stem}" in mask_arg:
         return Path(mask_arg.format(stem=file_stem(image_path)))
     if n_images > 1:
-        raise CLIError("several images but one --mask: use a pattern such as --mask 'masks/{stem}.tif'.")
+        raise CLIError(
+            "several images but one --mask: use a pattern such as --mask 'masks/{stem}.tif'."
+        )
     return Path(mask_arg)
 
 
@@ -82,7 +86,9 @@ def channel_axis_arg(value: str | None, shape: tuple[int, ...]) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise CLIError(f"--channel-axis must be 'auto', 'none' or an integer, not {value!r}.") from None
+        raise CLIError(
+            f"--channel-axis must be 'auto', 'none' or an integer, not {value!r}."
+        ) from None
 
 
 def load(path: Path, lazy: bool | None):
@@ -101,7 +107,9 @@ class TqdmProgress:
         from tqdm.auto import tqdm
 
         # disable=None: no bar when stderr is not a terminal (logs, CI)
-        self._bar = tqdm(desc=description, unit="patch", disable=True if disable else None, leave=False)
+        self._bar = tqdm(
+            desc=description, unit="patch", disable=True if disable else None, leave=False
+        )
 
     def __call__(self, state) -> None:
         if self._bar.total != state.total:
@@ -137,7 +145,9 @@ def scheduler(address: str | None) -> Iterator[Any]:
         yield client
 
 
-def iter_inputs(args: argparse.Namespace, images: Sequence[Path]) -> Iterator[tuple[Path, Any, Any, int | None]]:
+def iter_inputs(
+    args: argparse.Namespace, images: Sequence[Path]
+) -> Iterator[tuple[Path, Any, Any, int | None]]:
     """``(path, image, mask or None, channel axis)`` for each input, read as ``--lazy`` says."""
     lazy = lazy_for(args)
     for image_path in images:
@@ -155,7 +165,9 @@ def cmd_tile(args: argparse.Namespace) -> int:
     images = expand_inputs(args.images)
     with scheduler(args.scheduler) as client:
         for image_path, image, mask, channel_axis in iter_inputs(args, images):
-            out = Path(args.output) if len(images) == 1 else Path(args.output) / file_stem(image_path)
+            out = (
+                Path(args.output) if len(images) == 1 else Path(args.output) / file_stem(image_path)
+            )
             scale, units = args.scale, args.units
             if scale is None:  # an OME-TIFF knows its pixel size
                 scale, file_units = read_pixel_size(image_path) or (None, None)
@@ -163,9 +175,13 @@ def cmd_tile(args: argparse.Namespace) -> int:
             progress = TqdmProgress(image_path.name, disable=args.quiet)
             try:
                 result = export_patches(
-                    out, image, mask,
+                    out,
+                    image,
+                    mask,
                     patch_size=tuple(args.size) if len(args.size) > 1 else args.size[0],
-                    stride=None if args.stride is None else (tuple(args.stride) if len(args.stride) > 1 else args.stride[0]),
+                    stride=None
+                    if args.stride is None
+                    else (tuple(args.stride) if len(args.stride) > 1 else args.stride[0]),
                     edge=args.edge,
                     channel_axis=channel_axis,
                     fmt=args.format,
@@ -206,12 +222,20 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
     model = ClusterModel.load(args.model) if args.model else None
     with scheduler(args.scheduler):
-        for (image_path, image, mask, channel_axis), target in zip(iter_inputs(args, images), targets):
+        for (image_path, image, mask, channel_axis), target in zip(
+            iter_inputs(args, images), targets
+        ):
             if model is None:
                 result = cluster_pixels(
-                    image, args.k, channel_axis=channel_axis, channel_scaling=args.channel_scaling,
-                    spatial_weight=args.spatial_weight, sigma=args.sigma, mask=mask,
-                    sample_size=args.sample_size, random_state=args.seed,
+                    image,
+                    args.k,
+                    channel_axis=channel_axis,
+                    channel_scaling=args.channel_scaling,
+                    spatial_weight=args.spatial_weight,
+                    sigma=args.sigma,
+                    mask=mask,
+                    sample_size=args.sample_size,
+                    random_state=args.seed,
                     nan_pixels="background" if args.nan_background else "error",
                 )
                 labels, model = result.labels, result.model
@@ -219,7 +243,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                     model.save(args.save_model)
             else:
                 labels = model.predict(
-                    image, channel_axis=channel_axis, mask=mask,
+                    image,
+                    channel_axis=channel_axis,
+                    mask=mask,
                     nan_pixels="background" if args.nan_background else "error",
                 )
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -240,13 +266,17 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     mask = None if args.predictions else folder.mask(lazy=True)
     mask_out = None
     if mask is not None:
-        mask_out = Path(args.mask_output) if args.mask_output else out.with_name(
-            file_stem(out) + "_mask" + "".join(out.suffixes)
+        mask_out = (
+            Path(args.mask_output)
+            if args.mask_output
+            else out.with_name(file_stem(out) + "_mask" + "".join(out.suffixes))
         )
     for target in (out, mask_out):  # refuse before writing anything
         if target is not None and target.exists() and not args.overwrite:
             raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
-    image = stitch(folder, args.predictions, lazy=True) if args.predictions else folder.image(lazy=True)
+    image = (
+        stitch(folder, args.predictions, lazy=True) if args.predictions else folder.image(lazy=True)
+    )
     write_image(out, image, overwrite=args.overwrite)
     written = [str(out)]
     if mask is not None:
@@ -269,17 +299,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise CLIError(f"{out} is not empty; choose a new folder or pass --overwrite to redo the demo there.")
+        raise CLIError(
+            f"{out} is not empty; choose a new folder or pass --overwrite to redo the demo there."
+        )
     image, mask = sample_image(), sample_mask()
-    print(f"sample: IHC image {image.shape} {image.dtype}, nuclei mask with {int(mask.max())} labels")
+    print(
+        f"sample: IHC image {image.shape} {image.dtype}, nuclei mask with {int(mask.max())} labels"
+    )
 
     def tile(folder: str, tile_mask, **options):
         progress = TqdmProgress(folder, disable=args.quiet)
         try:
             return export_patches(
-                out / folder, image, tile_mask, patch_size=args.size, edge="pad", channel_axis=-1,
-                fmt="tiff", split=(0.8, 0.2), seed=0, overwrite=args.overwrite, stem="ihc",
-                progress=progress, **options,
+                out / folder,
+                image,
+                tile_mask,
+                patch_size=args.size,
+                edge="pad",
+                channel_axis=-1,
+                fmt="tiff",
+                split=(0.8, 0.2),
+                seed=0,
+                overwrite=args.overwrite,
+                stem="ihc",
+                progress=progress,
+                **options,
             )
         finally:
             progress.close()
@@ -288,7 +332,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"1. tiled: {result.message}")
     back = read_patch_folder(out / "patches")
     exact = np.array_equal(back.image(), image) and np.array_equal(back.mask(), mask)
-    print(f"2. stitched back: {'identical to the input, dtypes included' if exact else 'DIFFERENT from the input'}")
+    print(
+        f"2. stitched back: {'identical to the input, dtypes included' if exact else 'DIFFERENT from the input'}"
+    )
 
     start = time.perf_counter()
     clusters = cluster_pixels(image, args.k, channel_axis=-1, random_state=0)
@@ -297,8 +343,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     write_image(out / "posterized.png", clusters.posterized(), overwrite=True)
     clusters.model.save(out / "cluster-model.json")
     sizes = ", ".join(f"{i}: {n:,}" for i, n in enumerate(clusters.pixel_counts, start=1))
-    print(f"3. clustered into k={args.k} in {seconds:.2f} s (id 1 = darkest; pixels {sizes}): "
-          f"{out / 'clusters.tif'}, {out / 'posterized.png'}, {out / 'cluster-model.json'}")
+    print(
+        f"3. clustered into k={args.k} in {seconds:.2f} s (id 1 = darkest; pixels {sizes}): "
+        f"{out / 'clusters.tif'}, {out / 'posterized.png'}, {out / 'cluster-model.json'}"
+    )
 
     foreground = clusters.foreground([1])
     result = tile("patches-cluster1", foreground, min_foreground=0.2)
@@ -318,107 +366,230 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
         p.add_argument(
-            "--lazy", action=argparse.BooleanOptionalAction, default=None,
+            "--lazy",
+            action=argparse.BooleanOptionalAction,
+            default=None,
             help="read inputs lazily as dask arrays (default: only files over 512 MiB)",
         )
         p.add_argument(
-            "--channel-axis", default="auto", metavar="AXIS",
+            "--channel-axis",
+            default="auto",
+            metavar="AXIS",
             help="axis that holds channels and is never cut: 'auto' (last axis of a (y, x, 3|4) "
             "RGB image), 'none', or an integer (default: auto)",
         )
         p.add_argument(
-            "--scheduler", metavar="ADDRESS",
+            "--scheduler",
+            metavar="ADDRESS",
             help="run on a dask.distributed scheduler, e.g. tcp://127.0.0.1:8786",
         )
 
     demo = sub.add_parser(
-        "demo", help="on the bundled IHC sample: tile image + nuclei mask, stitch back, cluster, "
+        "demo",
+        help="on the bundled IHC sample: tile image + nuclei mask, stitch back, cluster, "
         "tile by the darkest cluster",
     )
-    demo.add_argument("output", nargs="?", default="patchwork-demo", help="output folder (default: patchwork-demo)")
+    demo.add_argument(
+        "output",
+        nargs="?",
+        default="patchwork-demo",
+        help="output folder (default: patchwork-demo)",
+    )
     demo.add_argument("--size", type=int, default=128, help="patch size in pixels (default: 128)")
-    demo.add_argument("-k", type=int, default=4, help="clusters for the segmentation step (default: 4)")
+    demo.add_argument(
+        "-k", type=int, default=4, help="clusters for the segmentation step (default: 4)"
+    )
     demo.add_argument("--overwrite", action="store_true", help="replace an earlier demo output")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
 
-    tile = sub.add_parser("tile", help="cut images (and masks) into patches and write them with a manifest")
+    tile = sub.add_parser(
+        "tile", help="cut images (and masks) into patches and write them with a manifest"
+    )
     tile.add_argument("images", nargs="+", metavar="IMAGE", help="image files or glob patterns")
-    tile.add_argument("--mask", metavar="MASK", help="label/mask file; with several images a pattern "
-                      "with {stem}, e.g. 'masks/{stem}_mask.tif'")
-    tile.add_argument("--size", type=int, nargs="+", required=True, metavar="PX",
-                      help="patch size in pixels: one value for all spatial axes or one per axis (z y x)")
-    tile.add_argument("--stride", type=int, nargs="+", metavar="PX",
-                      help="step between patches (default: the patch size, no overlap)")
-    tile.add_argument("--edge", choices=EDGE_MODES, default="drop",
-                      help="last patch at the edge: drop it, pad it, shift it inward, or clip it (partial)")
-    tile.add_argument("--format", choices=list(FILE_FORMATS), default="tiff",
-                      help="patch file format (ome-tiff carries the physical pixel size)")
-    tile.add_argument("--compression", choices=["zlib", "none"], default=None,
-                      help="TIFF compression (default: none)")
-    tile.add_argument("--min-foreground", type=float, default=0.0, metavar="FRACTION",
-                      help="keep only patches whose mask has at least this fraction of non-zero pixels")
-    tile.add_argument("--only-foreground", action="store_true",
-                      help="keep only patches whose mask has any non-zero pixel (e.g. annotated ones)")
-    tile.add_argument("--downsample", type=int, metavar="FACTOR",
-                      help="export at 1/FACTOR resolution along y and x (images: block mean, masks: "
-                      "block mode); --size is then in output pixels")
-    tile.add_argument("--pixel-size", type=float, metavar="SIZE",
-                      help="export at this pixel size (same units as --scale; a whole multiple of it)")
-    tile.add_argument("--scale", type=float, nargs="+", metavar="SIZE",
-                      help="the input's pixel size per spatial axis, e.g. --scale 0.25 0.25 (um/px); "
-                      "default: read from OME-TIFF metadata, else 1")
-    tile.add_argument("--units", default=None, help="units of --scale, e.g. micrometer (recorded, OME-TIFF)")
-    tile.add_argument("--split", type=float, nargs="+", metavar="FRACTION",
-                      help="train/val(/test) fractions, e.g. --split 0.8 0.1 0.1 (deterministic with --seed)")
+    tile.add_argument(
+        "--mask",
+        metavar="MASK",
+        help="label/mask file; with several images a pattern "
+        "with {stem}, e.g. 'masks/{stem}_mask.tif'",
+    )
+    tile.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        required=True,
+        metavar="PX",
+        help="patch size in pixels: one value for all spatial axes or one per axis (z y x)",
+    )
+    tile.add_argument(
+        "--stride",
+        type=int,
+        nargs="+",
+        metavar="PX",
+        help="step between patches (default: the patch size, no overlap)",
+    )
+    tile.add_argument(
+        "--edge",
+        choices=EDGE_MODES,
+        default="drop",
+        help="last patch at the edge: drop it, pad it, shift it inward, or clip it (partial)",
+    )
+    tile.add_argument(
+        "--format",
+        choices=list(FILE_FORMATS),
+        default="tiff",
+        help="patch file format (ome-tiff carries the physical pixel size)",
+    )
+    tile.add_argument(
+        "--compression",
+        choices=["zlib", "none"],
+        default=None,
+        help="TIFF compression (default: none)",
+    )
+    tile.add_argument(
+        "--min-foreground",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="keep only patches whose mask has at least this fraction of non-zero pixels",
+    )
+    tile.add_argument(
+        "--only-foreground",
+        action="store_true",
+        help="keep only patches whose mask has any non-zero pixel (e.g. annotated ones)",
+    )
+    tile.add_argument(
+        "--downsample",
+        type=int,
+        metavar="FACTOR",
+        help="export at 1/FACTOR resolution along y and x (images: block mean, masks: "
+        "block mode); --size is then in output pixels",
+    )
+    tile.add_argument(
+        "--pixel-size",
+        type=float,
+        metavar="SIZE",
+        help="export at this pixel size (same units as --scale; a whole multiple of it)",
+    )
+    tile.add_argument(
+        "--scale",
+        type=float,
+        nargs="+",
+        metavar="SIZE",
+        help="the input's pixel size per spatial axis, e.g. --scale 0.25 0.25 (um/px); "
+        "default: read from OME-TIFF metadata, else 1",
+    )
+    tile.add_argument(
+        "--units", default=None, help="units of --scale, e.g. micrometer (recorded, OME-TIFF)"
+    )
+    tile.add_argument(
+        "--split",
+        type=float,
+        nargs="+",
+        metavar="FRACTION",
+        help="train/val(/test) fractions, e.g. --split 0.8 0.1 0.1 (deterministic with --seed)",
+    )
     tile.add_argument("--seed", type=int, default=0, help="random seed of the split (default: 0)")
-    tile.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
-    tile.add_argument("--write-threads", type=int, default=DEFAULT_WRITE_THREADS, metavar="N",
-                      help=f"threads writing patch files (default: {DEFAULT_WRITE_THREADS}; "
-                      "ignored with --scheduler)")
-    tile.add_argument("-o", "--output", required=True, metavar="DIR",
-                      help="output folder (one sub-folder per image when several)")
+    tile.add_argument(
+        "--overwrite", action="store_true", help="write into a folder that is not empty"
+    )
+    tile.add_argument(
+        "--write-threads",
+        type=int,
+        default=DEFAULT_WRITE_THREADS,
+        metavar="N",
+        help=f"threads writing patch files (default: {DEFAULT_WRITE_THREADS}; "
+        "ignored with --scheduler)",
+    )
+    tile.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="output folder (one sub-folder per image when several)",
+    )
     common(tile)
     tile.set_defaults(func=cmd_tile)
 
     cluster = sub.add_parser(
-        "cluster", help="KMeans segmentation of pixels into a label image",
+        "cluster",
+        help="KMeans segmentation of pixels into a label image",
         description="KMeans on pixel colours (ids 1..k sorted by brightness, 1 = darkest). With "
         "several images one model is fitted on the first and applied to all, so the same colours "
         "get the same ids in every file.",
     )
     cluster.add_argument("images", nargs="+", metavar="IMAGE", help="image files or glob patterns")
     cluster.add_argument("-k", type=int, default=5, help="number of clusters (default: 5)")
-    cluster.add_argument("--channel-scaling", choices=["shared", "per_channel"], default="shared",
-                         help="'shared' (colour images, default) or 'per_channel' (z-score each "
-                         "channel: fluorescence markers in unrelated units)")
-    cluster.add_argument("--spatial-weight", type=float, default=0.0,
-                         help="weight of pixel position against colour (SLIC-like compactness; default 0)")
-    cluster.add_argument("--sigma", type=float, default=0.0, help="Gaussian smoothing in pixels (default 0)")
-    cluster.add_argument("--mask", metavar="MASK", help="region of interest (non-zero pixels); "
-                         "with several images a pattern with {stem}")
-    cluster.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE,
-                         help=f"pixels sampled to fit the model (default {DEFAULT_SAMPLE_SIZE})")
+    cluster.add_argument(
+        "--channel-scaling",
+        choices=["shared", "per_channel"],
+        default="shared",
+        help="'shared' (colour images, default) or 'per_channel' (z-score each "
+        "channel: fluorescence markers in unrelated units)",
+    )
+    cluster.add_argument(
+        "--spatial-weight",
+        type=float,
+        default=0.0,
+        help="weight of pixel position against colour (SLIC-like compactness; default 0)",
+    )
+    cluster.add_argument(
+        "--sigma", type=float, default=0.0, help="Gaussian smoothing in pixels (default 0)"
+    )
+    cluster.add_argument(
+        "--mask",
+        metavar="MASK",
+        help="region of interest (non-zero pixels); with several images a pattern with {stem}",
+    )
+    cluster.add_argument(
+        "--sample-size",
+        type=int,
+        default=DEFAULT_SAMPLE_SIZE,
+        help=f"pixels sampled to fit the model (default {DEFAULT_SAMPLE_SIZE})",
+    )
     cluster.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    cluster.add_argument("--nan-background", action="store_true",
-                         help="label NaN/infinite pixels 0 and leave them out of the fit "
-                         "(default: they are an error)")
-    cluster.add_argument("--save-model", metavar="MODEL.json",
-                         help="save the fitted model (centres, scaling, settings) to re-apply it later")
-    cluster.add_argument("--model", metavar="FILE", help="apply a saved model instead of fitting one")
+    cluster.add_argument(
+        "--nan-background",
+        action="store_true",
+        help="label NaN/infinite pixels 0 and leave them out of the fit "
+        "(default: they are an error)",
+    )
+    cluster.add_argument(
+        "--save-model",
+        metavar="MODEL.json",
+        help="save the fitted model (centres, scaling, settings) to re-apply it later",
+    )
+    cluster.add_argument(
+        "--model", metavar="FILE", help="apply a saved model instead of fitting one"
+    )
     cluster.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    cluster.add_argument("-o", "--output", required=True, metavar="LABELS.tif",
-                         help="output label image (a folder when several images)")
+    cluster.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="LABELS.tif",
+        help="output label image (a folder when several images)",
+    )
     common(cluster)
     cluster.set_defaults(func=cmd_cluster)
 
     stitch = sub.add_parser("stitch", help="rebuild full images from a patch folder")
-    stitch.add_argument("folder", metavar="DIR", help="a folder written by 'tile' (with dataset.json)")
-    stitch.add_argument("--predictions", metavar="DIR",
-                        help="a folder of model outputs named like the image patches: stitch those instead")
-    stitch.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="stitched image file")
-    stitch.add_argument("--mask-output", metavar="FILE",
-                        help="stitched mask file (default: OUT_mask.tif next to OUT)")
+    stitch.add_argument(
+        "folder", metavar="DIR", help="a folder written by 'tile' (with dataset.json)"
+    )
+    stitch.add_argument(
+        "--predictions",
+        metavar="DIR",
+        help="a folder of model outputs named like the image patches: stitch those instead",
+    )
+    stitch.add_argument(
+        "-o", "--output", required=True, metavar="OUT.tif", help="stitched image file"
+    )
+    stitch.add_argument(
+        "--mask-output",
+        metavar="FILE",
+        help="stitched mask file (default: OUT_mask.tif next to OUT)",
+    )
     stitch.add_argument("--overwrite", action="store_true", help="replace existing output files")
     stitch.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     stitch.set_defaults(func=cmd_stitch)

@@ -522,7 +522,9 @@ class ClusterModel:
                 np.multiply(coords[axis], factor, out=feats[:, column], casting="unsafe")
         return feats
 
-    def _scorer(self, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error") -> _Scorer:
+    def _scorer(
+        self, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error"
+    ) -> _Scorer:
         """The nearest-centre computation for pixels of ``dtype`` with pixel size ``scale``."""
         return _Scorer.from_model(self, scale, dtype, nan_pixels)
 
@@ -995,7 +997,9 @@ def _draw_sample(
         else ()
     )
     flat = _sample_flat_indices(pixels, int(sample_size), rng)
-    values, coords = _gather_finite(pixels, flat, bool(position_axes), _check_nan_pixels(nan_pixels))
+    values, coords = _gather_finite(
+        pixels, flat, bool(position_axes), _check_nan_pixels(nan_pixels)
+    )
     if len(values) == 0:
         raise ClusterError(
             f"all {len(flat)} sampled pixel(s) are NaN or infinite; draw a ROI mask on the valid "

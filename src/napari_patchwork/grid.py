@@ -75,7 +75,9 @@ def _per_axis(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ..
     return values
 
 
-def axis_starts_stops(size: int, patch: int, stride: int, edge: str) -> tuple[np.ndarray, np.ndarray]:
+def axis_starts_stops(
+    size: int, patch: int, stride: int, edge: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Starts and stops of the patches along one axis of ``size`` pixels.
 
     Returns two int64 arrays of equal length. ``stop - start == patch`` except for
@@ -247,7 +249,9 @@ def grid_features(grid: PatchGrid, mask=None) -> dict[str, np.ndarray]:
     features: dict[str, np.ndarray] = {"index": np.arange(grid.n_patches, dtype=np.int64)}
     if grid.ndim >= 3:
         features["z"] = grid.grid_index[:, -3]
-    features["row"] = grid.grid_index[:, -2] if grid.ndim >= 2 else np.zeros(grid.n_patches, np.int64)
+    features["row"] = (
+        grid.grid_index[:, -2] if grid.ndim >= 2 else np.zeros(grid.n_patches, np.int64)
+    )
     features["col"] = grid.grid_index[:, -1]
     if mask is not None:
         features["foreground_fraction"] = foreground_fraction(mask, grid)
@@ -284,7 +288,9 @@ def boxes_to_rectangles(
     verts = np.empty((len(owner), 4, ndim), dtype=np.float64)
     if ndim > 2:
         # enumerate the plane coordinates of each box in C order
-        offsets = np.arange(len(owner)) - np.repeat(np.cumsum(planes_per_box) - planes_per_box, planes_per_box)
+        offsets = np.arange(len(owner)) - np.repeat(
+            np.cumsum(planes_per_box) - planes_per_box, planes_per_box
+        )
         plane = np.empty((len(owner), ndim - 2), dtype=np.int64)
         for axis in range(ndim - 3, -1, -1):
             size = extents[owner, axis]

@@ -21,7 +21,11 @@ __all__ = [
 
 def layer_choices(viewer: "napari.viewer.Viewer", layer_type: str) -> list:
     """Layers of ``viewer`` of one type (``"image"``, ``"labels"``, ``"shapes"``)."""
-    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels, "shapes": napari.layers.Shapes}
+    cls = {
+        "image": napari.layers.Image,
+        "labels": napari.layers.Labels,
+        "shapes": napari.layers.Shapes,
+    }
     return [layer for layer in viewer.layers if isinstance(layer, cls[layer_type])]
 
 
@@ -68,9 +72,14 @@ def build_grid_layer_kwargs(
     """Keyword arguments (``data`` included) for the grid Shapes layer of ``image``."""
     transform = spatial_transform(image, channel_axis)
     data, kwargs = grid_layer_data(
-        grid, features, keep,
-        scale=transform.pop("scale"), translate=transform.pop("translate"),
-        color_by=color_by, channel_axis=channel_axis, metadata=metadata,
+        grid,
+        features,
+        keep,
+        scale=transform.pop("scale"),
+        translate=transform.pop("translate"),
+        color_by=color_by,
+        channel_axis=channel_axis,
+        metadata=metadata,
     )
     kwargs.update(transform)
     kwargs["data"] = data

@@ -25,8 +25,14 @@ OVERLAP_TABLE = "table order wins (first row on top)"
 
 
 def shapes_to_labels_kwargs(
-    shapes_layer, image_layer, *, column: Optional[str], class_ids: Optional[dict],
-    instance: bool = False, background: int = 0, by_table_order: bool = False,
+    shapes_layer,
+    image_layer,
+    *,
+    column: Optional[str],
+    class_ids: Optional[dict],
+    instance: bool = False,
+    background: int = 0,
+    by_table_order: bool = False,
 ) -> tuple[dict, "object"]:
     """Labels-layer kwargs (``data`` included) painting ``shapes_layer`` in ``image_layer``'s grid.
 
@@ -39,11 +45,18 @@ def shapes_to_labels_kwargs(
     if column and column in shapes_layer.features:
         classes = [str(v) for v in shapes_layer.features[column]]
     result = rasterize_shapes(
-        shapes_layer.data, shapes_layer.shape_type, shape,
-        classes=classes, class_ids=class_ids, instance=instance, background=background,
+        shapes_layer.data,
+        shapes_layer.shape_type,
+        shape,
+        classes=classes,
+        class_ids=class_ids,
+        instance=instance,
+        background=background,
         priority=list(class_ids) if (by_table_order and class_ids and classes) else None,
-        shapes_scale=shapes_layer.scale, shapes_translate=shapes_layer.translate,
-        image_scale=transform["scale"], image_translate=transform["translate"],
+        shapes_scale=shapes_layer.scale,
+        shapes_translate=shapes_layer.translate,
+        image_scale=transform["scale"],
+        image_translate=transform["translate"],
     )
     kwargs = {
         "data": result.labels,
@@ -85,10 +98,19 @@ class AnnotationWidget(Container):
         self.run_button = PushButton(text="Make mask")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
-        self.extend([
-            self.image_combo, self.shapes_combo, self.column_combo, self.class_table,
-            self.instance, self.overlap, self.background, self.run_button, self.status,
-        ])
+        self.extend(
+            [
+                self.image_combo,
+                self.shapes_combo,
+                self.column_combo,
+                self.class_table,
+                self.instance,
+                self.overlap,
+                self.background,
+                self.run_button,
+                self.status,
+            ]
+        )
         self.shapes_combo.changed.connect(self._on_shapes_changed)
         self.column_combo.changed.connect(self.refresh_table)
         self.run_button.changed.connect(self._on_run)
@@ -103,7 +125,8 @@ class AnnotationWidget(Container):
     def _shapes_choices(self, _widget=None) -> list:
         # grid layers are not annotations
         return [
-            layer for layer in layer_choices(self._viewer, "shapes")
+            layer
+            for layer in layer_choices(self._viewer, "shapes")
             if "patch_size" not in layer.metadata.get("napari_patchwork", {})
         ]
 
@@ -137,7 +160,9 @@ class AnnotationWidget(Container):
         try:
             return {str(c): int(i) for c, i in zip(data.get("class", []), data.get("label id", []))}
         except (TypeError, ValueError) as err:
-            raise AnnotationError(f"every label id in the table must be a whole number ({err}).") from err
+            raise AnnotationError(
+                f"every label id in the table must be a whole number ({err})."
+            ) from err
 
     def _on_run(self, _value=None) -> None:
         try:
@@ -158,14 +183,24 @@ class AnnotationWidget(Container):
         """Rasterise and add/update the Labels layer; returns it."""
         image, shapes = self.image_combo.value, self.shapes_combo.value
         if image is None:
-            raise AnnotationError("no Image layer: the mask takes its pixel grid from an image; add one.")
+            raise AnnotationError(
+                "no Image layer: the mask takes its pixel grid from an image; add one."
+            )
         if shapes is None:
-            raise AnnotationError("no Shapes layer with annotations: draw polygons, rectangles or ellipses first.")
+            raise AnnotationError(
+                "no Shapes layer with annotations: draw polygons, rectangles or ellipses first."
+            )
         column = self.column_combo.value
         kwargs, result = shapes_to_labels_kwargs(
-            shapes, image, column=None if column == NO_COLUMN else column,
-            class_ids=self.class_ids() or None, instance=self.instance.value,
-            background=self.background.value, by_table_order=self.overlap.value == OVERLAP_TABLE,
+            shapes,
+            image,
+            column=None if column == NO_COLUMN else column,
+            class_ids=self.class_ids() or None,
+            instance=self.instance.value,
+            background=self.background.value,
+            by_table_order=self.overlap.value == OVERLAP_TABLE,
         )
-        kwargs["metadata"]["napari_patchwork"].update(n_painted=result.n_painted, n_skipped=result.n_skipped)
+        kwargs["metadata"]["napari_patchwork"].update(
+            n_painted=result.n_painted, n_skipped=result.n_skipped
+        )
         return update_or_add_layer(self._viewer, f"{shapes.name} mask", "labels", **kwargs)

@@ -130,7 +130,8 @@ class ClusterWidget(Container):
         self.seed = SpinBox(label="random seed", value=0, min=0, max=2**31 - 1)
         self.posterise = CheckBox(text="posterised image", value=False)
         self.nan_background = CheckBox(
-            text="NaN pixels as background (label 0)", value=False,
+            text="NaN pixels as background (label 0)",
+            value=False,
             tooltip="Off: NaN or infinite pixels in the ROI are an error. On: they are left out "
             "of the fit and labelled 0, like pixels outside the ROI.",
         )

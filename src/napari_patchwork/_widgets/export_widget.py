@@ -73,9 +73,7 @@ def _parse_numbers(
 
 def parse_sizes(text: str, what: str) -> list[int] | None:
     """``"256"`` or ``"16, 256, 256"`` -> list of ints; empty -> None; else ExportError."""
-    return _parse_numbers(
-        text, int, what, "a whole number or a list like '256' or '16, 256, 256'"
-    )
+    return _parse_numbers(text, int, what, "a whole number or a list like '256' or '16, 256, 256'")
 
 
 def parse_split(text: str) -> list[float] | None:

@@ -54,27 +54,39 @@ class GridWidget(Container):
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
         self.channels_first = CheckBox(
-            text="first axis is channels", value=False,
+            text="first axis is channels",
+            value=False,
             tooltip="For a non-RGB multichannel image: never cut axis 0.",
         )
         self.patch_height = SpinBox(label="patch height (px)", value=256, min=1, max=1_000_000)
         self.patch_width = SpinBox(label="patch width (px)", value=256, min=1, max=1_000_000)
         self.patch_depth = SpinBox(
-            label="patch depth (z px)", value=0, min=0, max=1_000_000,
+            label="patch depth (z px)",
+            value=0,
+            min=0,
+            max=1_000_000,
             tooltip="3D images only. 0 = the whole depth in one patch.",
         )
         self.stride = SpinBox(
-            label="stride (px)", value=0, min=0, max=1_000_000,
+            label="stride (px)",
+            value=0,
+            min=0,
+            max=1_000_000,
             tooltip="Step between patches in y and x. 0 = patch size (no overlap); "
             "smaller than the patch = overlapping patches.",
         )
         self.edge = ComboBox(label="edge", choices=list(EDGE_MODES), value="drop")
         self.min_foreground = FloatSpinBox(
-            label="min foreground", value=0.0, min=0.0, max=1.0, step=0.05,
+            label="min foreground",
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.05,
             tooltip="With a mask: show only patches whose foreground fraction is at least this.",
         )
         self.color_by = ComboBox(
-            label="colour by", choices=["foreground_fraction", "row", "col", "index"],
+            label="colour by",
+            choices=["foreground_fraction", "row", "col", "index"],
             value="foreground_fraction",
         )
         self.show_button = PushButton(text="Show grid")
@@ -82,9 +94,18 @@ class GridWidget(Container):
         self.status.native.setWordWrap(True)
         self.extend(
             [
-                self.image_combo, self.mask_combo, self.channels_first, self.patch_height,
-                self.patch_width, self.patch_depth, self.stride, self.edge,
-                self.min_foreground, self.color_by, self.show_button, self.status,
+                self.image_combo,
+                self.mask_combo,
+                self.channels_first,
+                self.patch_height,
+                self.patch_width,
+                self.patch_depth,
+                self.stride,
+                self.edge,
+                self.min_foreground,
+                self.color_by,
+                self.show_button,
+                self.status,
             ]
         )
         self.show_button.changed.connect(self._on_show)
@@ -158,7 +179,9 @@ class GridWidget(Container):
         """Validate the form and lay out the grid (fast: no pixel is read)."""
         image = self.image_combo.value
         if image is None:
-            raise GridError("no Image layer selected: add or open an image, then pick it under 'image'.")
+            raise GridError(
+                "no Image layer selected: add or open an image, then pick it under 'image'."
+            )
         channel_axis = self._channel_axis(image)
         data = full_resolution_data(image)
         shape = spatial_shape(data.shape, channel_axis)
@@ -168,7 +191,9 @@ class GridWidget(Container):
         stride = None
         if self.stride.value > 0:
             stride = tuple(patch[:-2]) + (self.stride.value,) * min(2, len(shape))
-        grid = make_grid(data.shape, tuple(patch), stride, self.edge.value, channel_axis=channel_axis)
+        grid = make_grid(
+            data.shape, tuple(patch), stride, self.edge.value, channel_axis=channel_axis
+        )
         mask_layer = self.mask_combo.value
         mask = None if mask_layer is None else full_resolution_data(mask_layer)
         if mask is not None and tuple(mask.shape) != grid.shape:
