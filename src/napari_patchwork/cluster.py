@@ -70,6 +70,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from napari_patchwork._common import is_dask, normalize_axis, per_axis, rescaled, run_steps
+
 ChannelScaling = Literal["shared", "per_channel"]
 CHANNEL_SCALINGS: tuple[str, ...] = get_args(ChannelScaling)
 
@@ -151,29 +153,9 @@ _single_threaded = _SingleThreaded()
 # --------------------------------------------------------------------------- input checks
 
 
-def _is_dask(array: Any) -> bool:
-    return type(array).__module__.split(".")[0] == "dask"
-
-
-def _normalize_axis(axis: int, ndim: int, name: str) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise ClusterError(f"{name} must be an integer axis index or None, got {axis!r}.")
-    if not -ndim <= axis < ndim:
-        raise ClusterError(
-            f"{name}={axis} does not exist for an array with {ndim} axes; "
-            f"use a value from {-ndim} to {ndim - 1}, or None for no channel axis."
-        )
-    return int(axis) % ndim
-
-
 def _per_spatial_axis(value: Any, ndim: int, name: str, *, allow_zero: bool) -> tuple[float, ...]:
     """Broadcast a number to ``ndim`` spatial axes or check a sequence has one per axis."""
-    values = (float(value),) * ndim if np.ndim(value) == 0 else tuple(float(v) for v in value)
-    if len(values) != ndim:
-        raise ClusterError(
-            f"{name} has {len(values)} values but the image has {ndim} spatial axes "
-            f"(channel axis excluded); give one value per spatial axis or a single number."
-        )
+    values = per_axis(value, ndim, name, error=ClusterError)
     low_ok = (lambda v: v >= 0) if allow_zero else (lambda v: v > 0)
     if not all(math.isfinite(v) and low_ok(v) for v in values):
         bound = "0 or more" if allow_zero else "greater than 0"
@@ -217,7 +199,7 @@ class _Pixels:
 
     @property
     def lazy(self) -> bool:
-        return _is_dask(self.values)
+        return is_dask(self.values)
 
     @property
     def n_inside(self) -> int:
@@ -235,7 +217,7 @@ def _prepare(
     max_channels: int,
 ) -> _Pixels:
     """Validate the inputs and bring the image to ``(*spatial, channels)`` order."""
-    lazy = _is_dask(image)
+    lazy = is_dask(image)
     if not lazy:
         image = np.asarray(image)
     dtype = np.dtype(image.dtype)
@@ -251,7 +233,7 @@ def _prepare(
     if channel_axis is None:
         values = image[..., None]
     else:
-        axis = _normalize_axis(channel_axis, image.ndim, "channel_axis")
+        axis = normalize_axis(channel_axis, image.ndim, "channel_axis", ClusterError)
         if image.ndim < 2:
             raise ClusterError(
                 "the image has a single axis, so a channel axis leaves no spatial axis; "
@@ -286,7 +268,7 @@ def _prepare(
 
 
 def _moveaxis(array: Any, source: int, destination: int) -> Any:
-    if _is_dask(array):
+    if is_dask(array):
         import dask.array as da
 
         return da.moveaxis(array, source, destination)
@@ -305,7 +287,7 @@ def _smooth(values: Any, sigma_px: Sequence[float]) -> Any:
             block, sigma_all, output=np.float32, mode="reflect", truncate=truncate
         )
 
-    if not _is_dask(values):
+    if not is_dask(values):
         return smooth(values)
     # scipy's kernel radius is int(truncate * sigma + 0.5); dask's 'reflect' boundary
     # mirrors like scipy's 'reflect' mode, so blocks match the in-memory result.
@@ -618,7 +600,7 @@ class ClusterModel:
         defaults to the fitted one (1 on extra leading axes). numpy in, numpy out;
         dask in, lazy dask out.
         """
-        image = image if _is_dask(image) else np.asarray(image)
+        image = image if is_dask(image) else np.asarray(image)
         channel_axis = self.channel_axis if channel_axis is ... else channel_axis
         n_spatial = image.ndim - (channel_axis is not None)
         fitted_sigma = (
@@ -632,7 +614,7 @@ class ClusterModel:
             mask=mask,
             max_channels=max_channels,
         )
-        return _run(self._predict_steps(pixels, nan_pixels=_check_nan_pixels(nan_pixels)))
+        return run_steps(self._predict_steps(pixels, nan_pixels=_check_nan_pixels(nan_pixels)))
 
     # --- persistence ---------------------------------------------------------------------
 
@@ -859,31 +841,6 @@ def _argmin_plus_one(scores: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, n
 # --------------------------------------------------------------------------- fitting
 
 
-def _run(steps: Generator[Any, None, Any]) -> Any:
-    """Exhaust a progress generator and return its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
-
-
-def _rescaled(
-    steps: Generator[float, None, Any], start: float, stop: float
-) -> Generator[float, None, Any]:
-    """Forward the progress of ``steps`` (fractions in [0, 1]) mapped onto [start, stop];
-    returns what ``steps`` returns. Closing this closes ``steps``."""
-    try:
-        while True:
-            try:
-                fraction = next(steps)
-            except StopIteration as done:
-                return done.value
-            yield start + (stop - start) * fraction
-    finally:
-        steps.close()
-
-
 def _resolve_spatial_axes(
     spatial_axes: Sequence[int] | None, image_ndim: int, channel_axis: int | None
 ) -> tuple[int, ...]:
@@ -893,7 +850,9 @@ def _resolve_spatial_axes(
     if spatial_axes is None:
         chosen = spatial
     else:
-        chosen = sorted({_normalize_axis(a, image_ndim, "spatial_axes") for a in spatial_axes})
+        chosen = sorted(
+            {normalize_axis(a, image_ndim, "spatial_axes", ClusterError) for a in spatial_axes}
+        )
         if channel in chosen:
             raise ClusterError(
                 f"spatial_axes {tuple(spatial_axes)} includes the channel axis {channel_axis}."
@@ -1120,7 +1079,7 @@ class ClusterResult:
     def pixel_counts(self) -> np.ndarray:
         """``(k,)`` int64 pixels per cluster id 1..k (computes dask labels)."""
         k = self.model.n_clusters
-        if _is_dask(self.labels):
+        if is_dask(self.labels):
             import dask.array as da
 
             counts, _ = da.histogram(self.labels, bins=k + 1, range=(-0.5, k + 0.5))
@@ -1160,7 +1119,7 @@ def posterize(
         centers = np.clip(np.rint(centers), info.min, info.max)
     lut = np.zeros((len(centers) + 1, centers.shape[1]), dtype=dtype)
     lut[1:] = centers
-    if _is_dask(labels):
+    if is_dask(labels):
         out = labels.map_blocks(
             lambda block: np.take(lut, block, axis=0),
             dtype=dtype,
@@ -1210,7 +1169,7 @@ def clusters_to_mask(labels: Any, cluster_ids: Sequence[int] | int) -> Any:
     labels_max = np.iinfo(labels.dtype).max if np.issubdtype(labels.dtype, np.integer) else None
     if labels_max is not None and ids.max() > labels_max:
         raise ClusterError(f"cluster id {ids.max()} cannot occur in {labels.dtype} labels.")
-    if _is_dask(labels):
+    if is_dask(labels):
         return labels.map_blocks(lambda block: np.isin(block, ids).view(np.uint8), dtype=np.uint8)
     return np.isin(labels, ids).view(np.uint8)
 
@@ -1260,7 +1219,7 @@ def cluster_pixels_steps(
     model = _fit_model(sample, n_clusters, n_init, rng)
     fit_share = 0.3
     yield fit_share
-    labels = yield from _rescaled(
+    labels = yield from rescaled(
         model._predict_steps(pixels, n_threads, nan_pixels), fit_share, 1.0
     )
     params = {
@@ -1320,7 +1279,7 @@ def cluster_pixels(image: Any, n_clusters: int = 5, **kwargs: Any) -> ClusterRes
     ------
     ClusterError : (a ValueError) with a message that says what to change.
     """
-    return _run(cluster_pixels_steps(image, n_clusters, **kwargs))
+    return run_steps(cluster_pixels_steps(image, n_clusters, **kwargs))
 
 
 # --------------------------------------------------------------------------- choosing k
@@ -1433,7 +1392,7 @@ def choose_k(image: Any, k_values: Sequence[int] = range(2, 11), **kwargs: Any) 
     whole image in memory: 4 bytes x features per pixel); the silhouette always on
     a subsample of ``silhouette_size`` pixels.
     """
-    return _run(choose_k_steps(image, k_values, **kwargs))
+    return run_steps(choose_k_steps(image, k_values, **kwargs))
 
 
 def _everything(template: ClusterModel, pixels: _Pixels, nan_pixels: str = "error") -> _Sample:

@@ -97,7 +97,6 @@ import io
 import json
 import os
 import re
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -109,6 +108,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from napari_patchwork._common import ints, is_dask, run_steps
 from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis, spatial_shape
 from napari_patchwork.resolution import (
     ResolutionError,
@@ -295,11 +295,6 @@ def assign_splits(n: int, split: Mapping[str, float] | None, seed: int = 0) -> l
     return [str(v) for v in out]
 
 
-def _is_dask(array: Any) -> bool:
-    dask_array = sys.modules.get("dask.array")
-    return dask_array is not None and isinstance(array, dask_array.Array)
-
-
 def read_regions(array: Any, regions: Sequence[tuple[slice, ...]]) -> list[np.ndarray]:
     """Read several regions of a numpy, dask or other array-like (zarr, memmap) as numpy arrays.
 
@@ -308,7 +303,7 @@ def read_regions(array: Any, regions: Sequence[tuple[slice, ...]]) -> list[np.nd
     """
     if isinstance(array, np.ndarray):
         return [array[r] for r in regions]
-    if _is_dask(array):
+    if is_dask(array):
         import dask
 
         return [np.asarray(a) for a in dask.compute(*(array[r] for r in regions))]
@@ -900,12 +895,12 @@ def plan_export(
         patches.append(
             PatchInfo(
                 index=i,
-                start=_ints(start),
-                stop=_ints(out_stop * factor_array),
-                valid_stop=_ints(np.minimum(out_valid_stops[i] * factor_array, source_stop)),
-                out_start=_ints(out_start),
-                out_stop=_ints(out_stop),
-                out_valid_stop=_ints(out_valid_stops[i]),
+                start=ints(start),
+                stop=ints(out_stop * factor_array),
+                valid_stop=ints(np.minimum(out_valid_stops[i] * factor_array, source_stop)),
+                out_start=ints(out_start),
+                out_stop=ints(out_stop),
+                out_valid_stop=ints(out_valid_stops[i]),
                 image_file=f"{IMAGES_DIR}/{name}",
                 mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
             )
@@ -1050,21 +1045,17 @@ def indices_of_source_boxes(
         suggestion = size // scale if np.all(size % scale == 0) else None
         raise ExportError(
             f"{len(missing)} of the {len(raw)} chosen patches are not patches of this export: "
-            f"e.g. the one at {_ints(raw[missing[0], 0])} covers {_ints(size)} source px, while "
-            f"this export's patches cover {_ints(np.asarray(grid.patch_size) * scale)} source px "
-            f"(patch size {_ints(grid.patch_size)} output px, downsample {_ints(scale)}). "
+            f"e.g. the one at {ints(raw[missing[0], 0])} covers {ints(size)} source px, while "
+            f"this export's patches cover {ints(np.asarray(grid.patch_size) * scale)} source px "
+            f"(patch size {ints(grid.patch_size)} output px, downsample {ints(scale)}). "
             + (
                 f"Set the patch size (and stride) to the grid's divided by the downsampling: "
-                f"{_ints(suggestion)} px."
+                f"{ints(suggestion)} px."
                 if suggestion is not None
                 else "Choose a downsampling that divides the grid's patch size, or a new grid."
             )
         )
     return [int(i) for i in indices]
-
-
-def _ints(values: Iterable[Any]) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
 
 
 def _class_ids(mapping: Mapping[str, int]) -> dict[str, int]:
@@ -1521,7 +1512,7 @@ def _export_batches_as_dask_tasks(
     import dask.array as da
 
     def lazy(array: Any) -> Any:
-        if _is_dask(array):
+        if is_dask(array):
             return array
         # meta: dask then needs nothing but shape, dtype and indexing (no ndim)
         meta = np.empty((0,) * len(array.shape), dtype=array.dtype)
@@ -1708,11 +1699,4 @@ def export_patches(
     # iter_export and plan_export by name, without a second list to keep in step
     arguments = dict(locals())
     on_progress = arguments.pop("progress")
-    steps = iter_export(**arguments)
-    while True:
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(step)
+    return run_steps(iter_export(**arguments), on_progress)

@@ -19,6 +19,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from napari_patchwork import _common
+
 EdgeMode = Literal["drop", "pad", "shift", "partial"]
 EDGE_MODES: tuple[str, ...] = get_args(EdgeMode)
 """How the last patch along an axis treats the image edge.
@@ -37,12 +39,7 @@ class GridError(ValueError):
 
 def normalize_axis(axis: int, ndim: int, what: str = "channel_axis") -> int:
     """Return ``axis`` as a non-negative index into ``ndim`` axes, or raise GridError."""
-    if not -ndim <= axis < ndim:
-        raise GridError(
-            f"{what}={axis} does not exist for an array with {ndim} axes; "
-            f"use a value from {-ndim} to {ndim - 1}, or None for no channel axis."
-        )
-    return axis % ndim
+    return _common.normalize_axis(axis, ndim, what, GridError)
 
 
 def spatial_axes(ndim: int, channel_axis: int | None = None) -> tuple[int, ...]:
@@ -60,15 +57,7 @@ def spatial_shape(shape: Sequence[int], channel_axis: int | None = None) -> tupl
 
 def _per_axis(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
     """Broadcast an int to ``ndim`` axes or check a sequence has ``ndim`` entries, all >= 1."""
-    if np.ndim(value) == 0:
-        values = (int(value),) * ndim  # type: ignore[arg-type]
-    else:
-        values = tuple(int(v) for v in value)  # type: ignore[union-attr]
-        if len(values) != ndim:
-            raise GridError(
-                f"{name} has {len(values)} values but the image has {ndim} spatial axes; "
-                f"give one value per spatial axis (or a single number for all)."
-            )
+    values = _common.per_axis(value, ndim, name, convert=int, error=GridError)
     for v in values:
         if v < 1:
             raise GridError(f"{name} must be at least 1 pixel along every axis, got {values}.")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_patchwork._common import is_dask
+
 LAZY_THRESHOLD_BYTES = 512 * 2**20
 """Files larger than this (512 MiB) are opened lazily as dask arrays by default."""
 
@@ -194,10 +196,6 @@ WRITE_TILE = 256
 """Tile size (px) of TIFFs written from dask arrays."""
 
 
-def _is_dask(array) -> bool:
-    return type(array).__module__.startswith("dask.")
-
-
 def _dask_tiles(array, tile: int, rgb: bool):
     """Tiles of a dask array in TIFF order: page by page over the axes before y and x
     (none for an RGB(A) ``(y, x, 3|4)`` array), each page as :func:`_page_tiles`."""
@@ -248,7 +246,7 @@ def write_image(
         )
     suffix = _suffix(path)
     tmp = path.with_name(f".{path.name}.part")
-    lazy_tiff = _is_dask(array) and suffix in TIFF_SUFFIXES and array.ndim >= 2
+    lazy_tiff = is_dask(array) and suffix in TIFF_SUFFIXES and array.ndim >= 2
     if not lazy_tiff:
         array = np.asarray(array)
     try:
