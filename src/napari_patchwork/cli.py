@@ -1,8 +1,8 @@
 """The ``napari-patchwork`` command line: the widgets' jobs without a GUI.
 
     napari-patchwork demo [OUT_DIR]
-    napari-patchwork tile IMAGE... [--mask MASK] --size 256 -o DIR
-    napari-patchwork cluster IMAGE... -k 5 -o LABELS.tif
+    napari-patchwork tile IMAGE... [--mask MASK] --size 256 [--preview FILE.png] -o DIR
+    napari-patchwork cluster IMAGE... -k 5 [--posterized FILE.png] -o LABELS.tif
     napari-patchwork stitch DIR -o OUT.tif
 
 Run ``napari-patchwork COMMAND --help`` for every option. Bad input ends with a
@@ -28,6 +28,8 @@ from napari_patchwork.export import DEFAULT_WRITE_THREADS, FILE_FORMATS
 from napari_patchwork.grid import EDGE_MODES
 
 PROG = "napari-patchwork"
+FORMAT_ALIASES = {"tif": "tiff", "ome-tif": "ome-tiff"}
+"""Other names accepted by ``--format``: what most tools call a TIFF file."""
 
 
 class CLIError(Exception):
@@ -62,17 +64,31 @@ def file_stem(path: Path) -> str:
     return path.name.split(".")[0]
 
 
+def per_image_path(image_path: Path, arg: str | None, n_images: int, option: str) -> Path | None:
+    """The file of ``image_path`` named by ``option`` (``--mask``, ``--preview``...): the
+    argument as given, or with ``{stem}`` filled in (needed with several images)."""
+    if arg is None:
+        return None
+    if "{stem}" in arg:
+        return Path(arg.format(stem=file_stem(image_path)))
+    if n_images > 1:
+        example = f"{option.strip('-')}/{{stem}}{Path(arg).suffix or '.tif'}"
+        raise CLIError(
+            f"several images but one {option}: use a pattern such as {option} '{example}'."
+        )
+    return Path(arg)
+
+
 def mask_for(image_path: Path, mask_arg: str | None, n_images: int) -> Path | None:
     """The mask file of ``image_path``: ``--mask`` as given, or with ``{stem}`` filled in."""
-    if mask_arg is None:
-        return None
-    if "{stem}" in mask_arg:
-        return Path(mask_arg.format(stem=file_stem(image_path)))
-    if n_images > 1:
-        raise CLIError(
-            "several images but one --mask: use a pattern such as --mask 'masks/{stem}.tif'."
-        )
-    return Path(mask_arg)
+    return per_image_path(image_path, mask_arg, n_images, "--mask")
+
+
+def refuse_existing(targets: Sequence[Path | None], overwrite: bool) -> None:
+    """Stop before any work if an output file exists and ``--overwrite`` was not given."""
+    for target in targets:
+        if target is not None and target.exists() and not overwrite:
+            raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
 
 
 def channel_axis_arg(value: str | None, shape: tuple[int, ...]) -> int | None:
@@ -158,58 +174,177 @@ def iter_inputs(
 
 
 # -- commands --------------------------------------------------------------------------
-def cmd_tile(args: argparse.Namespace) -> int:
-    from napari_patchwork.export import export_patches
+def export_options(args: argparse.Namespace, image_path: Path) -> dict[str, Any]:
+    """``export_patches`` keywords from the ``tile`` arguments, for one input file."""
     from napari_patchwork.io import read_pixel_size
 
+    scale, units = args.scale, args.units
+    if scale is None:  # an OME-TIFF knows its pixel size
+        scale, file_units = read_pixel_size(image_path) or (None, None)
+        units = units or file_units
+    return dict(
+        patch_size=tuple(args.size) if len(args.size) > 1 else args.size[0],
+        stride=None
+        if args.stride is None
+        else (tuple(args.stride) if len(args.stride) > 1 else args.stride[0]),
+        edge=args.edge,
+        fmt=FORMAT_ALIASES.get(args.format, args.format),
+        compression=None if args.compression in (None, "none") else args.compression,
+        min_foreground=args.min_foreground,
+        only_foreground=args.only_foreground,
+        downsample=args.downsample,
+        pixel_size=args.pixel_size,
+        scale=scale,
+        units=units,
+        split=tuple(args.split) if args.split else None,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        stem=file_stem(image_path),
+        write_threads=args.write_threads,
+    )
+
+
+def preview_targets(args: argparse.Namespace, images: Sequence[Path]) -> list[Path | None]:
+    """The ``--preview`` file of each image (None without the option); checked before any work."""
+    targets = [per_image_path(p, args.preview, len(images), "--preview") for p in images]
+    for target in targets:
+        if target is not None and target.suffix.lower() != ".png":
+            raise CLIError(f"--preview {target}: the preview is a PNG picture; use a .png name.")
+    refuse_existing(targets, args.overwrite)
+    return targets
+
+
+def write_tile_previews(
+    folder: Path, image: Any, channel_axis: int | None, title: str, targets: Sequence[Path]
+) -> list[Path]:
+    """The patches of the export in ``folder`` drawn on a thumbnail of ``image``, written
+    to each of ``targets`` (``folder/preview.png`` and ``--preview``, checked before)."""
+    from napari_patchwork.io import write_image
+    from napari_patchwork.preview import draw_patch_preview, folder_marks, render
+
+    if not targets:
+        return []
+    marks = folder_marks(folder)
+    figure = draw_patch_preview(
+        image, marks.boxes, marks.kept, marks.split, channel_axis=channel_axis, title=title
+    )
+    pixels = render(figure)
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_image(target, pixels, overwrite=True)
+    return list(targets)
+
+
+def cmd_tile(args: argparse.Namespace) -> int:
+    from napari_patchwork.export import export_patches
+    from napari_patchwork.preview import PREVIEW_FILE
+
     images = expand_inputs(args.images)
+    previews = preview_targets(args, images)
     with scheduler(args.scheduler) as client:
-        for image_path, image, mask, channel_axis in iter_inputs(args, images):
+        for (image_path, image, mask, channel_axis), preview in zip(
+            iter_inputs(args, images), previews
+        ):
             out = (
                 Path(args.output) if len(images) == 1 else Path(args.output) / file_stem(image_path)
             )
-            scale, units = args.scale, args.units
-            if scale is None:  # an OME-TIFF knows its pixel size
-                scale, file_units = read_pixel_size(image_path) or (None, None)
-                units = units or file_units
             progress = TqdmProgress(image_path.name, disable=args.quiet)
             try:
                 result = export_patches(
                     out,
                     image,
                     mask,
-                    patch_size=tuple(args.size) if len(args.size) > 1 else args.size[0],
-                    stride=None
-                    if args.stride is None
-                    else (tuple(args.stride) if len(args.stride) > 1 else args.stride[0]),
-                    edge=args.edge,
                     channel_axis=channel_axis,
-                    fmt=args.format,
-                    compression=None if args.compression in (None, "none") else args.compression,
-                    min_foreground=args.min_foreground,
-                    only_foreground=args.only_foreground,
-                    downsample=args.downsample,
-                    pixel_size=args.pixel_size,
-                    scale=scale,
-                    units=units,
-                    split=tuple(args.split) if args.split else None,
-                    seed=args.seed,
-                    overwrite=args.overwrite,
-                    stem=file_stem(image_path),
-                    write_threads=args.write_threads,
                     as_dask_tasks=client is not None,
                     progress=progress,
+                    **export_options(args, image_path),
                 )
             finally:
                 progress.close()
+            targets = [out / PREVIEW_FILE] if not args.no_preview else []
+            title = f"{image_path.name}, {' x '.join(map(str, args.size))} px patches"
+            written = write_tile_previews(
+                out, image, channel_axis, title, targets + ([preview] if preview else [])
+            )
             if not args.quiet:
-                print(f"{image_path}: {result.message}")
+                shown = f"; preview: {', '.join(map(str, written))}" if written else ""
+                print(f"{image_path}: {result.message}{shown}")
     return 0
+
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""Files for 8-bit grey or RGB pictures; other images are written as TIFF."""
+
+
+def posterized_targets(args: argparse.Namespace, images: Sequence[Path]) -> list[Path | None]:
+    """The ``--posterized`` file of each image (None without the option)."""
+    from napari_patchwork.io import TIFF_SUFFIXES
+
+    targets = [per_image_path(p, args.posterized, len(images), "--posterized") for p in images]
+    for target in targets:
+        name = "" if target is None else target.name.lower()
+        if target is not None and not name.endswith(PICTURE_SUFFIXES + TIFF_SUFFIXES):
+            raise CLIError(
+                f"--posterized {target}: write the posterised image as .png or .jpg "
+                "(8-bit grey or RGB) or .tif (any image)."
+            )
+    return targets
+
+
+def check_picture_type(target: Path | None, image: Any, channel_axis: int | None) -> None:
+    """A PNG/JPEG ``--posterized`` file holds 8-bit grey or RGB only: say so before clustering."""
+    if target is None or target.suffix.lower() not in PICTURE_SUFFIXES:
+        return
+    channels = 1 if channel_axis is None else int(image.shape[channel_axis])
+    n_spatial = len(image.shape) - (channel_axis is not None)
+    if np.dtype(image.dtype) != np.uint8 or channels not in (1, 3) or n_spatial != 2:
+        raise CLIError(
+            f"--posterized {target}: PNG and JPEG hold 8-bit grey or RGB pictures, but this "
+            f"image is {np.dtype(image.dtype)} with {channels} channel(s) and {n_spatial} "
+            "spatial axes; use a .tif name."
+        )
+
+
+def fit_or_apply(args: argparse.Namespace, image: Any, mask: Any, channel_axis: int | None, model):
+    """``(labels, model)``: ``model`` applied to ``image``, or a model fitted on it (None)."""
+    from napari_patchwork.cluster import cluster_pixels
+
+    nan_pixels = "background" if args.nan_background else "error"
+    if model is not None:
+        labels = model.predict(image, channel_axis=channel_axis, mask=mask, nan_pixels=nan_pixels)
+        return labels, model
+    result = cluster_pixels(
+        image,
+        args.k,
+        channel_axis=channel_axis,
+        channel_scaling=args.channel_scaling,
+        spatial_weight=args.spatial_weight,
+        sigma=args.sigma,
+        mask=mask,
+        sample_size=args.sample_size,
+        random_state=args.seed,
+        nan_pixels=nan_pixels,
+    )
+    if args.save_model:
+        result.model.save(args.save_model)
+    return result.labels, result.model
+
+
+def write_posterized(target: Path, labels: Any, model, image: Any, channel_axis: int | None,
+                     overwrite: bool) -> None:  # fmt: skip
+    """Every pixel replaced by its cluster centre, in the image's dtype (TIFF strip by strip
+    for dask)."""
+    from napari_patchwork.cluster import posterize
+    from napari_patchwork.io import write_image
+
+    picture = posterize(labels, model.centers_image, channel_axis=channel_axis, dtype=image.dtype)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_image(target, picture, overwrite=overwrite)
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Fit one model (on the first image, unless --model gives one) and label every image with it."""
-    from napari_patchwork.cluster import ClusterModel, cluster_pixels
+    from napari_patchwork.cluster import ClusterModel
     from napari_patchwork.io import write_image
 
     images = expand_inputs(args.images)
@@ -217,41 +352,23 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if len(images) > 1 and out.suffix:
         raise CLIError("several images: give an output folder with -o, not a file name.")
     targets = [out] if len(images) == 1 else [out / f"{file_stem(p)}_clusters.tif" for p in images]
-    for target in targets + ([Path(args.save_model)] if args.save_model else []):
-        if target.exists() and not args.overwrite:  # refuse before any work
-            raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
+    posterized = posterized_targets(args, images)
+    model_file = [Path(args.save_model)] if args.save_model else []
+    refuse_existing(targets + posterized + model_file, args.overwrite)  # before any work
     model = ClusterModel.load(args.model) if args.model else None
     with scheduler(args.scheduler):
-        for (image_path, image, mask, channel_axis), target in zip(
-            iter_inputs(args, images), targets
+        for (image_path, image, mask, channel_axis), target, picture in zip(
+            iter_inputs(args, images), targets, posterized
         ):
-            if model is None:
-                result = cluster_pixels(
-                    image,
-                    args.k,
-                    channel_axis=channel_axis,
-                    channel_scaling=args.channel_scaling,
-                    spatial_weight=args.spatial_weight,
-                    sigma=args.sigma,
-                    mask=mask,
-                    sample_size=args.sample_size,
-                    random_state=args.seed,
-                    nan_pixels="background" if args.nan_background else "error",
-                )
-                labels, model = result.labels, result.model
-                if args.save_model:
-                    model.save(args.save_model)
-            else:
-                labels = model.predict(
-                    image,
-                    channel_axis=channel_axis,
-                    mask=mask,
-                    nan_pixels="background" if args.nan_background else "error",
-                )
+            check_picture_type(picture, image, channel_axis)
+            labels, model = fit_or_apply(args, image, mask, channel_axis, model)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, labels, overwrite=args.overwrite)  # dask: strip by strip
+            if picture is not None:
+                write_posterized(picture, labels, model, image, channel_axis, args.overwrite)
             if not args.quiet:
-                print(f"{image_path}: cluster labels written to {target}")
+                also = f" and the posterised image to {picture}" if picture else ""
+                print(f"{image_path}: cluster labels written to {target}{also}")
     return 0
 
 
@@ -287,13 +404,73 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_tile(args: argparse.Namespace, folder: str, mask: Any, **options: Any):
+    """One export of the demo (with its preview.png): the sample and ``mask``, 80/20 split."""
+    from napari_patchwork.export import export_patches
+    from napari_patchwork.preview import PREVIEW_FILE
+    from napari_patchwork.sample import sample_image
+
+    out = Path(args.output) / folder
+    progress = TqdmProgress(folder, disable=args.quiet)
+    try:
+        result = export_patches(
+            out,
+            sample_image(),
+            mask,
+            patch_size=args.size,
+            edge="pad",
+            channel_axis=-1,
+            fmt="tiff",
+            split=(0.8, 0.2),
+            seed=0,
+            overwrite=args.overwrite,
+            stem="ihc",
+            progress=progress,
+            **options,
+        )
+    finally:
+        progress.close()
+    title = f"{folder}, {args.size} px patches"
+    write_tile_previews(out, sample_image(), -1, title, [out / PREVIEW_FILE])
+    return result
+
+
+def demo_overview(out: Path, clusters: Any, size: int) -> Any:
+    """The demo in one figure: sample, mask, clusters, posterised image, and the patch grids
+    of ``out/patches`` and ``out/patches-cluster1`` with their kept patches marked."""
+    from napari_patchwork.preview import Panel, draw_overview, folder_marks
+    from napari_patchwork.sample import sample_image, sample_mask
+
+    image, mask = sample_image(), sample_mask()
+    k = clusters.model.n_clusters
+    tiled, by_cluster = folder_marks(out / "patches"), folder_marks(out / "patches-cluster1")
+    panels = [
+        Panel(f"sample: IHC photo {image.shape[0]} x {image.shape[1]} RGB", image, channel_axis=-1),
+        Panel(f"mask: {int(mask.max())} nuclei (labels)", mask, "labels"),
+        Panel(f"clusters: k = {k} (1 = darkest)", clusters.labels, "clusters"),
+        Panel(
+            "posterised: each pixel its cluster's centre", clusters.posterized(), channel_axis=-1
+        ),
+        Panel(f"1. patches, {size} px: split train/val", image, channel_axis=-1, marks=tiled),
+        Panel(
+            f"4. kept where cluster 1 covers >= 20%: {int(by_cluster.kept.sum())} of "
+            f"{len(by_cluster.kept)}",
+            image,
+            channel_axis=-1,
+            marks=by_cluster,
+        ),
+    ]
+    return draw_overview(panels, columns=3)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the bundled sample: tile image + mask, stitch back, cluster, tile by clusters."""
+    """The main job on the bundled sample: tile image + mask, stitch back, cluster, tile by
+    clusters, and an overview figure."""
     import time
 
     from napari_patchwork.cluster import cluster_pixels
-    from napari_patchwork.export import export_patches
     from napari_patchwork.io import write_image
+    from napari_patchwork.preview import write_figure
     from napari_patchwork.sample import sample_image, sample_mask
     from napari_patchwork.stitch import read_patch_folder
 
@@ -306,29 +483,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"sample: IHC image {image.shape} {image.dtype}, nuclei mask with {int(mask.max())} labels"
     )
-
-    def tile(folder: str, tile_mask, **options):
-        progress = TqdmProgress(folder, disable=args.quiet)
-        try:
-            return export_patches(
-                out / folder,
-                image,
-                tile_mask,
-                patch_size=args.size,
-                edge="pad",
-                channel_axis=-1,
-                fmt="tiff",
-                split=(0.8, 0.2),
-                seed=0,
-                overwrite=args.overwrite,
-                stem="ihc",
-                progress=progress,
-                **options,
-            )
-        finally:
-            progress.close()
-
-    result = tile("patches", mask)
+    result = demo_tile(args, "patches", mask)
     print(f"1. tiled: {result.message}")
     back = read_patch_folder(out / "patches")
     exact = np.array_equal(back.image(), image) and np.array_equal(back.mask(), mask)
@@ -348,13 +503,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{out / 'clusters.tif'}, {out / 'posterized.png'}, {out / 'cluster-model.json'}"
     )
 
-    foreground = clusters.foreground([1])
-    result = tile("patches-cluster1", foreground, min_foreground=0.2)
+    result = demo_tile(args, "patches-cluster1", clusters.foreground([1]), min_foreground=0.2)
     print(f"4. tiled where the darkest cluster covers >= 20%: {result.message}")
+    write_figure(out / "overview.png", demo_overview(out, clusters, args.size), overwrite=True)
+    print(f"5. overview figure: {out / 'overview.png'} (and preview.png in each patch folder)")
     return 0 if exact else 1
 
 
 # -- parser ----------------------------------------------------------------------------
+def preview_arguments(tile: argparse.ArgumentParser) -> None:
+    """``tile``'s picture options: ``--preview FILE.png`` and ``--no-preview``."""
+    tile.add_argument(
+        "--preview",
+        metavar="FILE.png",
+        help="also write the patch preview (a thumbnail of at most 2,000 px with every patch "
+        "drawn: kept, filtered, split) to this file; with several images a pattern with {stem}",
+    )
+    tile.add_argument(
+        "--no-preview",
+        action="store_true",
+        help="do not write preview.png into the patch folder (written by default)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -387,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="on the bundled IHC sample: tile image + nuclei mask, stitch back, cluster, "
-        "tile by the darkest cluster",
+        "tile by the darkest cluster, draw an overview figure (overview.png)",
     )
     demo.add_argument(
         "output",
@@ -436,9 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tile.add_argument(
         "--format",
-        choices=list(FILE_FORMATS),
+        choices=[*FILE_FORMATS, *FORMAT_ALIASES],
         default="tiff",
-        help="patch file format (ome-tiff carries the physical pixel size)",
+        help="patch file format (ome-tiff carries the physical pixel size; "
+        "tif and ome-tif are other names of tiff and ome-tiff)",
     )
     tile.add_argument(
         "--compression",
@@ -508,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder (one sub-folder per image when several)",
     )
+    preview_arguments(tile)
     common(tile)
     tile.set_defaults(func=cmd_tile)
 
@@ -561,6 +734,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument(
         "--model", metavar="FILE", help="apply a saved model instead of fitting one"
+    )
+    cluster.add_argument(
+        "--posterized",
+        metavar="FILE",
+        help="also write the posterised image (every pixel its cluster centre, in the image's "
+        "dtype): .png or .jpg for 8-bit grey or RGB, else .tif; with several images a pattern "
+        "with {stem}, e.g. 'posterized/{stem}.png'",
     )
     cluster.add_argument("--overwrite", action="store_true", help="replace existing output files")
     cluster.add_argument(
