@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
@@ -13,12 +14,15 @@ from napari_patchwork.sample import sample_image, sample_mask
 def run(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "napari_patchwork.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
 def test_demo_tiles_the_sample_and_stitches_it_back(tmp_path):
-    result = run("demo", tmp_path / "demo")
+    result = run("demo", tmp_path / "demo", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "16 patches" in result.stdout and "identical to the input" in result.stdout
     assert "clustered into k=4" in result.stdout and (tmp_path / "demo" / "clusters.tif").exists()
@@ -29,6 +33,31 @@ def test_demo_tiles_the_sample_and_stitches_it_back(tmp_path):
     assert images[1].name == "ihc_01_y0_x128.tif"
     assert tifffile.imread(images[1]).shape == (128, 128, 3)
     assert np.array_equal(tifffile.imread(masks[1]), sample_mask()[:128, 128:256])
+    overview = iio.imread(tmp_path / "demo" / "overview.png")
+    assert overview.shape == (800, 1080, 3)  # 3 x 2 panels of 360 px with titles
+    assert len(np.unique(overview.reshape(-1, 3), axis=0)) > 5000  # photos, not a blank page
+    for folder in ("patches", "patches-cluster1"):
+        preview = iio.imread(tmp_path / "demo" / folder / "preview.png")
+        assert preview.shape == (1024 + 44, 1024, 3)
+
+
+def test_demo_overview_has_the_expected_panels(tmp_path):
+    from napari_patchwork.cli import demo_overview
+    from napari_patchwork.cluster import cluster_pixels
+    from napari_patchwork.export import export_patches
+
+    image, mask = sample_image(), sample_mask()
+    clusters = cluster_pixels(image, 4, channel_axis=-1, random_state=0)
+    export_patches(tmp_path / "patches", image, mask, patch_size=128, channel_axis=-1)
+    export_patches(tmp_path / "patches-cluster1", image, clusters.foreground([1]),
+                   patch_size=128, channel_axis=-1, min_foreground=0.2)  # fmt: skip
+    fig = demo_overview(tmp_path, clusters, 128)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 6
+    for word, title in zip(["sample", "mask", "clusters", "posterised", "1. patches", "4. kept"],
+                           titles):  # fmt: skip
+        assert title.startswith(word), titles
+    assert "152 nuclei" in titles[1] and "k = 4" in titles[2]
 
 
 @pytest.fixture
@@ -42,8 +71,23 @@ def slide_files(tmp_path):
 
 def test_tile_several_images_with_glob_and_mask_pattern_then_stitch(slide_files):
     d = slide_files
-    result = run("tile", d / "[ab].tif", "--mask", str(d / "{stem}_mask.tif"), "--size", "100",
-                 "--edge", "pad", "--min-foreground", "0.2", "--split", "0.5", "0.5", "-o", d / "out")
+    result = run(
+        "tile",
+        d / "[ab].tif",
+        "--mask",
+        str(d / "{stem}_mask.tif"),
+        "--size",
+        "100",
+        "--edge",
+        "pad",
+        "--min-foreground",
+        "0.2",
+        "--split",
+        "0.5",
+        "0.5",
+        "-o",
+        d / "out",
+    )
     assert result.returncode == 0, result.stderr
     assert "a.tif" in result.stdout and "b.tif" in result.stdout
     for name in ("a", "b"):
@@ -60,7 +104,12 @@ def test_tile_several_images_with_glob_and_mask_pattern_then_stitch(slide_files)
 
 def test_stitch_everything_exact(slide_files):
     d = slide_files
-    assert run("tile", d / "a.tif", "--mask", d / "a_mask.tif", "--size", "64", "-o", d / "t").returncode == 0
+    assert (
+        run(
+            "tile", d / "a.tif", "--mask", d / "a_mask.tif", "--size", "64", "-o", d / "t"
+        ).returncode
+        == 0
+    )
     assert run("stitch", d / "t", "-o", d / "back.npy").returncode == 0
     assert np.array_equal(np.load(d / "back.npy"), sample_image())
     assert np.array_equal(np.load(d / "back_mask.npy"), sample_mask())
@@ -73,10 +122,17 @@ def test_stitch_everything_exact(slide_files):
         (["tile", "nothing*.tif", "--size", "64", "-o", "out"], "no file matches", 2),
         (["tile", "a.tif", "--size", "0", "-o", "out"], "at least 1 pixel", 2),
         (["tile", "a.tif", "--size", "1000", "-o", "out"], "larger than the image", 2),
-        (["tile", "a.tif", "b.tif", "--mask", "a_mask.tif", "--size", "64", "-o", "out"],
-         "use a pattern such as", 2),
+        (
+            ["tile", "a.tif", "b.tif", "--mask", "a_mask.tif", "--size", "64", "-o", "out"],
+            "use a pattern such as",
+            2,
+        ),
         (["tile", "a.tif", "--mask", "a.tif", "--size", "64", "-o", "out"], "mask", 2),
-        (["tile", "a.tif", "--size", "64", "--channel-axis", "x", "-o", "out"], "--channel-axis", 2),
+        (
+            ["tile", "a.tif", "--size", "64", "--channel-axis", "x", "-o", "out"],
+            "--channel-axis",
+            2,
+        ),
         (["tile", "broken.tif", "--size", "64", "-o", "out"], "cannot read it as an image", 1),
         (["stitch", "a_mask.tif", "-o", "x.tif"], "patch folder", 2),
     ],
@@ -102,14 +158,26 @@ def test_existing_foreign_folder_is_not_overwritten(slide_files):
 def test_help_explains_every_option():
     result = run("tile", "--help")
     assert result.returncode == 0
-    for option in ("--mask", "--size", "--stride", "--edge", "--format", "--min-foreground",
-                   "--split", "--scheduler", "--overwrite", "--channel-axis"):
+    for option in (
+        "--mask",
+        "--size",
+        "--stride",
+        "--edge",
+        "--format",
+        "--min-foreground",
+        "--split",
+        "--scheduler",
+        "--overwrite",
+        "--channel-axis",
+    ):
         assert option in result.stdout
 
 
 def test_cluster_writes_labels_and_reapplies_a_saved_model(slide_files):
     d = slide_files
-    result = run("cluster", d / "a.tif", "-k", "4", "--save-model", d / "model.json", "-o", d / "labels.tif")
+    result = run(
+        "cluster", d / "a.tif", "-k", "4", "--save-model", d / "model.json", "-o", d / "labels.tif"
+    )
     assert result.returncode == 0, result.stderr
     labels = tifffile.imread(d / "labels.tif")
     assert labels.shape == (512, 512) and labels.dtype == np.uint8
@@ -135,12 +203,34 @@ def test_cluster_bad_input(slide_files, args, message):
 
 def test_tile_at_a_pixel_size_read_from_ome_tiff(tmp_path):
     image, mask = sample_image(), sample_mask()
-    tifffile.imwrite(tmp_path / "scan.ome.tif", image, photometric="rgb",
-                     metadata={"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25,
-                               "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"})
+    tifffile.imwrite(
+        tmp_path / "scan.ome.tif",
+        image,
+        photometric="rgb",
+        metadata={
+            "axes": "YXS",
+            "PhysicalSizeX": 0.25,
+            "PhysicalSizeY": 0.25,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeYUnit": "µm",
+        },
+    )
     tifffile.imwrite(tmp_path / "mask.tif", mask)
-    result = run("tile", tmp_path / "scan.ome.tif", "--mask", tmp_path / "mask.tif", "--size", "64",
-                 "--pixel-size", "0.5", "--format", "ome-tiff", "--only-foreground", "-o", tmp_path / "out")
+    result = run(
+        "tile",
+        tmp_path / "scan.ome.tif",
+        "--mask",
+        tmp_path / "mask.tif",
+        "--size",
+        "64",
+        "--pixel-size",
+        "0.5",
+        "--format",
+        "ome-tiff",
+        "--only-foreground",
+        "-o",
+        tmp_path / "out",
+    )
     assert result.returncode == 0, result.stderr
     files = sorted((tmp_path / "out" / "images").iterdir())
     assert len(files) == 16  # 512 px at 0.25 um = 256 px at 0.5 um = 4 x 4 patches of 64
@@ -153,9 +243,20 @@ def test_tile_at_a_pixel_size_read_from_ome_tiff(tmp_path):
     assert half_mask.shape == (256, 256)
     assert set(np.unique(half_mask)) <= set(np.unique(mask))  # label ids never mixed
 
-    wrong = run("tile", tmp_path / "scan.ome.tif", "--size", "64", "--pixel-size", "0.3",
-                "-o", tmp_path / "bad")
-    assert wrong.returncode == 2 and "use pixel_size=0.25 (downsample 1) or pixel_size=0.5" in wrong.stderr
+    wrong = run(
+        "tile",
+        tmp_path / "scan.ome.tif",
+        "--size",
+        "64",
+        "--pixel-size",
+        "0.3",
+        "-o",
+        tmp_path / "bad",
+    )
+    assert (
+        wrong.returncode == 2
+        and "use pixel_size=0.25 (downsample 1) or pixel_size=0.5" in wrong.stderr
+    )
 
 
 def test_outputs_are_never_replaced_without_overwrite(slide_files):
@@ -164,7 +265,10 @@ def test_outputs_are_never_replaced_without_overwrite(slide_files):
     result = run("cluster", d / "a.tif", "-k", "3", "-o", d / "labels.tif")
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert (d / "labels.tif").read_bytes() == b"an earlier result"
-    assert run("cluster", d / "a.tif", "-k", "3", "--overwrite", "-o", d / "labels.tif").returncode == 0
+    assert (
+        run("cluster", d / "a.tif", "-k", "3", "--overwrite", "-o", d / "labels.tif").returncode
+        == 0
+    )
     assert tifffile.imread(d / "labels.tif").shape == (512, 512)
 
     assert run("tile", d / "a.tif", "--size", "128", "-o", d / "t").returncode == 0
@@ -180,3 +284,96 @@ def test_demo_refuses_a_used_folder(tmp_path):
     result = run("demo", tmp_path / "used")
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
+
+
+def test_cluster_posterized_is_the_model_centres_at_each_label(slide_files):
+    d = slide_files
+    result = run("cluster", d / "a.tif", "-k", "4", "--save-model", d / "m.json",
+                 "--posterized", d / "poster.png", "-o", d / "labels.tif")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "posterised image to" in result.stdout
+    from napari_patchwork.cluster import ClusterModel
+
+    labels, poster = tifffile.imread(d / "labels.tif"), iio.imread(d / "poster.png")
+    centres = np.clip(np.rint(ClusterModel.load(d / "m.json").centers_image), 0, 255)
+    assert poster.shape == (512, 512, 3) and poster.dtype == np.uint8
+    for i, centre in enumerate(centres, start=1):
+        assert np.all(poster[labels == i] == centre.astype(np.uint8)), i
+
+    grey = sample_image()[..., 0].astype(np.uint16) * 200  # 16-bit: TIFF, not PNG
+    for name in ("g1", "g2"):
+        tifffile.imwrite(d / f"{name}.tif", grey)
+    refused = run(
+        "cluster", d / "g1.tif", "-k", "3", "--posterized", d / "g.png", "-o", d / "g.tif"
+    )
+    assert refused.returncode == 2 and "use a .tif name" in refused.stderr
+    assert not (d / "g.tif").exists()  # refused before writing labels
+    poster_pattern = str(d / "post" / "{stem}_poster.tif")
+    several = run("cluster", d / "g[12].tif", "-k", "3", "--save-model", d / "g.json",
+                  "--posterized", poster_pattern, "-o", d / "gl")  # fmt: skip
+    assert several.returncode == 0, several.stderr
+    centres = ClusterModel.load(d / "g.json").centers_image[:, 0]
+    for name in ("g1", "g2"):
+        labels = tifffile.imread(d / "gl" / f"{name}_clusters.tif")
+        poster = tifffile.imread(d / "post" / f"{name}_poster.tif")
+        assert poster.dtype == np.uint16 and poster.shape == grey.shape
+        assert np.array_equal(poster, np.rint(centres).astype(np.uint16)[labels - 1])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["a.tif", "b.tif", "--posterized", "p.png", "-o", "out"],
+            "--posterized 'posterized/{stem}.png'",
+        ),
+        (["a.tif", "--posterized", "p.bmp", "-o", "x.tif"], ".png or .jpg"),
+    ],
+)
+def test_cluster_posterized_bad_names(slide_files, args, message):
+    result = run("cluster", *args, cwd=slide_files)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_tile_writes_a_preview_of_kept_and_filtered_patches(slide_files):
+    d = slide_files
+    result = run("tile", d / "[ab].tif", "--mask", str(d / "{stem}_mask.tif"), "--size", "100",
+                 "--edge", "pad", "--min-foreground", "0.2", "--split", "0.5", "0.5",
+                 "--preview", str(d / "previews" / "{stem}.png"), "-o", d / "out")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "preview:" in result.stdout
+    from napari_patchwork.preview import KEPT_COLOR, folder_marks
+
+    kept_colour = np.rint(np.array(tuple(int(KEPT_COLOR[i : i + 2], 16) for i in (1, 3, 5))))
+    for name in ("a", "b"):
+        inside = iio.imread(d / "out" / name / "preview.png")
+        extra = iio.imread(d / "previews" / f"{name}.png")
+        assert np.array_equal(inside, extra) and max(inside.shape[:2]) <= 2000
+        assert np.all(inside == kept_colour, axis=-1).sum() > 1000
+        marks = folder_marks(d / "out" / name)
+        assert 0 < marks.kept.sum() < 36 == len(marks.kept)
+    again = run("tile", d / "a.tif", "--size", "100", "--preview", d / "previews" / "a.png",
+                "-o", d / "out2")  # fmt: skip
+    assert again.returncode == 2 and "--overwrite" in again.stderr and not (d / "out2").exists()
+    bare = run("tile", d / "a.tif", "--size", "100", "--no-preview", "-o", d / "out3")
+    assert bare.returncode == 0 and not (d / "out3" / "preview.png").exists()
+    wrong = run("tile", d / "a.tif", "--size", "100", "--preview", d / "p.jpg", "-o", d / "o4")
+    assert wrong.returncode == 2 and "use a .png name" in wrong.stderr
+
+
+@pytest.mark.parametrize(
+    "alias, fmt, ext", [("tif", "tiff", ".tif"), ("ome-tif", "ome-tiff", ".ome.tif")]
+)
+def test_format_tif_and_ome_tif_are_aliases(slide_files, alias, fmt, ext):
+    import json
+
+    d = slide_files
+    result = run("tile", d / "a.tif", "--size", "256", "--format", alias, "-o", d / alias)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((d / alias / "dataset.json").read_text())["file_format"] == fmt
+    files = sorted(p.name for p in (d / alias / "images").iterdir())
+    assert len(files) == 4 and all(f.endswith(ext) for f in files)
+    assert all(f.endswith(".ome.tif") == (fmt == "ome-tiff") for f in files)
+    assert np.array_equal(
+        tifffile.imread(d / alias / "images" / files[0]), sample_image()[:256, :256]
+    )

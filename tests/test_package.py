@@ -15,6 +15,8 @@ CORE_MODULES = [
     "napari_patchwork.annotations",
     "napari_patchwork.io",
     "napari_patchwork.sample",
+    "napari_patchwork.preview",
+    "napari_patchwork.thumbnail",
     "napari_patchwork.cli",
     "napari_patchwork._layer_data",
     "napari_patchwork._reader",

@@ -343,7 +343,7 @@ def write_posterized(target: Path, labels: Any, model, image: Any, channel_axis:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    """Fit one model (on the first image, unless --model gives one) and label every image with it."""
+    """Fit one model (on the first image, unless --model gives one), label every image with it."""
     from napari_patchwork.cluster import ClusterModel
     from napari_patchwork.io import write_image
 
@@ -487,9 +487,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"1. tiled: {result.message}")
     back = read_patch_folder(out / "patches")
     exact = np.array_equal(back.image(), image) and np.array_equal(back.mask(), mask)
-    print(
-        f"2. stitched back: {'identical to the input, dtypes included' if exact else 'DIFFERENT from the input'}"
-    )
+    same = "identical to the input, dtypes included" if exact else "DIFFERENT from the input"
+    print(f"2. stitched back: {same}")
 
     start = time.perf_counter()
     clusters = cluster_pixels(image, args.k, channel_axis=-1, random_state=0)

@@ -1,9 +1,5 @@
-"""Pictures without napari: thumbnails of large images, patch previews, overview figures.
+"""Pictures without napari: patch previews and overview figures.
 
-* :func:`thumbnail`: an image at most ``max_side`` px on its long side, read from the
-  smallest fitting level of a pyramid, block-averaged strip by strip for numpy arrays and
-  read with strided slices for dask arrays (a tiled or memory-mapped file then serves
-  only the sampled pixels), so a whole slide is never in memory.
 * :func:`draw_patch_preview` / :func:`write_preview`: every patch drawn as a rectangle
   on the thumbnail, kept patches in one colour, filtered ones hatched in another, the
   split as a tint of the kept patches, and a legend below the picture.
@@ -12,7 +8,9 @@
   titles (the demo's ``overview.png``).
 
 Figures are ``matplotlib.figure.Figure`` objects on the Agg canvas: no pyplot state, no
-GUI. :func:`render` turns one into an RGB array, which :func:`write_figure` writes.
+GUI. :func:`render` turns one into an RGB array, which :func:`write_figure` writes. The
+images in them are thumbnails (:mod:`napari_patchwork.thumbnail`), so a whole slide is never
+in memory.
 """
 
 from __future__ import annotations
@@ -26,188 +24,29 @@ from typing import Any
 
 import numpy as np
 
-from napari_patchwork._common import is_dask, normalize_axis
+from napari_patchwork.thumbnail import (
+    CLUSTER_COLORS,
+    PREVIEW_MAX_SIDE,
+    PreviewError,
+    Thumbnail,
+    display_pixels,
+    label_colors,
+    source_yx,
+    thumbnail,
+)
 
-PREVIEW_MAX_SIDE = 2000
-"""Long side (px) of a patch preview picture."""
 PREVIEW_FILE = "preview.png"
 """The preview written into every export folder."""
 KEPT_COLOR = "#00e5ff"  # cyan: on white and on dark stain, with a dark halo around it
 FILTERED_COLOR = "#ff9100"  # orange, hatched: told apart from cyan by colour-blind eyes too
 HALO_COLOR = "#101010"
+FILTERED_VEIL = (0.0, 0.0, 0.0, 0.3)  # filtered patches are dimmed, so they read at any size
 SPLIT_TINTS = ("#ffea00", "#ff4081", "#76ff03", "#d500f9")
 """Fill colours of the 2nd, 3rd... split (the first split, e.g. train, is not tinted)."""
 SPLIT_ALPHA = 0.3
-CLUSTER_COLORS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)  # fmt: skip
 _DPI = 100
-_STRIP_BYTES = 64 * 2**20  # float working memory of one strip of a block mean
 _STRIP_PX = 44  # the legend strip below a preview
 _MIN_SIDE = 800  # small images are drawn enlarged so that the legend stays readable
-
-
-class PreviewError(ValueError):
-    """Bad input for a picture; the message says what to change."""
-
-
-# -- thumbnails --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Thumbnail:
-    """A reduced image: ``pixels`` ``(h, w)`` or ``(h, w, c)`` (channels last) in the
-    image's dtype, ``scale`` source pixels per thumbnail pixel along y and x, and
-    ``source_shape`` the full-resolution (level 0) height and width."""
-
-    pixels: np.ndarray
-    scale: tuple[float, float]
-    source_shape: tuple[int, int]
-
-    @property
-    def extent(self) -> tuple[float, float, float, float]:
-        """matplotlib's ``imshow`` extent (left, right, bottom, top) in source pixels."""
-        height, width = self.pixels.shape[:2]
-        return (0.0, width * self.scale[1], height * self.scale[0], 0.0)
-
-
-def _levels(image: Any) -> list[Any]:
-    levels = list(image) if isinstance(image, (list, tuple)) else [image]
-    if not levels:
-        raise PreviewError("an empty list of pyramid levels; give at least one image.")
-    return levels
-
-
-def _plane_index(ndim: int, channel_axis: int | None, steps: Sequence[int]) -> tuple:
-    """Index of the middle plane of the axes before y and x, with steps along y and x."""
-    spatial = [a for a in range(ndim) if a != channel_axis]
-    index: list[Any] = [slice(None)] * ndim
-    if len(spatial) < 2:
-        raise PreviewError(
-            f"an image needs two spatial axes for a picture; this one has shape {ndim} axes "
-            f"with channel_axis={channel_axis}."
-        )
-    for axis in spatial[:-2]:
-        index[axis] = None  # filled with the middle below
-    index[spatial[-2]] = slice(None, None, steps[0])
-    index[spatial[-1]] = slice(None, None, steps[1])
-    return tuple(index)
-
-
-def _yx(shape: Sequence[int], channel_axis: int | None) -> tuple[int, int]:
-    """Height and width of an array of ``shape`` (``channel_axis`` non-negative or None)."""
-    spatial = [s for a, s in enumerate(shape) if a != channel_axis]
-    return int(spatial[-2]), int(spatial[-1])
-
-
-def source_yx(image: Any, channel_axis: int | None = None) -> tuple[int, int]:
-    """Height and width of ``image`` (or of the first of its pyramid levels), without reading it."""
-    shape = tuple(_levels(image)[0].shape)
-    if channel_axis is not None:
-        channel_axis = normalize_axis(channel_axis, len(shape), error=PreviewError)
-    return _yx(shape, channel_axis)
-
-
-def block_mean(plane: np.ndarray, factor: int) -> np.ndarray:
-    """Mean of ``factor x factor`` blocks of a ``(h, w)`` or ``(h, w, c)`` array, strip by
-    strip (bounded memory); blocks cut by the edge average the pixels they have. Integer
-    dtypes are rounded back to the dtype."""
-    if factor == 1:
-        return np.asarray(plane)
-    height, width = plane.shape[:2]
-    channels = plane.shape[2:]
-    out_h, out_w = -(-height // factor), -(-width // factor)
-    out = np.empty((out_h, out_w, *channels), dtype=np.float64)
-    row_bytes = factor * width * int(np.prod(channels, dtype=np.int64)) * 8
-    rows = max(1, _STRIP_BYTES // max(row_bytes, 1))
-    for r0 in range(0, out_h, rows):
-        strip = np.asarray(plane[r0 * factor : (r0 + rows) * factor], dtype=np.float64)
-        n_rows = -(-strip.shape[0] // factor)
-        pad = [(0, n_rows * factor - strip.shape[0]), (0, out_w * factor - width)]
-        strip = np.pad(strip, pad + [(0, 0)] * len(channels), mode="edge")
-        blocks = strip.reshape(n_rows, factor, out_w, factor, *channels)
-        out[r0 : r0 + n_rows] = blocks.mean(axis=(1, 3))
-    dtype = np.dtype(plane.dtype)
-    if dtype.kind == "b":
-        return out >= 0.5
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
-    return out.astype(dtype)
-
-
-def thumbnail(
-    image: Any,
-    max_side: int = PREVIEW_MAX_SIDE,
-    channel_axis: int | None = None,
-    *,
-    labels: bool = False,
-) -> Thumbnail:
-    """A picture of ``image`` at most ``max_side`` px on its long side.
-
-    ``image``: a numpy or dask array, or a list of pyramid levels (largest first, e.g.
-    napari multiscale data or tifffile series levels; each numpy, dask or zarr-like):
-    the smallest level still at least ``max_side`` px long (or the largest) is read.
-    numpy input is averaged over blocks strip by strip; other input (dask, zarr) is read
-    with strided slices, one sampled pixel per block, so nothing is computed whole.
-    ``labels=True`` always samples (never averages label ids). Axes before y and x
-    (z, t) are shown at their middle plane. The channel axis moves last.
-    """
-    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:
-        raise PreviewError(f"max_side must be a positive number of pixels, got {max_side!r}.")
-    levels = _levels(image)
-    ndim = len(levels[0].shape)
-    axis = None if channel_axis is None else normalize_axis(channel_axis, ndim, error=PreviewError)
-    source = _yx(levels[0].shape, axis)
-    fitting = [lv for lv in levels if max(_yx(lv.shape, axis)) >= min(max_side, max(source))]
-    level = min(fitting or levels[:1], key=lambda lv: max(_yx(lv.shape, axis)))
-    level_yx = _yx(level.shape, axis)
-    factor = max(1, math.ceil(max(level_yx) / max_side))
-    strided = labels or not isinstance(level, np.ndarray)
-    index = list(_plane_index(ndim, axis, (factor, factor) if strided else (1, 1)))
-    for a, item in enumerate(index):
-        if item is None:
-            index[a] = int(level.shape[a]) // 2
-    plane = level[tuple(index)]
-    if is_dask(plane):
-        plane = plane.compute()
-    plane = np.asarray(plane)
-    if axis is not None:
-        kept_axes = [a for a in range(ndim) if not isinstance(index[a], int)]
-        plane = np.moveaxis(plane, kept_axes.index(axis), -1)
-    if not strided:
-        plane = block_mean(plane, factor)
-    scale = tuple(s / p for s, p in zip(source, plane.shape[:2]))
-    return Thumbnail(plane, (float(scale[0]), float(scale[1])), source)
-
-
-def display_pixels(pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` (channels last) as matplotlib shows them: uint8 grey or RGB as they are,
-    anything else contrast-stretched per channel (0.5-99.5 percentiles) to floats in
-    [0, 1]; two channels become red and green, more than three the first three."""
-    pixels = np.asarray(pixels)
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    if pixels.ndim == 3 and pixels.shape[-1] == 4 and pixels.dtype == np.uint8:
-        pixels = pixels[..., :3]  # RGBA: alpha is not a colour
-    if pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[-1] == 3):
-        return pixels
-    values = pixels.astype(np.float64)
-    if values.ndim == 2:
-        return _stretch(values)
-    channels = [_stretch(values[..., c]) for c in range(min(3, values.shape[-1]))]
-    while len(channels) < 3:
-        channels.append(np.zeros_like(channels[0]))
-    return np.stack(channels, axis=-1)
-
-
-def _stretch(values: np.ndarray) -> np.ndarray:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return np.zeros_like(values)
-    low, high = np.percentile(finite, [0.5, 99.5])
-    if high <= low:
-        high = low + 1
-    return np.nan_to_num(np.clip((values - low) / (high - low), 0, 1))
 
 
 # -- patch marks -------------------------------------------------------------------------
@@ -293,9 +132,9 @@ def line_width(marks: PatchMarks, pixels_per_source_px: float) -> tuple[float, b
 
 
 def draw_patches(ax: Any, marks: PatchMarks, line_px: float = 2.0, halo: bool = True) -> None:
-    """Draw ``marks`` on ``ax`` (data coordinates = source pixels): filtered patches hatched
-    orange, kept ones cyan on top (a shared edge shows kept), splits after the first tinted,
-    each line over a dark ``halo`` (readable on light and dark tissue)."""
+    """Draw ``marks`` on ``ax`` (data coordinates = source pixels): filtered patches dimmed
+    and hatched orange, kept ones cyan on top (a shared edge shows kept), splits after the
+    first tinted, each line over a dark ``halo`` (readable on light and dark tissue)."""
     from matplotlib.collections import PolyCollection
 
     marks = marks.footprints()
@@ -307,7 +146,7 @@ def draw_patches(ax: Any, marks: PatchMarks, line_px: float = 2.0, halo: bool = 
         (y0, x0), (y1, x1) = marks.boxes[chosen, 0].T, marks.boxes[chosen, 1].T
         verts = np.stack([np.stack([x0, y0], -1), np.stack([x1, y0], -1),
                           np.stack([x1, y1], -1), np.stack([x0, y1], -1)], axis=1)  # fmt: skip
-        faces = _split_faces(marks, chosen) if keep else "none"
+        faces = _split_faces(marks, chosen) if keep else [FILTERED_VEIL]
         colour = KEPT_COLOR if keep else FILTERED_COLOR
         if halo:
             ax.add_collection(
@@ -349,7 +188,7 @@ def legend_handles(marks: PatchMarks) -> list[Any]:
     n_filtered = len(marks.kept) - n_kept
     if n_filtered:
         handles.append(
-            Patch(facecolor="none", edgecolor=FILTERED_COLOR, hatch="//", linewidth=2,
+            Patch(facecolor=FILTERED_VEIL, edgecolor=FILTERED_COLOR, hatch="//", linewidth=2,
                   label=f"filtered out: {n_filtered}")
         )  # fmt: skip
     return handles
@@ -393,23 +232,6 @@ def _show(ax: Any, thumb: Thumbnail, kind: str = "image") -> None:
         raise PreviewError(f"kind={kind!r}; use 'image', 'labels' or 'clusters'.")
     ax.imshow(shown, extent=thumb.extent, interpolation="nearest", cmap="gray",
               vmin=0, vmax=255 if shown.dtype == np.uint8 else 1)  # fmt: skip
-
-
-def label_colors(labels: np.ndarray, kind: str = "labels") -> np.ndarray:
-    """RGB uint8 of a label image: ``"clusters"`` ids 1..k in :data:`CLUSTER_COLORS`,
-    ``"labels"`` (instances) one hue per id spread by the golden ratio; 0 is black."""
-    from matplotlib.colors import hsv_to_rgb, to_rgb
-
-    ids = np.asarray(labels).astype(np.int64)
-    top = int(ids.max(initial=0))
-    if kind == "clusters":
-        table = [to_rgb(CLUSTER_COLORS[(i - 1) % len(CLUSTER_COLORS)]) for i in range(1, top + 1)]
-    else:
-        hues = (np.arange(1, top + 1) * 0.618034) % 1.0
-        table = hsv_to_rgb(np.stack([hues, np.full(top, 0.7), np.full(top, 1.0)], -1))
-    lut = np.zeros((top + 1, 3), dtype=np.uint8)
-    lut[1:] = np.rint(np.asarray(table).reshape(-1, 3) * 255)
-    return lut[np.clip(ids, 0, top)]
 
 
 def _patch_figure_size(image: Any, marks: PatchMarks, channel_axis: Any, max_side: int):
