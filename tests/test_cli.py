@@ -377,3 +377,21 @@ def test_format_tif_and_ome_tif_are_aliases(slide_files, alias, fmt, ext):
     assert np.array_equal(
         tifffile.imread(d / alias / "images" / files[0]), sample_image()[:256, :256]
     )
+
+
+def test_tile_preview_of_a_pyramid_reads_a_small_level(tmp_path):
+    tiled = dict(photometric="rgb", tile=(256, 256), compression="zlib")
+    with tifffile.TiffWriter(tmp_path / "slide.tif") as tif:  # levels of distinct greys
+        tif.write(np.zeros((4096, 4096, 3), np.uint8), subifds=2, **tiled)
+        tif.write(np.full((2048, 2048, 3), 200, np.uint8), subfiletype=1, **tiled)
+        tif.write(np.full((1024, 1024, 3), 100, np.uint8), subfiletype=1, **tiled)
+    tifffile.imwrite(tmp_path / "mask.tif", np.zeros((4096, 4096), np.uint8), compression="zlib")
+    result = run("tile", tmp_path / "slide.tif", "--mask", tmp_path / "mask.tif", "--size", "512",
+                 "--only-foreground", "-o", tmp_path / "out")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    preview = iio.imread(tmp_path / "out" / "preview.png")
+    assert preview.shape == (1024 + 44, 1024, 3)  # the 2048 px level read at step 2
+    inside = preview[:1024, :1024]
+    values, counts = np.unique(inside.reshape(-1, 3), axis=0, return_counts=True)
+    # all 64 patches filtered: level 1's grey 200 under a 30 % black veil, never level 0's black
+    assert np.allclose(values[counts.argmax()], 200 * 0.7, atol=1.5)

@@ -79,3 +79,18 @@ def test_dask_stacks_and_channels_first_are_written_page_by_page(tmp_path, shape
     data = np.random.default_rng(0).integers(0, 60000, size=shape, dtype=np.uint16)
     path = write_image(tmp_path / "stack.tif", da.from_array(data, chunks=chunks))
     assert np.array_equal(tifffile.imread(path), data)
+
+
+def test_read_levels_of_a_pyramid_tiff(tmp_path):
+    from napari_patchwork.io import read_levels
+    from napari_patchwork.thumbnail import thumbnail
+
+    with tifffile.TiffWriter(tmp_path / "p.tif") as tif:
+        tif.write(np.zeros((1024, 512), np.uint16), subifds=1, tile=(256, 256))
+        tif.write(np.full((512, 256), 7, np.uint16), subfiletype=1, tile=(256, 256))
+    levels = read_levels(tmp_path / "p.tif")
+    assert [tuple(level.shape) for level in levels] == [(1024, 512), (512, 256)]
+    assert np.all(thumbnail(levels, 300).pixels == 7)  # the small level, strided
+    assert np.array_equal(levels[0][100:110, 5:9], np.zeros((10, 4), np.uint16))
+    tifffile.imwrite(tmp_path / "flat.tif", np.zeros((64, 64), np.uint8))
+    assert read_levels(tmp_path / "flat.tif") == [] and read_levels(tmp_path / "x.png") == []

@@ -217,8 +217,9 @@ def preview_targets(args: argparse.Namespace, images: Sequence[Path]) -> list[Pa
 def write_tile_previews(
     folder: Path, image: Any, channel_axis: int | None, title: str, targets: Sequence[Path]
 ) -> list[Path]:
-    """The patches of the export in ``folder`` drawn on a thumbnail of ``image``, written
-    to each of ``targets`` (``folder/preview.png`` and ``--preview``, checked before)."""
+    """The patches of the export in ``folder`` drawn on a thumbnail of ``image`` (an array
+    or its pyramid levels), written to each of ``targets`` (``folder/preview.png`` and
+    ``--preview``, checked before)."""
     from napari_patchwork.io import write_image
     from napari_patchwork.preview import draw_patch_preview, folder_marks, render
 
@@ -237,6 +238,7 @@ def write_tile_previews(
 
 def cmd_tile(args: argparse.Namespace) -> int:
     from napari_patchwork.export import export_patches
+    from napari_patchwork.io import read_levels
     from napari_patchwork.preview import PREVIEW_FILE
 
     images = expand_inputs(args.images)
@@ -263,9 +265,10 @@ def cmd_tile(args: argparse.Namespace) -> int:
                 progress.close()
             targets = [out / PREVIEW_FILE] if not args.no_preview else []
             title = f"{image_path.name}, {' x '.join(map(str, args.size))} px patches"
-            written = write_tile_previews(
-                out, image, channel_axis, title, targets + ([preview] if preview else [])
-            )
+            written = write_tile_previews(  # from a small pyramid level if the file has one
+                out, read_levels(image_path) or image, channel_axis, title,
+                targets + ([preview] if preview else []),
+            )  # fmt: skip
             if not args.quiet:
                 shown = f"; preview: {', '.join(map(str, written))}" if written else ""
                 print(f"{image_path}: {result.message}{shown}")

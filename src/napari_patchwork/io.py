@@ -153,6 +153,29 @@ def _read_tiff(path: Path, lazy: bool):
     )
 
 
+def read_levels(path: str | os.PathLike) -> list:
+    """The pyramid levels of a TIFF, largest first, as zarr arrays that read only the
+    region asked for (pictures of a slide read a small level); ``[]`` for other files
+    and for TIFFs of one level."""
+    path = Path(path)
+    if _suffix(path) not in TIFF_SUFFIXES:
+        return []
+    import tifffile
+    import zarr
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n_levels = len(tif.series[0].levels)
+        if n_levels < 2:
+            return []
+        return [
+            zarr.open(tifffile.imread(path, aszarr=True, level=i), mode="r")
+            for i in range(n_levels)
+        ]
+    except Exception as err:  # a corrupt or unsupported file: say which and why
+        raise ImageReadError(f"{path}: cannot read its pyramid levels ({err}).") from err
+
+
 def read_pixel_size(path: str | os.PathLike) -> tuple[tuple[float, ...], str | None] | None:
     """Physical pixel size of an OME-TIFF, ``((z,) y, x)`` in its units, and the unit; else None."""
     path = Path(path)
