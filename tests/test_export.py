@@ -13,14 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from napari_patchwork import export as export_module
+from napari_patchwork.export import formats as formats_module
+from napari_patchwork.export import patch as patch_module
 from napari_patchwork.export import (
-    JOURNAL_FILE,
     ExportError,
     assign_splits,
     export_patches,
     iter_export,
     relabel_sequential,
 )
+from napari_patchwork.folder import JOURNAL_FILE
 from napari_patchwork.grid import EDGE_MODES, make_grid
 from napari_patchwork.stitch import (
     PatchFolderError,
@@ -253,10 +255,10 @@ def test_fixed_layout_writes_exactly_the_encoders_file(
     data = data[: int(np.prod(shape))].reshape(shape)
     if seed % 2:  # a strided view, as a patch cut from a bigger array is
         data = np.repeat(data, 2, axis=-1)[..., ::2]
-    assert export_module._fixed_layout(fmt, what, shape, np.dtype(dtype).str, rgb) is not None
+    assert formats_module._fixed_layout(fmt, what, shape, np.dtype(dtype).str, rgb) is not None
     fast = tmp_path / f"fast_{seed}"
-    export_module.write_patch(data, None, fast, None, fmt=fmt, rgb=rgb)
-    encode = export_module._encoder(
+    formats_module.write_patch(data, None, fast, None, fmt=fmt, rgb=rgb)
+    encode = formats_module._encoder(
         fmt, what, len(shape), compression=None, rgb=rgb, ome_metadata=None
     )
     with open(tmp_path / f"slow_{seed}", "wb") as fh:
@@ -265,7 +267,7 @@ def test_fixed_layout_writes_exactly_the_encoders_file(
 
 
 def test_fixed_layout_is_not_used_where_the_file_depends_on_the_data():
-    fixed = export_module._fixed_layout
+    fixed = formats_module._fixed_layout
     assert fixed("png", "image", (8, 8), "|u1", False) is None
     assert fixed("ome-tiff", "image", (8, 8), "|u1", False) is None  # a new UUID per file
     assert fixed("tiff", "mask", (8, 8), "|b1", False) is None
@@ -654,7 +656,7 @@ def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch
     """
     image, mask = sample_pair()
     out = tmp_path / "out"
-    real_write = export_module.write_patch
+    real_write = patch_module.write_patch
 
     def failing_write(image_patch, mask_patch, image_path, mask_path, **kwargs):
         if "_05_" in Path(image_path).name:
@@ -663,7 +665,7 @@ def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch
             raise DiskFull("no space left on device")
         real_write(image_patch, mask_patch, image_path, mask_path, **kwargs)
 
-    monkeypatch.setattr(export_module, "write_patch", failing_write)
+    monkeypatch.setattr(patch_module, "write_patch", failing_write)
     with pytest.raises(DiskFull):
         export_patches(
             out,
@@ -679,7 +681,7 @@ def test_interrupted_export_resumes_to_a_consistent_folder(tmp_path, monkeypatch
     with pytest.raises(PatchFolderError, match="incomplete"):
         read_patch_folder(out)
 
-    monkeypatch.setattr(export_module, "write_patch", real_write)
+    monkeypatch.setattr(patch_module, "write_patch", real_write)
     result = export_patches(out, image, mask, patch_size=20, channel_axis=-1, split=(0.5, 0.5))
     assert result.n_resumed == 5 and result.n_written == 7 and result.n_patches == 12
     rows = check_consistent(out)
@@ -737,13 +739,13 @@ def test_writer_threads_write_the_same_folder(tmp_path, monkeypatch, options):
     mask = (mask > 0).astype(np.uint16) * 3  # PNG masks hold 16 bits
     image[:20, :20] = 9  # a blank patch for min_std
     writers = set()
-    real_write = export_module.write_patch
+    real_write = patch_module.write_patch
 
     def recording_write(*args, **kwargs):
         writers.add(threading.current_thread().name)
         real_write(*args, **kwargs)
 
-    monkeypatch.setattr(export_module, "write_patch", recording_write)
+    monkeypatch.setattr(patch_module, "write_patch", recording_write)
     folders = {}
     for threads in (1, 3):
         writers.clear()

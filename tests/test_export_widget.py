@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from napari_patchwork import export as export_module
+from napari_patchwork.export import formats as formats_module
+from napari_patchwork.export import patch as patch_module
 from napari_patchwork._widgets.export_widget import ExportWidget
 from napari_patchwork._widgets.grid_widget import GridWidget
 from napari_patchwork.sample import sample_image, sample_mask
@@ -115,13 +117,13 @@ def test_errors_are_shown_and_nothing_is_lost(viewer_widget, qtbot, notification
 
 def test_cancel_then_export_again_resumes(viewer_widget, qtbot, tmp_path, monkeypatch):
     viewer, widget = viewer_widget
-    real_write = export_module.write_patch
+    real_write = patch_module.write_patch
 
     def slow_write(*args, **kwargs):
         time.sleep(0.01)
         real_write(*args, **kwargs)
 
-    monkeypatch.setattr(export_module, "write_patch", slow_write)
+    monkeypatch.setattr(patch_module, "write_patch", slow_write)
     widget.mask_combo.value = viewer.layers["nuclei"]
     widget.out_dir.value = tmp_path / "out"
     widget.patch_size.value = "32"  # 256 patches
@@ -137,7 +139,7 @@ def test_cancel_then_export_again_resumes(viewer_widget, qtbot, tmp_path, monkey
     assert json.loads((tmp_path / "out" / "dataset.json").read_text())["complete"] is False
     written_before = len(list((tmp_path / "out" / "images").iterdir()))
     assert 20 <= written_before < 256
-    monkeypatch.setattr(export_module, "write_patch", real_write)
+    monkeypatch.setattr(patch_module, "write_patch", real_write)
     run_export(qtbot, widget)
     result = widget.last_result
     # the journal has every patch the export reported; the writer threads may have finished

@@ -333,7 +333,9 @@ def test_reader_opens_a_large_folder_lazily(make_napari_viewer, npe2pm, tmp_path
         scale=SCALE,
         translate=TRANSLATE,
     )
-    monkeypatch.setattr(stitch_module, "LAZY_THRESHOLD_BYTES", 1000)
+    from napari_patchwork.folder import read as folder_read
+
+    monkeypatch.setattr(folder_read, "LAZY_THRESHOLD_BYTES", 1000)
     monkeypatch.setattr(stitch_module, "LAZY_CHUNK_BYTES", 32 * 32 * 3)  # a block per patch
     reads = []
     real_read = stitch_module.read_patch_file

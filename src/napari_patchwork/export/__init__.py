@@ -1,0 +1,75 @@
+"""Export image (+ mask) patches to a patch folder, with a manifest. GUI-free: no napari, no Qt.
+
+The folder's layout, file names, ``manifest.csv`` and ``dataset.json`` are described in
+:mod:`napari_patchwork.folder`, which owns the format. This package writes it:
+
+* :mod:`~napari_patchwork.export.options`: the export's options, checked when made;
+* :mod:`~napari_patchwork.export.plan`: the options checked against the arrays, the
+  grid laid on the image at output resolution, the patches to try;
+* :mod:`~napari_patchwork.export.patch`: one patch reduced, filtered, padded and written;
+* :mod:`~napari_patchwork.export.formats`: the file formats (TIFF, OME-TIFF, NPY, PNG);
+* :mod:`~napari_patchwork.export.split`: train/val/test labels;
+* :mod:`~napari_patchwork.export.run`: the folder prepared, patches written on threads or
+  as dask tasks, the journal, resume and the manifest.
+"""
+
+from napari_patchwork.export.formats import OME_LENGTH_UNITS, write_patch
+from napari_patchwork.export.options import (
+    COMPRESSIONS,
+    DEFAULT_READ_BATCH_BYTES,
+    DEFAULT_WRITE_THREADS,
+    PAD_MODES,
+    ExportError,
+)
+from napari_patchwork.export.patch import (
+    PatchInfo,
+    PatchSettings,
+    export_patch,
+    foreground_fraction_of,
+    patch_std,
+    relabel_sequential,
+)
+from napari_patchwork.export.plan import (
+    ExportPlan,
+    export_grid,
+    indices_of_source_boxes,
+    plan_export,
+)
+from napari_patchwork.export.run import (
+    ExportProgress,
+    ExportResult,
+    export_patches,
+    iter_export,
+    read_regions,
+)
+from napari_patchwork.export.split import SPLIT_NAMES, assign_splits, normalize_split
+from napari_patchwork.folder import FILE_FORMATS
+
+__all__ = [
+    "COMPRESSIONS",
+    "DEFAULT_READ_BATCH_BYTES",
+    "DEFAULT_WRITE_THREADS",
+    "FILE_FORMATS",
+    "OME_LENGTH_UNITS",
+    "PAD_MODES",
+    "SPLIT_NAMES",
+    "ExportError",
+    "ExportPlan",
+    "ExportProgress",
+    "ExportResult",
+    "PatchInfo",
+    "PatchSettings",
+    "assign_splits",
+    "export_grid",
+    "export_patch",
+    "export_patches",
+    "foreground_fraction_of",
+    "indices_of_source_boxes",
+    "iter_export",
+    "normalize_split",
+    "patch_std",
+    "plan_export",
+    "read_regions",
+    "relabel_sequential",
+    "write_patch",
+]

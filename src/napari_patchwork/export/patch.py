@@ -1,0 +1,199 @@
+"""One patch: reduce to the output resolution, filter, relabel, pad and write it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_patchwork.export.formats import write_patch
+from napari_patchwork.folder import PatchRecord
+from napari_patchwork.resolution import downsample_mean, downsample_mode
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Renumber the labels of ``labels`` to 1..n in increasing order of value; 0 stays 0.
+
+    Keeps the dtype (n never exceeds the number of distinct values, so it fits).
+    """
+    values, inverse = np.unique(labels, return_inverse=True)
+    new_ids = np.zeros(len(values), dtype=np.int64)
+    nonzero = values != 0
+    new_ids[nonzero] = np.arange(1, int(nonzero.sum()) + 1)
+    return new_ids[inverse].reshape(labels.shape).astype(labels.dtype, copy=False)
+
+
+def patch_std(region: np.ndarray, channel_axis: int | None) -> float:
+    """Near-blank measure: the largest per-channel standard deviation of ``region``.
+
+    In image intensity units. A uniformly coloured patch scores 0 even if its
+    channels differ from each other.
+    """
+    values = region.astype(np.float64, copy=False) if region.dtype == bool else region
+    if channel_axis is None:
+        return float(np.std(values, dtype=np.float64))
+    per_channel = np.moveaxis(values, channel_axis, 0).reshape(region.shape[channel_axis], -1)
+    return float(np.max(np.std(per_channel, axis=1, dtype=np.float64)))
+
+
+def foreground_fraction_of(mask_region: np.ndarray) -> float:
+    """Fraction of non-zero pixels in a mask patch (valid pixels only, no padding)."""
+    return np.count_nonzero(mask_region) / max(mask_region.size, 1)
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    """Everything :func:`export_patch` needs besides the arrays (small and picklable)."""
+
+    fmt: str
+    compression: str | None
+    channel_axis: int | None  # non-negative axis of the image array, or None
+    rgb: bool
+    pad_mode: str
+    pad_value: float
+    relabel: bool
+    min_foreground: float
+    min_std: float | None
+    fsync: bool = False
+    factors: tuple[int, ...] = ()  # downsampling factor per spatial axis; () = full resolution
+    only_foreground: bool = False
+    ome_metadata: dict[str, Any] | None = None  # write_patch's, for fmt="ome-tiff"
+
+    @property
+    def downsampled(self) -> bool:
+        return any(f != 1 for f in self.factors)
+
+
+@dataclass(frozen=True)
+class PatchInfo:
+    """Where one patch comes from and where it goes.
+
+    ``start``/``stop`` are the patch box per spatial axis in source pixels (``stop``
+    may pass the image in ``pad`` mode); ``valid_stop`` is the stop clipped to the
+    image. ``out_start``/``out_stop``/``out_valid_stop`` are the same box in output
+    pixels (the grid's box; the source box divided by the downsampling factors).
+    ``image_file``/``mask_file`` are relative to the patch folder.
+    """
+
+    index: int
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
+    valid_stop: tuple[int, ...]
+    out_start: tuple[int, ...]
+    out_stop: tuple[int, ...]
+    out_valid_stop: tuple[int, ...]
+    image_file: str
+    mask_file: str | None
+
+    def region(self, ndim: int, channel_axis: int | None) -> tuple[slice, ...]:
+        """Slices of the valid source region in an array of ``ndim`` axes (channel axis whole)."""
+        spatial = iter(slice(a, b) for a, b in zip(self.start, self.valid_stop))
+        return tuple(slice(None) if axis == channel_axis else next(spatial) for axis in range(ndim))
+
+    def pad_width(self, ndim: int, channel_axis: int | None) -> list[tuple[int, int]]:
+        """``numpy.pad`` widths that grow the valid output region to the full output box."""
+        pads = iter((0, b - v) for b, v in zip(self.out_stop, self.out_valid_stop))
+        return [(0, 0) if axis == channel_axis else next(pads) for axis in range(ndim)]
+
+    @property
+    def is_padded(self) -> bool:
+        return self.out_stop != self.out_valid_stop
+
+
+def image_at_output_resolution(region: np.ndarray, settings: PatchSettings) -> np.ndarray:
+    """An image region (valid part, source pixels) reduced to output pixels (area average)."""
+    if not settings.downsampled:
+        return region
+    return downsample_mean(region, settings.factors, settings.channel_axis)
+
+
+def mask_at_output_resolution(
+    region: np.ndarray | None, settings: PatchSettings
+) -> np.ndarray | None:
+    """A mask region (valid part, source pixels) reduced to output pixels (mode, exact ids)."""
+    if region is None or not settings.downsampled:
+        return region
+    return downsample_mode(region, settings.factors)
+
+
+def screen_patch(
+    mask_patch: np.ndarray | None, info: PatchInfo, settings: PatchSettings
+) -> PatchRecord | None:
+    """The rejection record if the mask patch (output pixels, valid part) fails the
+    foreground filters (``min_foreground``, ``only_foreground``), else None.
+
+    Lets the caller skip reading the image patch of a patch that will be dropped.
+    """
+    if mask_patch is None or (settings.min_foreground <= 0 and not settings.only_foreground):
+        return None
+    fraction = foreground_fraction_of(mask_patch)
+    if fraction < settings.min_foreground or (settings.only_foreground and fraction == 0):
+        return PatchRecord(info.index, False, "foreground", fraction)
+    return None
+
+
+def export_patch(
+    image_region: np.ndarray,
+    mask_region: np.ndarray | None,
+    info: PatchInfo,
+    settings: PatchSettings,
+    out_dir: str | os.PathLike,
+) -> PatchRecord:
+    """Reduce, filter, pad, relabel and write one patch; returns what happened.
+
+    ``image_region``/``mask_region`` are the valid (in-image) part of the patch in
+    source pixels (:meth:`PatchInfo.region`) as numpy arrays, the image with its
+    channel axis. Pure apart from writing the two files, so a ``dask.distributed``
+    worker can run it.
+    """
+    mask_patch = mask_at_output_resolution(mask_region, settings)
+    rejected = screen_patch(mask_patch, info, settings)
+    if rejected is not None:
+        return rejected
+    image_patch = image_at_output_resolution(image_region, settings)
+    return write_output_patch(image_patch, mask_patch, info, settings, out_dir)
+
+
+def write_output_patch(
+    image_patch: np.ndarray,
+    mask_patch: np.ndarray | None,
+    info: PatchInfo,
+    settings: PatchSettings,
+    out_dir: str | os.PathLike,
+) -> PatchRecord:
+    """The rest of :func:`export_patch` for a patch at output resolution that passed
+    :func:`screen_patch`: the ``min_std`` filter, relabel, pad, write."""
+    fraction = None if mask_patch is None else foreground_fraction_of(mask_patch)
+    std = None
+    if settings.min_std is not None:
+        std = patch_std(image_patch, settings.channel_axis)
+        if std < settings.min_std:
+            return PatchRecord(info.index, False, "blank", fraction, std)
+    if mask_patch is not None and settings.relabel:
+        mask_patch = relabel_sequential(mask_patch)
+    if info.is_padded:
+        widths = info.pad_width(image_patch.ndim, settings.channel_axis)
+        if settings.pad_mode == "constant":
+            image_patch = np.pad(
+                image_patch, widths, mode="constant", constant_values=settings.pad_value
+            )
+        else:
+            image_patch = np.pad(image_patch, widths, mode=settings.pad_mode)
+        if mask_patch is not None:
+            mask_widths = info.pad_width(mask_patch.ndim, None)
+            mask_patch = np.pad(mask_patch, mask_widths, mode=settings.pad_mode)  # constant pads 0
+    out = os.fspath(out_dir)
+    write_patch(
+        image_patch,
+        mask_patch,
+        os.path.join(out, info.image_file),
+        None if info.mask_file is None else os.path.join(out, info.mask_file),
+        fmt=settings.fmt,
+        compression=settings.compression,
+        rgb=settings.rgb,
+        fsync=settings.fsync,
+        ome_metadata=settings.ome_metadata,
+    )
+    return PatchRecord(info.index, True, "", fraction, std)

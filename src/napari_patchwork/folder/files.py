@@ -1,0 +1,62 @@
+"""Writing files atomically, and finding an export's patch files on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from napari_patchwork.folder.names import (
+    FILE_FORMATS,
+    IMAGES_DIR,
+    MASKS_DIR,
+    TEMP_SUFFIX,
+    is_temp,
+    patch_name_pattern,
+)
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False
+) -> None:
+    """Write ``path`` through a temporary file in the same folder, then rename it into place.
+
+    A file with the final name is therefore always complete. The temporary file is
+    removed if ``write`` fails. Its name holds the process and thread id, so writers
+    of the same file in other threads or processes never share it.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), fsync)
+
+
+def patch_files_on_disk(folder: Path, info: dict[str, Any]) -> list[str]:
+    """Patch files (``images/<name>``, ``masks/<name>``) of the export described by ``info``,
+    and leftover temporary files."""
+    pattern = patch_name_pattern(
+        info.get("stem", "patch"), FILE_FORMATS.get(info.get("file_format"), ".tif")
+    )
+    found = []
+    for sub in (IMAGES_DIR, MASKS_DIR):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(folder / sub):
+                if entry.is_file() and (pattern.match(entry.name) or is_temp(entry.name)):
+                    found.append(f"{sub}/{entry.name}")
+    return found
