@@ -1,6 +1,7 @@
 """Patch export core and stitching back (no napari, no Qt)."""
 
 import csv
+import re
 import json
 import os
 import tempfile
@@ -206,32 +207,23 @@ def test_export_then_stitch_is_exact(case):
         assert [s for axis, s in enumerate(patch.shape) if axis != channel] == box
 
 
-def test_export_patches_and_plan_export_take_the_same_options():
-    """export_patches passes its options on by name: both signatures must list the same ones."""
-    import inspect
+def test_every_export_option_is_a_field_of_export_options(tmp_path):
+    """One options object: export_patches documents each field, and refuses unknown names."""
+    import dataclasses
 
-    run_only = {
-        "out_dir",
-        "overwrite",
-        "read_batch_bytes",
-        "write_threads",
-        "as_dask_tasks",
-        "progress",
-    }
+    from napari_patchwork.export import ExportOptions
 
-    def options(function, leave_out=frozenset()):
-        return [
-            (p.name, p.kind, p.default, p.annotation)
-            for p in inspect.signature(function).parameters.values()
-            if p.name not in leave_out
-        ]
-
-    assert options(export_patches, run_only) == options(export_module.plan_export)
-    *named, var_keyword = options(iter_export)
-    assert var_keyword[1] == inspect.Parameter.VAR_KEYWORD  # **options: plan_export's
-    by_name = {p[0]: p for p in options(export_patches)}
-    assert named == [by_name[p[0]] for p in named]  # same kind, default and annotation
-    assert {p[0] for p in named} == run_only - {"progress"} | {"image", "mask"}
+    names = {f.name for f in dataclasses.fields(ExportOptions)}
+    documented = set(re.findall(r"^    (\w+)", export_patches.__doc__, re.MULTILINE))
+    documented |= {n for line in re.findall(r"^    ([\w, ]+) :", export_patches.__doc__, re.M)
+                   for n in line.replace(" ", "").split(",")}
+    assert names - documented == set()
+    image = np.zeros((8, 8), np.uint8)
+    with pytest.raises(ExportError, match=r"unknown export options \['patchsize'\]"):
+        export_patches(tmp_path / "out", image, patch_size=4, patchsize=4)
+    options = ExportOptions(patch_size=4, fmt="tif")
+    assert options.fmt == "tiff" and options.replace(stride=2).stride == 2
+    assert export_patches(tmp_path / "out", image, options=options, stride=2).n_patches == 9
 
 
 @settings(
@@ -851,7 +843,7 @@ def make_predictions(folder: Path, value_of, channels_first=False, ext=".npy"):
     patches = read_patch_folder(folder)
     (folder / "predictions").mkdir()
     for row in patches.rows:
-        shape = tuple(int(row[f"{n}1"]) - int(row[f"{n}0"]) for n in patches.info["spatial_axes"])
+        shape = tuple(int(row[f"{n}1"]) - int(row[f"{n}0"]) for n in patches.info.spatial_axes)
         data = value_of(row, shape)
         if channels_first:
             data = np.stack([data, -data])

@@ -66,22 +66,22 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
         raise ValueError(f"{path} is not a patch folder of napari-patchwork.")
     patches = read_patch_folder(folder)
     info = patches.info
-    image_name = info["image"].get("name") or folder.name
-    spatial_scale, spatial_translate = info.get("scale"), info.get("translate")
+    image_name = info.image.name or folder.name
+    spatial_scale, spatial_translate = info.scale, info.translate
     if any(f != 1 for f in patches.factors):
         spatial_scale, spatial_translate = downsampled_transform(
             spatial_scale, spatial_translate, patches.factors
         )
     channel_axis = patches.channel_axis
-    image_meta: dict[str, Any] = {"name": image_name, "rgb": bool(info.get("rgb"))}
+    image_meta: dict[str, Any] = {"name": image_name, "rgb": info.rgb}
     if spatial_scale is not None:
         scale = list(spatial_scale)
-        if channel_axis is not None and not info.get("rgb"):
+        if channel_axis is not None and not info.rgb:
             scale.insert(channel_axis, 1.0)
         image_meta["scale"] = scale
     if spatial_translate is not None:
         translate = list(spatial_translate)
-        if channel_axis is not None and not info.get("rgb"):
+        if channel_axis is not None and not info.rgb:
             translate.insert(channel_axis, 0.0)
         image_meta["translate"] = translate
     spatial_meta = {
@@ -91,7 +91,7 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
     }
     layers: list[LayerDataTuple] = [(patches.image(lazy=None), image_meta, "image")]
     if patches.has_mask:
-        mask_name = info["mask"].get("name") or f"{image_name} mask"
+        mask_name = info.mask.name or f"{image_name} mask"
         mask_meta = {"name": mask_name, **spatial_meta}
         layers.append((patches.mask(lazy=None), mask_meta, "labels"))
     grid = patches.grid

@@ -153,7 +153,7 @@ def _center_distance(start: np.ndarray, stop: np.ndarray, valid_stop: np.ndarray
 
 
 def _has_overlap(patches: PatchFolder) -> bool:
-    return any(s < p for s, p in zip(patches.info["stride"], patches.info["patch_size"]))
+    return any(s < p for s, p in zip(patches.info.stride, patches.info.patch_size))
 
 
 @dataclass(frozen=True)
@@ -203,10 +203,10 @@ def _plan_stitching(
     files = _source_files(patches, source, allow_missing)
     channel_axis = channels = None
     if source == IMAGES_DIR:
-        source_dtype, channel_axis = np.dtype(patches.info["image"]["dtype"]), patches.channel_axis
+        source_dtype, channel_axis = np.dtype(patches.info.image.dtype), patches.channel_axis
         channels = None if channel_axis is None else patches.image_shape[channel_axis]
     elif source == MASKS_DIR:
-        source_dtype = np.dtype(patches.info["mask"]["dtype"])
+        source_dtype = np.dtype(patches.info.mask.dtype)
     else:  # predictions: their dtype and channels are those of the first file
         first = next((i for i, f in enumerate(files) if f is not None), None)
         if first is None:
@@ -348,7 +348,7 @@ def stitch(
 
     from napari_patchwork.io import grow_chunks
 
-    unit = plan.with_channels(patches.info["stride"])
+    unit = plan.with_channels(patches.info.stride)
     if plan.channel_axis is not None:
         unit = tuple(plan.channels if a == plan.channel_axis else u for a, u in enumerate(unit))
     chunks = grow_chunks(plan.shape, unit, plan.dtype.itemsize, chunk_bytes or LAZY_CHUNK_BYTES)

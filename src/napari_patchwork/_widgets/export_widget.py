@@ -45,6 +45,7 @@ from napari_patchwork.export import (
     FILE_FORMATS,
     PAD_MODES,
     ExportError,
+    ExportOptions,
     ExportProgress,
     ExportResult,
     export_grid,
@@ -478,7 +479,8 @@ class ExportWidget(Container):
         if options["annotations"] is not None:  # painted later: check with a mask's shape
             spatial = spatial_shape(options["image"].shape, options["channel_axis"])
             check["mask"] = np.broadcast_to(np.zeros((), np.uint8), spatial)
-        plan_export(**check)  # fail fast on bad options, before any file is touched
+        image, mask = check.pop("image"), check.pop("mask")
+        plan_export(image, mask, ExportOptions(**check))  # fail fast, before any file is touched
         # errors reach _show_error (a notification); ignore_errors: superqt does not re-raise
         worker = thread_worker(_export_job, start_thread=False, ignore_errors=True)(options)
         worker.yielded.connect(self._on_progress)

@@ -10,19 +10,25 @@ The folder's layout, file names, ``manifest.csv`` and ``dataset.json`` are descr
 * :mod:`~napari_patchwork.export.formats`: the file formats (TIFF, OME-TIFF, NPY, PNG);
 * :mod:`~napari_patchwork.export.split`: train/val/test labels;
 * :mod:`~napari_patchwork.export.run`: the folder prepared, patches written on threads or
-  as dask tasks, the journal, resume and the manifest.
+  as dask tasks, the journal, resume and the manifest;
+* :mod:`~napari_patchwork.export.result`: progress and the result.
+
+``export_patches(out, image, mask, options=None, **overrides)`` is the one call: it
+builds :class:`ExportOptions` (checked once), plans once (:func:`plan_export`) and runs
+the plan (:func:`run_export`).
 """
 
+from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.formats import OME_LENGTH_UNITS, write_patch
 from napari_patchwork.export.options import (
     COMPRESSIONS,
     DEFAULT_READ_BATCH_BYTES,
     DEFAULT_WRITE_THREADS,
+    FORMAT_ALIASES,
     PAD_MODES,
-    ExportError,
+    ExportOptions,
 )
 from napari_patchwork.export.patch import (
-    PatchInfo,
     PatchSettings,
     export_patch,
     foreground_fraction_of,
@@ -35,25 +41,22 @@ from napari_patchwork.export.plan import (
     indices_of_source_boxes,
     plan_export,
 )
-from napari_patchwork.export.run import (
-    ExportProgress,
-    ExportResult,
-    export_patches,
-    iter_export,
-    read_regions,
-)
+from napari_patchwork.export.result import ExportProgress, ExportResult
+from napari_patchwork.export.run import export_patches, iter_export, read_regions, run_export
 from napari_patchwork.export.split import SPLIT_NAMES, assign_splits, normalize_split
-from napari_patchwork.folder import FILE_FORMATS
+from napari_patchwork.folder import FILE_FORMATS, PatchInfo
 
 __all__ = [
     "COMPRESSIONS",
     "DEFAULT_READ_BATCH_BYTES",
     "DEFAULT_WRITE_THREADS",
     "FILE_FORMATS",
+    "FORMAT_ALIASES",
     "OME_LENGTH_UNITS",
     "PAD_MODES",
     "SPLIT_NAMES",
     "ExportError",
+    "ExportOptions",
     "ExportPlan",
     "ExportProgress",
     "ExportResult",
@@ -71,5 +74,6 @@ __all__ = [
     "plan_export",
     "read_regions",
     "relabel_sequential",
+    "run_export",
     "write_patch",
 ]

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from napari_patchwork.export.options import ExportError
+from napari_patchwork.export.errors import ExportError
 from napari_patchwork.folder import FILE_FORMATS, atomic_write
 
 OME_LENGTH_UNITS: dict[str, str] = {

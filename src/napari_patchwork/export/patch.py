@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork.export.formats import write_patch
-from napari_patchwork.folder import PatchRecord
+from napari_patchwork.folder import PatchInfo, PatchRecord
 from napari_patchwork.resolution import downsample_mean, downsample_mode
 
 
@@ -64,42 +64,6 @@ class PatchSettings:
     @property
     def downsampled(self) -> bool:
         return any(f != 1 for f in self.factors)
-
-
-@dataclass(frozen=True)
-class PatchInfo:
-    """Where one patch comes from and where it goes.
-
-    ``start``/``stop`` are the patch box per spatial axis in source pixels (``stop``
-    may pass the image in ``pad`` mode); ``valid_stop`` is the stop clipped to the
-    image. ``out_start``/``out_stop``/``out_valid_stop`` are the same box in output
-    pixels (the grid's box; the source box divided by the downsampling factors).
-    ``image_file``/``mask_file`` are relative to the patch folder.
-    """
-
-    index: int
-    start: tuple[int, ...]
-    stop: tuple[int, ...]
-    valid_stop: tuple[int, ...]
-    out_start: tuple[int, ...]
-    out_stop: tuple[int, ...]
-    out_valid_stop: tuple[int, ...]
-    image_file: str
-    mask_file: str | None
-
-    def region(self, ndim: int, channel_axis: int | None) -> tuple[slice, ...]:
-        """Slices of the valid source region in an array of ``ndim`` axes (channel axis whole)."""
-        spatial = iter(slice(a, b) for a, b in zip(self.start, self.valid_stop))
-        return tuple(slice(None) if axis == channel_axis else next(spatial) for axis in range(ndim))
-
-    def pad_width(self, ndim: int, channel_axis: int | None) -> list[tuple[int, int]]:
-        """``numpy.pad`` widths that grow the valid output region to the full output box."""
-        pads = iter((0, b - v) for b, v in zip(self.out_stop, self.out_valid_stop))
-        return [(0, 0) if axis == channel_axis else next(pads) for axis in range(ndim)]
-
-    @property
-    def is_padded(self) -> bool:
-        return self.out_stop != self.out_valid_stop
 
 
 def image_at_output_resolution(region: np.ndarray, settings: PatchSettings) -> np.ndarray:

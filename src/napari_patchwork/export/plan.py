@@ -1,54 +1,152 @@
-"""Planning an export: options checked against the arrays, the grid and its patches laid out."""
+"""Planning an export: the options checked against the arrays, the grid and its patches laid out.
+
+:func:`plan_export` is the one place where options meet the image: it runs once per
+export (in the widget, on the GUI thread, so a mistake is reported before anything is
+written) and its :class:`ExportPlan` is what :func:`~napari_patchwork.export.run.run_export`
+executes, without checking anything again.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from napari_patchwork._common import ints
+from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.formats import check_png, ome_tiff_metadata
-from napari_patchwork.export.options import COMPRESSIONS, PAD_MODES, ExportError
+from napari_patchwork.export.options import ExportOptions
 from napari_patchwork.export.patch import PatchInfo, PatchSettings
-from napari_patchwork.export.split import normalize_split
 from napari_patchwork.folder import (
     FILE_FORMATS,
-    FOLDER_FORMAT,
     FORMAT_VERSION,
     IMAGES_DIR,
     MASKS_DIR,
+    ArrayInfo,
+    DatasetInfo,
+    PatchFolderError,
     patch_file_name,
     spatial_axis_names,
 )
 from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis, spatial_shape
-from napari_patchwork.resolution import (
-    ResolutionError,
-    downsampled_shape,
-    resolve_factors,
-)
+from napari_patchwork.resolution import ResolutionError, downsampled_shape, resolve_factors
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the image's shape and the options make of its axes and resolution."""
+
+    ndim: int
+    channel_axis: int | None  # non-negative, or None
+    channels: int | None
+    source_shape: tuple[int, ...]  # spatial, source pixels
+    names: tuple[str, ...]  # spatial axis names, e.g. ("y", "x")
+    factors: tuple[int, ...]  # downsampling per spatial axis
+    scale: list[float] | None  # per spatial axis
+    translate: list[float] | None
+    units: list[str | None] | None
+    rgb: bool  # channel-last RGB(A) uint8/uint16: RGB TIFF pages
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return downsampled_shape(self.source_shape, self.factors)
+
+    @property
+    def output_pixel_size(self) -> list[float] | None:
+        return None if self.scale is None else [s * f for s, f in zip(self.scale, self.factors)]
+
+    @property
+    def downsampled(self) -> bool:
+        return any(f != 1 for f in self.factors)
 
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """A validated export: the grid, the patches to try, and the dataset description."""
+    """A checked export: its options, the grid, the patches to try, how to write each one,
+    and the ``dataset.json`` it will write (without counts)."""
 
+    options: ExportOptions
+    layout: Layout
     grid: PatchGrid
     patches: tuple[PatchInfo, ...]
     settings: PatchSettings
-    split: dict[str, float] | None
-    seed: int
-    dataset: dict[str, Any]  # dataset.json content (without counts)
+    info: DatasetInfo
+
+    @property
+    def n_patches(self) -> int:
+        """How many patches the export tries (filters may skip some of them)."""
+        return len(self.patches)
 
 
 def array_like(array: Any, what: str) -> Any:
+    """``array`` if it indexes like an array (numpy, dask, zarr, memmap), else as numpy."""
     if all(hasattr(array, a) for a in ("shape", "dtype", "__getitem__")):
         return array
     if array is None:
         raise ExportError(f"no {what} given.")
     return np.asarray(array)
+
+
+def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = None) -> ExportPlan:
+    """Check ``options`` against ``image`` and ``mask`` and lay out the patches, without
+    touching any file. Raises :class:`ExportError` (or a ``GridError``, also a ValueError)."""
+    options = ExportOptions.of(options)
+    image = array_like(image, "image")
+    mask = None if mask is None else array_like(mask, "mask")
+    layout = image_layout(image, options)
+    grid = export_grid(
+        image.shape,
+        layout.factors,
+        patch_size=options.patch_size,
+        stride=options.stride,
+        edge=options.edge,
+        channel_axis=layout.channel_axis,
+    )
+    _check_arrays(image, mask, options, layout, grid)
+    settings = _patch_settings(image, mask, options, layout)
+    patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
+    info = _dataset_info(image, mask, options, layout, grid, settings)
+    return ExportPlan(options, layout, grid, patches, settings, info)
+
+
+def image_layout(image: Any, options: ExportOptions) -> Layout:
+    """The image's axes and the export's resolution (see :class:`Layout`)."""
+    ndim = len(image.shape)
+    axis = None if options.channel_axis is None else normalize_axis(options.channel_axis, ndim)
+    source_shape = spatial_shape(image.shape, axis)
+    try:
+        names = spatial_axis_names(len(source_shape))
+    except PatchFolderError as err:
+        raise ExportError(str(err)) from None
+    n = len(names)
+    scale = _per_spatial(options.scale, n, ndim, axis, "scale")
+    units = options.units
+    units = _per_spatial(
+        [units] * n if isinstance(units, str) else units, n, ndim, axis, "units", _unit
+    )
+    try:
+        factors = resolve_factors(
+            n, downsample=options.downsample, pixel_size=options.pixel_size, scale=scale
+        )
+    except ResolutionError as err:
+        raise ExportError(str(err)) from None
+    channels = None if axis is None else int(image.shape[axis])
+    dtype = np.dtype(image.dtype)
+    rgb = axis == ndim - 1 and n >= 2 and channels in (3, 4) and dtype in (np.uint8, np.uint16)
+    return Layout(
+        ndim=ndim,
+        channel_axis=axis,
+        channels=channels,
+        source_shape=source_shape,
+        names=names,
+        factors=tuple(factors),
+        scale=scale,
+        translate=_per_spatial(options.translate, n, ndim, axis, "translate"),
+        units=units,
+        rgb=bool(rgb),
+    )
 
 
 def _per_spatial(
@@ -76,148 +174,73 @@ def _per_spatial(
     return values
 
 
-def _unit_name(unit: Any) -> str | None:
+def _unit(unit: Any) -> str | None:
     return None if unit is None else str(unit)
 
 
-def plan_export(
-    image: Any,
-    mask: Any = None,
-    *,
-    patch_size: int | Sequence[int],
-    stride: int | Sequence[int] | None = None,
-    edge: str = "drop",
-    channel_axis: int | None = None,
-    fmt: str = "tiff",
-    compression: str | None = None,
-    min_foreground: float = 0.0,
-    min_std: float | None = None,
-    indices: Iterable[int] | None = None,
-    split: Mapping[str, float] | Sequence[float] | None = None,
-    seed: int = 0,
-    pad_mode: str = "constant",
-    pad_value: float = 0,
-    relabel: bool = False,
-    stem: str = "patch",
-    scale: Sequence[float] | None = None,
-    translate: Sequence[float] | None = None,
-    image_name: str | None = None,
-    mask_name: str | None = None,
-    fsync: bool = False,
-    downsample: float | Sequence[float] | None = None,
-    pixel_size: float | Sequence[float] | None = None,
-    units: str | Sequence[str | None] | None = None,
-    only_foreground: bool = False,
-    mask_class_ids: Mapping[str, int] | None = None,
-) -> ExportPlan:
-    """Validate the export options and lay out the patches, without touching any file.
-
-    Parameters are those of :func:`export_patches`. Raises :class:`ExportError`
-    (or :class:`napari_patchwork.grid.GridError`, also a ValueError).
-    """
-    image = array_like(image, "image")
-    mask = None if mask is None else array_like(mask, "mask")
-    ndim = len(image.shape)
-    image_dtype = np.dtype(image.dtype)
-    axis = None if channel_axis is None else normalize_axis(channel_axis, ndim)
-    source_shape = spatial_shape(image.shape, axis)
-    names = spatial_axis_names(len(source_shape))
-    spatial_scale = _per_spatial(scale, len(names), ndim, axis, "scale")
-    spatial_translate = _per_spatial(translate, len(names), ndim, axis, "translate")
-    spatial_units = _per_spatial(
-        [units] * len(names) if isinstance(units, str) else units,
-        len(names),
-        ndim,
-        axis,
-        "units",
-        _unit_name,
-    )
-    try:
-        factors = resolve_factors(
-            len(names), downsample=downsample, pixel_size=pixel_size, scale=spatial_scale
-        )
-    except ResolutionError as err:
-        raise ExportError(str(err)) from None
-    output_shape = downsampled_shape(source_shape, factors)
-    grid = export_grid(
-        image.shape, factors, patch_size=patch_size, stride=stride, edge=edge, channel_axis=axis
-    )
+def _check_arrays(
+    image: Any, mask: Any, options: ExportOptions, layout: Layout, grid: PatchGrid
+) -> None:
+    """What only the arrays can tell: the mask fits, the format holds the image, filters
+    that need a mask have one."""
     if mask is not None:
-        if tuple(mask.shape) != source_shape:
+        if tuple(mask.shape) != layout.source_shape:
             raise ExportError(
                 f"mask shape {tuple(mask.shape)} does not match the image's spatial shape "
-                f"{source_shape} (image shape {tuple(image.shape)}, channel_axis={channel_axis}); "
-                "use a mask drawn on this image, or set channel_axis to the image's channel axis."
+                f"{layout.source_shape} (image shape {tuple(image.shape)}, "
+                f"channel_axis={options.channel_axis}); use a mask drawn on this image, or "
+                "set channel_axis to the image's channel axis."
             )
         if not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.integer)):
             raise ExportError(
                 f"masks must hold integer labels, this one is {mask.dtype}; use a Labels layer."
             )
-    if fmt not in FILE_FORMATS:
-        raise ExportError(f"fmt={fmt!r} is not known; choose one of {', '.join(FILE_FORMATS)}.")
-    if compression not in COMPRESSIONS:
-        raise ExportError(f"compression={compression!r} is not supported; use None or 'zlib'.")
-    if compression is not None and fmt not in ("tiff", "ome-tiff"):
-        raise ExportError(
-            "compression applies to TIFF only; use fmt='tiff' or 'ome-tiff', or compression=None."
+    if options.fmt == "png":
+        check_png(
+            np.dtype(image.dtype), grid.ndim, layout.channels, layout.channel_axis, layout.ndim
         )
-    channels = None if axis is None else int(image.shape[axis])
-    if fmt == "png":
-        check_png(image_dtype, grid.ndim, channels, axis, ndim)
-    if not 0.0 <= float(min_foreground) <= 1.0:
-        raise ExportError(f"min_foreground must be a fraction from 0 to 1, got {min_foreground}.")
-    if min_foreground > 0 and mask is None:
+    if options.min_foreground > 0 and mask is None:
         raise ExportError("min_foreground needs a mask; give a mask or set min_foreground=0.")
-    if only_foreground and mask is None:
+    if options.only_foreground and mask is None:
         raise ExportError(
             "only_foreground keeps patches with mask foreground, so it needs a mask; give a "
             "mask (or annotations) or set only_foreground=False."
         )
-    if min_std is not None and not (np.isfinite(min_std) and min_std >= 0):
-        raise ExportError(
-            f"min_std must be a number >= 0 (or None to keep blank patches), got {min_std}."
-        )
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem or ""):
-        raise ExportError(
-            f"stem={stem!r}: use letters, digits, '.', '_' or '-' (no spaces or slashes)."
-        )
-    padded = edge == "pad"
-    if padded:
-        if pad_mode not in PAD_MODES:
-            raise ExportError(
-                f"pad_mode={pad_mode!r} is not known; choose one of {', '.join(PAD_MODES)}."
-            )
-        pad_value = _check_pad_value(pad_value, image_dtype)
-    split_fractions = normalize_split(split)
 
-    candidates = np.arange(grid.n_patches)
-    if indices is not None:
-        candidates = np.unique(np.asarray(list(indices), dtype=np.int64))
-        if candidates.size == 0:
-            raise ExportError(
-                "no patch selected (indices is empty); select patches or pass indices=None."
-            )
-        bad = candidates[(candidates < 0) | (candidates >= grid.n_patches)]
-        if bad.size:
-            raise ExportError(
-                f"patch indices {bad[:5].tolist()} do not exist: the grid has "
-                f"{grid.n_patches} patches (0..{grid.n_patches - 1}); is it the grid of this image?"
-            )
+
+def _candidates(grid: PatchGrid, indices: tuple[int, ...] | None) -> np.ndarray:
+    """The grid patches to try: all, or the chosen ``indices`` (which must exist)."""
+    if indices is None:
+        return np.arange(grid.n_patches)
+    candidates = np.asarray(indices, dtype=np.int64)
+    bad = candidates[(candidates < 0) | (candidates >= grid.n_patches)]
+    if bad.size:
+        raise ExportError(
+            f"patch indices {bad[:5].tolist()} do not exist: the grid has "
+            f"{grid.n_patches} patches (0..{grid.n_patches - 1}); is it the grid of this image?"
+        )
+    return candidates
+
+
+def _patch_infos(
+    grid: PatchGrid, candidates: np.ndarray, layout: Layout, options: ExportOptions, mask: Any
+) -> tuple[PatchInfo, ...]:
+    """Where each candidate patch comes from (source pixels) and goes (file names)."""
     width = len(str(max(grid.n_patches - 1, 0)))
-    ext = FILE_FORMATS[fmt]
+    ext = FILE_FORMATS[options.fmt]
     out_valid_stops = grid.clipped_boxes()[:, 1]
-    factor_array, source_stop = np.array(factors), np.array(source_shape)
+    factors, source_stop = np.array(layout.factors), np.array(layout.source_shape)
     patches = []
     for i in candidates.tolist():
         out_start, out_stop = grid.boxes[i, 0], grid.boxes[i, 1]
-        start = out_start * factor_array
-        name = patch_file_name(stem, i, start, width, ext)
+        start = out_start * factors
+        name = patch_file_name(options.stem, i, start, width, ext)
         patches.append(
             PatchInfo(
                 index=i,
                 start=ints(start),
-                stop=ints(out_stop * factor_array),
-                valid_stop=ints(np.minimum(out_valid_stops[i] * factor_array, source_stop)),
+                stop=ints(out_stop * factors),
+                valid_stop=ints(np.minimum(out_valid_stops[i] * factors, source_stop)),
                 out_start=ints(out_start),
                 out_stop=ints(out_stop),
                 out_valid_stop=ints(out_valid_stops[i]),
@@ -225,88 +248,91 @@ def plan_export(
                 mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
             )
         )
-    # RGB(A) TIFF pages need y, x and a last axis of 3 or 4 uint8/uint16 samples
-    rgb = (
-        axis == ndim - 1
-        and grid.ndim >= 2
-        and channels in (3, 4)
-        and image_dtype in (np.uint8, np.uint16)
+    return tuple(patches)
+
+
+def _patch_settings(image: Any, mask: Any, options: ExportOptions, layout: Layout) -> PatchSettings:
+    """How every patch is filtered, padded and written."""
+    padded = options.padded
+    return PatchSettings(
+        fmt=options.fmt,
+        compression=options.compression,
+        channel_axis=layout.channel_axis,
+        rgb=layout.rgb,
+        pad_mode=options.pad_mode if padded else "constant",
+        pad_value=_check_pad_value(options.pad_value, np.dtype(image.dtype)) if padded else 0,
+        relabel=bool(options.relabel) and mask is not None,
+        min_foreground=options.min_foreground,
+        min_std=options.min_std,
+        fsync=options.fsync,
+        factors=layout.factors,
+        only_foreground=bool(options.only_foreground),
+        ome_metadata=(
+            ome_tiff_metadata(
+                layout.names,
+                layout.channel_axis,
+                layout.rgb,
+                layout.ndim,
+                layout.output_pixel_size,
+                layout.units,
+            )
+            if options.fmt == "ome-tiff"
+            else None
+        ),
     )
-    downsampled = any(f != 1 for f in factors)
-    output_pixel_size = (
-        None if spatial_scale is None else [s * f for s, f in zip(spatial_scale, factors)]
-    )
-    ome_metadata = (
-        ome_tiff_metadata(names, axis, bool(rgb), ndim, output_pixel_size, spatial_units)
-        if fmt == "ome-tiff"
-        else None
-    )
-    settings = PatchSettings(
-        fmt=fmt,
-        compression=compression,
-        channel_axis=axis,
-        rgb=bool(rgb),
-        pad_mode=pad_mode if padded else "constant",
-        pad_value=pad_value if padded else 0,
-        relabel=bool(relabel) and mask is not None,
-        min_foreground=float(min_foreground),
-        min_std=None if min_std is None else float(min_std),
-        fsync=fsync,
-        factors=tuple(factors),
-        only_foreground=bool(only_foreground),
-        ome_metadata=ome_metadata,
-    )
-    axes = list(names)
-    if axis is not None:
-        axes.insert(axis, "c")
+
+
+def _dataset_info(
+    image: Any,
+    mask: Any,
+    options: ExportOptions,
+    layout: Layout,
+    grid: PatchGrid,
+    settings: PatchSettings,
+) -> DatasetInfo:
+    """The ``dataset.json`` this export writes (counts are added when it is complete)."""
     from napari_patchwork import __version__
 
-    dataset = {
-        "format": FOLDER_FORMAT,
-        "format_version": FORMAT_VERSION if downsampled or fmt == "ome-tiff" else 1,
-        "plugin_version": __version__,
-        "complete": False,
-        "image": {
-            "shape": list(map(int, image.shape)),
-            "dtype": image_dtype.str,
-            "name": image_name,
-        },
-        "mask": None
+    axes = list(layout.names)
+    if layout.channel_axis is not None:
+        axes.insert(layout.channel_axis, "c")
+    padded = options.padded
+    return DatasetInfo(
+        format_version=FORMAT_VERSION if layout.downsampled or options.fmt == "ome-tiff" else 1,
+        plugin_version=__version__,
+        image=ArrayInfo(ints(image.shape), np.dtype(image.dtype).str, options.image_name),
+        mask=None
         if mask is None
-        else {
-            "shape": list(map(int, mask.shape)),
-            "dtype": np.dtype(mask.dtype).str,
-            "name": mask_name,
-            **({} if mask_class_ids is None else {"class_ids": _class_ids(mask_class_ids)}),
-        },
-        "axes": "".join(axes),
-        "spatial_axes": list(names),
-        "channel_axis": axis,
-        "rgb": bool(rgb),
-        "patch_size": list(grid.patch_size),
-        "stride": list(grid.stride),
-        "edge": edge,
-        "pad_mode": settings.pad_mode if padded else None,
-        "pad_value": settings.pad_value if padded else None,
-        "file_format": fmt,
-        "compression": compression,
-        "stem": stem,
-        "relabel": settings.relabel,
-        "min_foreground": settings.min_foreground,
-        "only_foreground": settings.only_foreground,
-        "min_std": settings.min_std,
-        "indices": None if indices is None else candidates.tolist(),
-        "split": split_fractions,
-        "seed": int(seed),
-        "scale": spatial_scale,
-        "translate": spatial_translate,
-        "units": spatial_units,
-        "downsample": list(factors),
-        "output_shape": list(output_shape),
-        "pixel_size": output_pixel_size,
-        "n_grid_patches": grid.n_patches,
-    }
-    return ExportPlan(grid, tuple(patches), settings, split_fractions, int(seed), dataset)
+        else ArrayInfo(
+            ints(mask.shape), np.dtype(mask.dtype).str, options.mask_name, options.mask_class_ids
+        ),
+        axes="".join(axes),
+        spatial_axes=layout.names,
+        channel_axis=layout.channel_axis,
+        rgb=layout.rgb,
+        patch_size=ints(grid.patch_size),
+        stride=ints(grid.stride),
+        edge=options.edge,
+        pad_mode=settings.pad_mode if padded else None,
+        pad_value=settings.pad_value if padded else None,
+        file_format=options.fmt,
+        compression=options.compression,
+        stem=options.stem,
+        relabel=settings.relabel,
+        min_foreground=settings.min_foreground,
+        only_foreground=settings.only_foreground,
+        min_std=settings.min_std,
+        indices=options.indices,
+        split=options.split,
+        seed=options.seed,
+        scale=None if layout.scale is None else tuple(layout.scale),
+        translate=None if layout.translate is None else tuple(layout.translate),
+        units=None if layout.units is None else tuple(layout.units),
+        downsample=layout.factors,
+        output_shape=layout.output_shape,
+        pixel_size=None if layout.output_pixel_size is None else tuple(layout.output_pixel_size),
+        n_grid_patches=grid.n_patches,
+    )
 
 
 def export_grid(
@@ -376,16 +402,6 @@ def indices_of_source_boxes(
             )
         )
     return [int(i) for i in indices]
-
-
-def _class_ids(mapping: Mapping[str, int]) -> dict[str, int]:
-    try:
-        return {str(name): int(value) for name, value in mapping.items()}
-    except (TypeError, ValueError, AttributeError):
-        raise ExportError(
-            f"mask_class_ids must map class names to label ids, e.g. {{'tumour': 1}}; "
-            f"got {mapping!r}."
-        ) from None
 
 
 def _check_pad_value(pad_value: float, dtype: np.dtype) -> float | int | bool:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from napari_patchwork.export.options import ExportError
+from napari_patchwork.export.errors import ExportError
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 """Split names used when ``split`` is given as a sequence of fractions."""

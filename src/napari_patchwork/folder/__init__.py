@@ -88,11 +88,24 @@ fsync'ed unless ``fsync=True`` (interruptions of the process are safe either
 way; after a power loss, export again with ``overwrite=True``).
 """
 
-from napari_patchwork.folder.dataset import file_settings, read_dataset_json, settings_differences
+from napari_patchwork.folder.dataset import (
+    ArrayInfo,
+    DatasetInfo,
+    read_dataset_info,
+    read_dataset_json,
+    write_dataset_info,
+)
 from napari_patchwork.folder.errors import PatchFolderError
 from napari_patchwork.folder.files import atomic_write, patch_files_on_disk, write_text_atomic
 from napari_patchwork.folder.journal import PatchRecord, load_journal
-from napari_patchwork.folder.manifest import box_columns, manifest_boxes, manifest_columns
+from napari_patchwork.folder.manifest import (
+    PatchInfo,
+    box_columns,
+    manifest_boxes,
+    manifest_columns,
+    manifest_row,
+    write_manifest,
+)
 from napari_patchwork.folder.names import (
     DATASET_FILE,
     FILE_FORMATS,
@@ -117,6 +130,10 @@ from napari_patchwork.folder.read import (
 )
 
 __all__ = [
+    "ArrayInfo",
+    "DatasetInfo",
+    "read_dataset_info",
+    "write_dataset_info",
     "DATASET_FILE",
     "FILE_FORMATS",
     "FOLDER_FORMAT",
@@ -128,22 +145,23 @@ __all__ = [
     "PATCH_EXTENSIONS",
     "PatchFolder",
     "PatchFolderError",
+    "PatchInfo",
     "PatchRecord",
     "atomic_write",
     "box_columns",
-    "file_settings",
     "is_patch_folder",
     "is_temp",
     "load_journal",
     "manifest_boxes",
     "manifest_columns",
+    "manifest_row",
+    "write_manifest",
     "patch_file_name",
     "patch_files_on_disk",
     "read_dataset_json",
     "read_patch_file",
     "read_patch_folder",
     "read_patches",
-    "settings_differences",
     "spatial_axis_names",
     "verify_patch_folder",
     "write_text_atomic",

@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from napari_patchwork.folder.names import (
     FILE_FORMATS,
@@ -47,12 +47,10 @@ def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), fsync)
 
 
-def patch_files_on_disk(folder: Path, info: dict[str, Any]) -> list[str]:
-    """Patch files (``images/<name>``, ``masks/<name>``) of the export described by ``info``,
-    and leftover temporary files."""
-    pattern = patch_name_pattern(
-        info.get("stem", "patch"), FILE_FORMATS.get(info.get("file_format"), ".tif")
-    )
+def patch_files_on_disk(folder: Path, stem: str, file_format: str) -> list[str]:
+    """Patch files (``images/<name>``, ``masks/<name>``) named like an export's with this
+    ``stem`` and ``file_format``, and leftover temporary files."""
+    pattern = patch_name_pattern(stem, FILE_FORMATS.get(file_format, ".tif"))
     found = []
     for sub in (IMAGES_DIR, MASKS_DIR):
         with contextlib.suppress(FileNotFoundError):

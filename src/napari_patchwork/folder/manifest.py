@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from napari_patchwork.folder.files import write_text_atomic
+from napari_patchwork.folder.journal import PatchRecord
+from napari_patchwork.folder.names import MANIFEST_FILE, spatial_axis_names
 
 
 def manifest_columns(names: Sequence[str]) -> list[str]:
@@ -34,3 +44,76 @@ def manifest_boxes(
         return np.array(values, dtype=np.int64).reshape(-1, len(names))
 
     return column(prefix + "{}0"), column(prefix + "{}1"), column(prefix + "valid_{}1")
+
+
+@dataclass(frozen=True)
+class PatchInfo:
+    """Where one patch comes from and where it goes.
+
+    ``start``/``stop`` are the patch box per spatial axis in source pixels (``stop``
+    may pass the image in ``pad`` mode); ``valid_stop`` is the stop clipped to the
+    image. ``out_start``/``out_stop``/``out_valid_stop`` are the same box in output
+    pixels (the grid's box; the source box divided by the downsampling factors).
+    ``image_file``/``mask_file`` are relative to the patch folder.
+    """
+
+    index: int
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
+    valid_stop: tuple[int, ...]
+    out_start: tuple[int, ...]
+    out_stop: tuple[int, ...]
+    out_valid_stop: tuple[int, ...]
+    image_file: str
+    mask_file: str | None
+
+    def region(self, ndim: int, channel_axis: int | None) -> tuple[slice, ...]:
+        """Slices of the valid source region in an array of ``ndim`` axes (channel axis whole)."""
+        spatial = iter(slice(a, b) for a, b in zip(self.start, self.valid_stop))
+        return tuple(slice(None) if axis == channel_axis else next(spatial) for axis in range(ndim))
+
+    def pad_width(self, ndim: int, channel_axis: int | None) -> list[tuple[int, int]]:
+        """``numpy.pad`` widths that grow the valid output region to the full output box."""
+        pads = iter((0, b - v) for b, v in zip(self.out_stop, self.out_valid_stop))
+        return [(0, 0) if axis == channel_axis else next(pads) for axis in range(ndim)]
+
+    @property
+    def is_padded(self) -> bool:
+        return self.out_stop != self.out_valid_stop
+
+
+def manifest_row(info: PatchInfo, record: PatchRecord, split: str) -> dict[str, Any]:
+    """The manifest row of a kept patch (see :func:`manifest_columns`)."""
+    names = spatial_axis_names(len(info.start))
+    row: dict[str, Any] = {
+        "index": record.index,
+        "split": split,
+        "image": info.image_file,
+        "mask": info.mask_file or "",
+    }
+    for prefix, start, stop, valid in (
+        ("", info.start, info.stop, info.valid_stop),
+        ("out_", info.out_start, info.out_stop, info.out_valid_stop),
+    ):
+        for name, a, b in zip(names, start, stop):
+            row[f"{prefix}{name}0"], row[f"{prefix}{name}1"] = a, b
+        for name, v in zip(names, valid):
+            row[f"{prefix}valid_{name}1"] = v
+    row["foreground_fraction"] = (
+        "" if record.foreground_fraction is None else f"{record.foreground_fraction:.6g}"
+    )
+    row["image_std"] = "" if record.image_std is None else f"{record.image_std:.6g}"
+    return row
+
+
+def write_manifest(
+    folder: str | os.PathLike, rows: Iterable[dict[str, Any]], n_spatial: int, fsync: bool = False
+) -> None:
+    """Write ``manifest.csv`` atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=manifest_columns(spatial_axis_names(n_spatial)), lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(Path(folder) / MANIFEST_FILE, buffer.getvalue(), fsync)

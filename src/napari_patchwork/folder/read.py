@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from napari_patchwork.folder.dataset import read_dataset_json
+from napari_patchwork.folder.dataset import DatasetInfo, read_dataset_info, read_dataset_json
 from napari_patchwork.folder.errors import PatchFolderError
 from napari_patchwork.folder.files import patch_files_on_disk
 from napari_patchwork.folder.manifest import manifest_boxes, manifest_columns
 from napari_patchwork.folder.names import (
     DATASET_FILE,
-    FORMAT_VERSION,
     IMAGES_DIR,
     MANIFEST_FILE,
 )
@@ -68,7 +67,7 @@ class PatchFolder:
     """
 
     path: Path
-    info: dict[str, Any]
+    info: DatasetInfo
     rows: tuple[dict[str, str], ...]
     indices: np.ndarray
     starts: np.ndarray
@@ -81,12 +80,12 @@ class PatchFolder:
     @property
     def image_shape(self) -> tuple[int, ...]:
         """The source image's shape (channel axis included)."""
-        return tuple(self.info["image"]["shape"])
+        return tuple(self.info.image.shape)
 
     @property
     def factors(self) -> tuple[int, ...]:
         """Downsampling factor per spatial axis (all 1 at full resolution)."""
-        return tuple(int(f) for f in self.info.get("downsample") or [1] * len(self.spatial_shape))
+        return tuple(int(f) for f in self.info.downsample)
 
     @property
     def output_spatial_shape(self) -> tuple[int, ...]:
@@ -103,7 +102,7 @@ class PatchFolder:
 
     @property
     def channel_axis(self) -> int | None:
-        return self.info["channel_axis"]
+        return self.info.channel_axis
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -113,7 +112,7 @@ class PatchFolder:
 
     @property
     def has_mask(self) -> bool:
-        return self.info.get("mask") is not None
+        return self.info.mask is not None
 
     @property
     def grid(self) -> PatchGrid:
@@ -121,9 +120,9 @@ class PatchFolder:
         info = self.info
         return make_grid(
             self.output_image_shape,
-            info["patch_size"],
-            info["stride"],
-            info["edge"],
+            info.patch_size,
+            info.stride,
+            info.edge,
             channel_axis=self.channel_axis,
         )
 
@@ -154,7 +153,7 @@ class PatchFolder:
 
     def _stitched(self, source: str, fill_value: float, lazy: bool | None) -> Any:
         if lazy is None:
-            dtype = np.dtype(self.info["image" if source == IMAGES_DIR else "mask"]["dtype"])
+            dtype = np.dtype((self.info.image if source == IMAGES_DIR else self.info.mask).dtype)
             shape = self.output_image_shape if source == IMAGES_DIR else self.output_spatial_shape
             lazy = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > LAZY_THRESHOLD_BYTES
         from napari_patchwork.stitch import stitch  # stitching reads folders, not the reverse
@@ -172,29 +171,24 @@ def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
     path = Path(folder)
     if path.name == DATASET_FILE:
         path = path.parent
-    info = read_dataset_json(path)
+    info = read_dataset_info(path)
     if info is None:
         raise PatchFolderError(
             f"{path} is not a patch folder of napari-patchwork (no valid {DATASET_FILE})."
         )
-    if int(info.get("format_version", 0)) > FORMAT_VERSION:
-        raise PatchFolderError(
-            f"{path} was written by a newer napari-patchwork "
-            f"({info.get('plugin_version')}); update the plugin to read it."
-        )
-    if not info.get("complete"):
+    if not info.complete:
         raise PatchFolderError(
             f"the export in {path} is incomplete (interrupted or still running); "
             "run the same export again to finish it."
         )
-    names = info["spatial_axes"]
+    names = info.spatial_axes
     try:
         with open(path / MANIFEST_FILE, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             columns = set(reader.fieldnames or ())
             # manifests of format version 1 have no output boxes: they equal the source boxes
             required = manifest_columns(names)
-            if int(info.get("format_version", 1)) < 2:
+            if info.format_version < 2:
                 required = [c for c in required if not c.startswith("out_")]
             missing = set(required) - columns
             if missing:
@@ -249,7 +243,7 @@ def verify_patch_folder(folder: str | os.PathLike) -> list[str]:
     """
     patches = read_patch_folder(folder)
     listed = {row[key] for row in patches.rows for key in ("image", "mask") if row[key]}
-    on_disk = set(patch_files_on_disk(patches.path, patches.info))
+    on_disk = set(patch_files_on_disk(patches.path, patches.info.stem, patches.info.file_format))
     problems = [
         f"missing: {name}" for name in sorted(listed) if not (patches.path / name).is_file()
     ]
