@@ -7,10 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_patchwork.stitch import (
-    read_patch_folder,
-    verify_patch_folder,
-)
+from napari_patchwork.folder import read_patch_folder, verify_patch_folder
 
 DTYPES = [
     np.uint8,

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from napari_patchwork import export as export_module
-from napari_patchwork.export import formats as formats_module
-from napari_patchwork.export import patch as patch_module
 from napari_patchwork._widgets.export_widget import ExportWidget
 from napari_patchwork._widgets.grid_widget import GridWidget
+from napari_patchwork.export import patch as patch_module
 from napari_patchwork.sample import sample_image, sample_mask
 from napari_patchwork.stitch import read_patches, verify_patch_folder
 

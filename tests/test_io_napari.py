@@ -11,8 +11,8 @@ from napari_patchwork._layer_data import grid_layer_data
 from napari_patchwork._reader import get_reader
 from napari_patchwork._writer import DEFAULT_PATCH_SIZE, write_patch_folder, writer_options
 from napari_patchwork.export import ExportError, export_patches, iter_export
+from napari_patchwork.folder import PatchFolderError, read_patch_folder, read_patches
 from napari_patchwork.grid import grid_features, make_grid
-from napari_patchwork.stitch import PatchFolderError, read_patch_folder, read_patches
 
 MANIFEST = npe2.PluginManifest.from_distribution("napari-patchwork")
 SCALE, TRANSLATE = (0.5, 0.25), (10.0, -4.0)

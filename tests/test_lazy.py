@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from napari_patchwork.export import export_patches
+from napari_patchwork.folder import read_patch_file, read_patch_folder
 from napari_patchwork.grid import make_grid
-from napari_patchwork.stitch import read_patch_file, read_patch_folder
 
 SIZE, CHUNK = 40_000, 2_000
 

@@ -4,8 +4,6 @@ import pkgutil
 import subprocess
 import sys
 
-import pytest
-
 
 def core_modules() -> list[str]:
     """Every module of the package but the widgets (found on disk, so new modules are covered)."""

@@ -10,13 +10,9 @@ from patch_folders import make_predictions, sample_pair
 from napari_patchwork.export import (
     export_patches,
 )
+from napari_patchwork.folder import PatchFolderError, read_patch_file, read_patch_folder
 from napari_patchwork.grid import make_grid
-from napari_patchwork.stitch import (
-    PatchFolderError,
-    read_patch_file,
-    read_patch_folder,
-    stitch,
-)
+from napari_patchwork.stitch import stitch
 
 
 def test_stitch_predictions_nearest_centre_wins_on_overlap(tmp_path):

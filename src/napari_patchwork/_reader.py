@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork._layer_data import grid_layer_data
-from napari_patchwork.folder import DATASET_FILE
+from napari_patchwork.folder import DATASET_FILE, is_patch_folder, read_patch_folder
 from napari_patchwork.grid import grid_features
 from napari_patchwork.resolution import downsampled_transform
-from napari_patchwork.stitch import is_patch_folder, read_patch_folder
 
 LayerDataTuple = tuple[Any, dict, str]
 

@@ -376,8 +376,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_stitch(args: argparse.Namespace) -> int:
+    from napari_patchwork.folder import read_patch_folder
     from napari_patchwork.io import write_image
-    from napari_patchwork.stitch import read_patch_folder, stitch
+    from napari_patchwork.stitch import stitch
 
     folder = read_patch_folder(args.folder)
     out = Path(args.output)
@@ -472,10 +473,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
     from napari_patchwork.cluster import cluster_pixels
+    from napari_patchwork.folder import read_patch_folder
     from napari_patchwork.io import write_image
     from napari_patchwork.preview import write_figure
     from napari_patchwork.sample import sample_image, sample_mask
-    from napari_patchwork.stitch import read_patch_folder
 
     out = Path(args.output)
     if out.exists() and any(out.iterdir()) and not args.overwrite:

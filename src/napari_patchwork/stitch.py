@@ -43,13 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from napari_patchwork.folder import (
+from napari_patchwork.folder import (  # noqa: F401 (public here)
     IMAGES_DIR,
     MASKS_DIR,
     PATCH_EXTENSIONS,
     PatchFolder,
     PatchFolderError,
-    is_patch_folder,
     read_patch_file,
     read_patch_folder,
     read_patches,
@@ -57,14 +56,11 @@ from napari_patchwork.folder import (
 )
 from napari_patchwork.io import LAZY_CHUNK_BYTES
 
-# reading a folder lives in napari_patchwork.folder; these names stay importable from here
+# reading a folder lives in napari_patchwork.folder; the README's names stay importable here
 __all__ = [
     "OVERLAP_MODES",
-    "PATCH_EXTENSIONS",
     "PatchFolder",
     "PatchFolderError",
-    "is_patch_folder",
-    "read_patch_file",
     "read_patch_folder",
     "read_patches",
     "stitch",

@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from napari_patchwork.export import ExportError, export_patches, iter_export
+from napari_patchwork.folder import read_patch_folder, read_patches, verify_patch_folder
 from napari_patchwork.resolution import downsample_mean, downsample_mode, downsampled_shape
 from napari_patchwork.sample import sample_image, sample_mask
-from napari_patchwork.stitch import read_patch_folder, read_patches, stitch, verify_patch_folder
+from napari_patchwork.stitch import stitch
 
 
 def read_manifest(folder):

@@ -11,9 +11,7 @@ from napari_patchwork.export import (
     export_patches,
 )
 from napari_patchwork.export import formats as formats_module
-from napari_patchwork.stitch import (
-    read_patches,
-)
+from napari_patchwork.folder import read_patches
 
 
 @settings(

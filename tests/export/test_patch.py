@@ -7,9 +7,7 @@ from napari_patchwork.export import (
     export_patches,
     relabel_sequential,
 )
-from napari_patchwork.stitch import (
-    read_patch_file,
-)
+from napari_patchwork.folder import read_patch_file
 
 
 def test_pad_modes_fill_and_record_the_valid_region(tmp_path):

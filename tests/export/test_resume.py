@@ -14,12 +14,7 @@ from napari_patchwork.export import (
     iter_export,
 )
 from napari_patchwork.export import patch as patch_module
-from napari_patchwork.folder import JOURNAL_FILE
-from napari_patchwork.stitch import (
-    PatchFolderError,
-    read_patch_folder,
-    read_patches,
-)
+from napari_patchwork.folder import JOURNAL_FILE, PatchFolderError, read_patch_folder, read_patches
 
 
 def test_refuses_a_foreign_folder_unless_overwrite(tmp_path):

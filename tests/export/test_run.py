@@ -24,13 +24,9 @@ from napari_patchwork.export import (
     export_patches,
 )
 from napari_patchwork.export import patch as patch_module
+from napari_patchwork.folder import read_patch_file, read_patch_folder, read_patches
 from napari_patchwork.grid import EDGE_MODES, make_grid
-from napari_patchwork.stitch import (
-    read_patch_file,
-    read_patch_folder,
-    read_patches,
-    stitch,
-)
+from napari_patchwork.stitch import stitch
 
 
 @st.composite
@@ -168,8 +164,11 @@ def test_every_export_option_is_a_field_of_export_options(tmp_path):
 
     names = {f.name for f in dataclasses.fields(ExportOptions)}
     documented = set(re.findall(r"^    (\w+)", export_patches.__doc__, re.MULTILINE))
-    documented |= {n for line in re.findall(r"^    ([\w, ]+) :", export_patches.__doc__, re.M)
-                   for n in line.replace(" ", "").split(",")}
+    documented |= {
+        n
+        for line in re.findall(r"^    ([\w, ]+) :", export_patches.__doc__, re.M)
+        for n in line.replace(" ", "").split(",")
+    }
     assert names - documented == set()
     image = np.zeros((8, 8), np.uint8)
     with pytest.raises(ExportError, match=r"unknown export options \['patchsize'\]"):

@@ -6,10 +6,7 @@ from patch_folders import sample_pair
 from napari_patchwork.export import (
     export_patches,
 )
-from napari_patchwork.stitch import (
-    PatchFolderError,
-    read_patch_folder,
-)
+from napari_patchwork.folder import PatchFolderError, read_patch_folder
 
 
 def test_read_patch_folder_refuses_foreign_and_damaged_folders(tmp_path):
