@@ -103,12 +103,12 @@ class PatchMarks:
 def folder_marks(folder: str | os.PathLike) -> PatchMarks:
     """The patches an export folder tried, in source pixels: kept (in its manifest, with
     their split) and filtered (the rest of its grid, or of its chosen indices)."""
-    from napari_patchwork.stitch import read_patch_folder
+    from napari_patchwork.folder import read_patch_folder
 
     patches = read_patch_folder(folder)
     grid = patches.grid
     factors = np.asarray(patches.factors, dtype=np.float64)
-    candidates = patches.info.get("indices")
+    candidates = patches.info.indices
     candidates = np.arange(grid.n_patches) if candidates is None else np.asarray(candidates)
     boxes = grid.boxes[candidates] * factors
     position = {int(index): row for index, row in zip(patches.indices, patches.rows)}
