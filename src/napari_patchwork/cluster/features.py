@@ -1,0 +1,272 @@
+"""Pixel features: the image brought to ``(*spatial, channels)`` order, smoothed, with its ROI;
+the spatial axes whose positions are features; the pixels sampled for fitting."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from napari_patchwork._common import is_dask, normalize_axis, per_axis
+from napari_patchwork.cluster.blocks import _MAX_BLOCK_PIXELS
+from napari_patchwork.cluster.errors import ClusterError
+
+ChannelScaling = Literal["shared", "per_channel"]
+CHANNEL_SCALINGS: tuple[str, ...] = get_args(ChannelScaling)
+
+DEFAULT_SAMPLE_SIZE = 50_000
+"""Pixels k-means is fitted on (all pixels when the ROI is smaller)."""
+
+NAN_PIXELS = ("error", "background")
+"""What NaN/inf pixels inside the ROI are: bad input (default), or background (label 0)."""
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _per_spatial_axis(value: Any, ndim: int, name: str, *, allow_zero: bool) -> tuple[float, ...]:
+    """Broadcast a number to ``ndim`` spatial axes or check a sequence has one per axis."""
+    values = per_axis(value, ndim, name, error=ClusterError)
+    low_ok = (lambda v: v >= 0) if allow_zero else (lambda v: v > 0)
+    if not all(math.isfinite(v) and low_ok(v) for v in values):
+        bound = "0 or more" if allow_zero else "greater than 0"
+        raise ClusterError(f"{name} must be finite and {bound} on every axis, got {values}.")
+    return values
+
+
+@dataclass(frozen=True, eq=False)
+class _Pixels:
+    """An image prepared for clustering: channel axis last, smoothed, ROI as a bool mask."""
+
+    values: Any  # (*spatial_shape, n_channels), numpy or dask
+    channel_axis: int | None  # as given by the caller (e.g. -1), None for one channel
+    image_ndim: int  # of the original image
+    scale: tuple[float, ...]  # physical pixel size per spatial axis
+    mask: np.ndarray | None  # bool, spatial_shape; None = every pixel
+    dtype: np.dtype  # of the original image
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.values.shape[:-1])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.values.shape[-1])
+
+    @property
+    def lazy(self) -> bool:
+        return is_dask(self.values)
+
+    @property
+    def n_inside(self) -> int:
+        """Pixels inside the ROI."""
+        return math.prod(self.spatial_shape) if self.mask is None else int(self.mask.sum())
+
+
+def _prepare(
+    image: Any,
+    *,
+    channel_axis: int | None,
+    scale: Sequence[float] | float | None,
+    sigma: Sequence[float] | float,
+    mask: Any,
+    max_channels: int,
+) -> _Pixels:
+    """Validate the inputs and bring the image to ``(*spatial, channels)`` order."""
+    lazy = is_dask(image)
+    if not lazy:
+        image = np.asarray(image)
+    dtype = np.dtype(image.dtype)
+    if dtype == bool:
+        image = image.astype(np.uint8)
+    elif not np.issubdtype(dtype, np.integer) and not np.issubdtype(dtype, np.floating):
+        raise ClusterError(
+            f"the image has dtype {dtype}; cluster an integer or floating-point image "
+            f"(convert complex data to magnitudes first)."
+        )
+    if image.ndim == 0:
+        raise ClusterError("the image is a single number; give an array of pixels.")
+    if channel_axis is None:
+        values = image[..., None]
+    else:
+        axis = normalize_axis(channel_axis, image.ndim, "channel_axis", ClusterError)
+        if image.ndim < 2:
+            raise ClusterError(
+                "the image has a single axis, so a channel axis leaves no spatial axis; "
+                "use channel_axis=None."
+            )
+        n_channels = image.shape[axis]
+        if n_channels > max_channels:
+            raise ClusterError(
+                f"channel_axis={channel_axis} has {n_channels} entries, which looks like a "
+                f"spatial axis (image shape {tuple(image.shape)}); RGB images use channel_axis=-1, "
+                f"grayscale images channel_axis=None (or raise max_channels={max_channels})."
+            )
+        values = image if axis == image.ndim - 1 else _moveaxis(image, axis, -1)
+    spatial = tuple(int(s) for s in values.shape[:-1])
+    if math.prod(spatial) == 0 or values.shape[-1] == 0:
+        raise ClusterError(f"the image is empty (shape {tuple(image.shape)}).")
+    pixel_size = _per_spatial_axis(
+        1.0 if scale is None else scale, len(spatial), "scale", allow_zero=False
+    )
+    sigma_px = tuple(
+        s / p
+        for s, p in zip(
+            _per_spatial_axis(sigma, len(spatial), "sigma", allow_zero=True), pixel_size
+        )
+    )
+    if any(sigma_px):
+        values = _smooth(values, sigma_px)
+    channel_axis = None if channel_axis is None else int(channel_axis)
+    return _Pixels(
+        values, channel_axis, image.ndim, pixel_size, _prepare_mask(mask, spatial), dtype
+    )
+
+
+def _moveaxis(array: Any, source: int, destination: int) -> Any:
+    if is_dask(array):
+        import dask.array as da
+
+        return da.moveaxis(array, source, destination)
+    return np.moveaxis(array, source, destination)
+
+
+def _smooth(values: Any, sigma_px: Sequence[float]) -> Any:
+    """Gaussian-smooth each channel over the spatial axes (sigma in pixels), float32 out."""
+    from scipy import ndimage
+
+    sigma_all = (*sigma_px, 0.0)
+    truncate = 4.0
+
+    def smooth(block: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(
+            block, sigma_all, output=np.float32, mode="reflect", truncate=truncate
+        )
+
+    if not is_dask(values):
+        return smooth(values)
+    # scipy's kernel radius is int(truncate * sigma + 0.5); dask's 'reflect' boundary
+    # mirrors like scipy's 'reflect' mode, so blocks match the in-memory result.
+    depth = {axis: int(truncate * s + 0.5) for axis, s in enumerate(sigma_all)}
+    values = values.rechunk({values.ndim - 1: -1})
+    return values.map_overlap(smooth, depth=depth, boundary="reflect", dtype=np.float32)
+
+
+def _prepare_mask(mask: Any, spatial_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The ROI as an in-memory bool array (non-zero = inside; a dask mask is computed,
+    1 byte per pixel), or None when it covers everything."""
+    if mask is None:
+        return None
+    roi = np.asarray(mask)
+    if roi.shape != spatial_shape:
+        raise ClusterError(
+            f"the ROI mask has shape {roi.shape} but the image's spatial shape is {spatial_shape}; "
+            f"draw the ROI on this image (same size, no channel axis)."
+        )
+    roi = roi != 0
+    if not roi.any():
+        raise ClusterError(
+            "the ROI mask is empty (no non-zero pixel); paint the region to cluster."
+        )
+    return None if roi.all() else roi
+
+
+# --------------------------------------------------------------------------- blocks and samples
+
+
+def _stratified_ranks(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` sorted distinct integers in ``[0, n)``: one at random in each of ``size``
+    equal runs (a jittered systematic sample).
+
+    O(size) and already sorted (``rng.choice(n, size, replace=False)`` shuffles all
+    ``n`` when ``size > n / 50``), and it covers the image evenly.
+    """
+    bounds = (np.arange(size + 1, dtype=np.float64) * (n / size)).astype(np.int64)
+    return bounds[:-1] + (rng.random(size) * np.diff(bounds)).astype(np.int64)
+
+
+def _sample_flat_indices(pixels: _Pixels, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted flat (C-order) indices of ``size`` distinct pixels inside the ROI.
+
+    All ROI pixels when there are no more than ``size``, else a stratified random
+    sample (:func:`_stratified_ranks`) of them. With a mask, the ranks
+    drawn among the ROI pixels are mapped to positions block by block, so no
+    index array of the whole image is built.
+    """
+    n_inside = pixels.n_inside
+    ranks = None if size >= n_inside else _stratified_ranks(n_inside, size, rng)
+    if pixels.mask is None:
+        return np.arange(n_inside, dtype=np.int64) if ranks is None else ranks.astype(np.int64)
+    flat_mask = pixels.mask.ravel()
+    if ranks is None:
+        return np.flatnonzero(flat_mask)
+    out = np.empty(len(ranks), dtype=np.int64)
+    taken = seen = 0
+    for start in range(0, flat_mask.size, _MAX_BLOCK_PIXELS):
+        block = flat_mask[start : start + _MAX_BLOCK_PIXELS]
+        n_true = int(np.count_nonzero(block))
+        stop = int(np.searchsorted(ranks, seen + n_true))
+        if stop > taken:
+            out[taken:stop] = np.flatnonzero(block)[ranks[taken:stop] - seen] + start
+        taken, seen = stop, seen + n_true
+    return out
+
+
+def _nan_error(n_bad: int, where: str) -> ClusterError:
+    return ClusterError(
+        f"{n_bad:,} pixel(s) {where} are NaN or infinite; replace them (e.g. numpy.nan_to_num), "
+        f"draw a ROI mask that leaves them out, or pass nan_pixels='background' to label them 0."
+    )
+
+
+def _check_nan_pixels(nan_pixels: str) -> str:
+    if nan_pixels not in NAN_PIXELS:
+        raise ClusterError(f"nan_pixels={nan_pixels!r}; choose one of {', '.join(NAN_PIXELS)}.")
+    return nan_pixels
+
+
+def _gather_finite(
+    pixels: _Pixels, flat: np.ndarray, with_coords: bool, nan_pixels: str = "error"
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Channel values ``(m, n_channels)`` of the pixels at ``flat`` whose channels are all
+    finite, and (if asked) their indices along each spatial axis. NaN/inf pixels raise
+    (``nan_pixels="error"``) or are left out (``"background"``)."""
+    values = pixels.values
+    if not pixels.lazy and values.flags.c_contiguous:  # rows: faster than per-axis indexing
+        gathered = values.reshape(-1, pixels.n_channels).take(flat, axis=0)
+    else:
+        index = np.unravel_index(flat, pixels.spatial_shape)
+        gathered = np.asarray(values.vindex[index].compute()) if pixels.lazy else values[index]
+    if np.issubdtype(gathered.dtype, np.inexact):
+        finite = np.isfinite(gathered).all(axis=1)
+        if not finite.all():
+            if nan_pixels == "error":
+                raise _nan_error(int((~finite).sum()), "of the fitting sample")
+            gathered, flat = gathered[finite], flat[finite]
+    return gathered, np.unravel_index(flat, pixels.spatial_shape) if with_coords else ()
+
+
+def _resolve_spatial_axes(
+    spatial_axes: Sequence[int] | None, image_ndim: int, channel_axis: int | None
+) -> tuple[int, ...]:
+    """Image axes -> negative indices into the spatial shape (channel axis removed)."""
+    channel = None if channel_axis is None else channel_axis % image_ndim
+    spatial = [a for a in range(image_ndim) if a != channel]
+    if spatial_axes is None:
+        chosen = spatial
+    else:
+        chosen = sorted(
+            {normalize_axis(a, image_ndim, "spatial_axes", ClusterError) for a in spatial_axes}
+        )
+        if channel in chosen:
+            raise ClusterError(
+                f"spatial_axes {tuple(spatial_axes)} includes the channel axis {channel_axis}."
+            )
+        if not chosen:
+            raise ClusterError(
+                "spatial_axes is empty; give the axes whose position is a feature, or None for all."
+            )
+    return tuple(spatial.index(a) - len(spatial) for a in chosen)

@@ -1,0 +1,340 @@
+"""The fitted model: centres and scaling, labelling of any image, JSON persistence."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from types import EllipsisType
+from typing import Any
+
+import numpy as np
+
+from napari_patchwork._common import is_dask, run_steps
+from napari_patchwork.cluster.blocks import _block_slices, _single_threaded
+from napari_patchwork.cluster.errors import ClusterError
+from napari_patchwork.cluster.features import _check_nan_pixels, _Pixels, _prepare
+from napari_patchwork.cluster.scorer import _label_dask_block, _Scorer
+
+MAX_CLUSTERS = int(np.iinfo(np.uint16).max)
+
+ID_ORDER = (
+    "ascending mean channel value of the centre in image units (1 = darkest); "
+    "ties (within 1e-4 standard deviations) broken by the channel values in channel order, "
+    "then by position"
+)
+"""The documented rule that numbers clusters 1..k."""
+
+MODEL_FORMAT = "napari-patchwork/cluster-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def _check_n_clusters(n_clusters: Any) -> int:
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
+        raise ClusterError(f"n_clusters must be an integer, got {n_clusters!r}.")
+    if n_clusters < 2:
+        raise ClusterError(f"n_clusters={n_clusters}: clustering needs at least 2 clusters.")
+    if n_clusters > MAX_CLUSTERS:
+        raise ClusterError(f"n_clusters={n_clusters} is too many; use at most {MAX_CLUSTERS}.")
+    return int(n_clusters)
+
+
+def labels_dtype(n_clusters: int) -> np.dtype:
+    """``uint8`` for up to 255 clusters, else ``uint16`` (0 is kept for 'outside the ROI')."""
+    return np.dtype(np.uint8) if n_clusters <= np.iinfo(np.uint8).max else np.dtype(np.uint16)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterModel:
+    """A fitted clustering: everything needed to label other pixels the same way.
+
+    Attributes
+    ----------
+    centers : ``(k, n_features)`` float32 cluster centres in the scaled feature
+        space (channels first, then spatial features), row ``i`` is cluster id ``i + 1``.
+    channel_offset, channel_scale : ``(n_channels,)`` float64; scaled channel
+        feature = ``(value - offset) / scale`` (see the module docstring).
+    channel_axis : the channel axis given for the fitted image (e.g. -1 for RGB, so the
+        model also fits a stack of RGB frames), None for one channel.
+    channel_scaling : ``"shared"`` or ``"per_channel"``.
+    spatial_weight : weight of the position features (0 = colour only).
+    spatial_axes : spatial axes whose position is a feature, as negative indices
+        into the spatial shape (channel axis removed), e.g. ``(-2, -1)`` for y, x.
+    spatial_length : the cluster spacing ``S`` in physical units that positions are divided by.
+    scale : physical pixel size per spatial axis of the fitted image.
+    sigma : Gaussian smoothing in physical units applied before clustering (0 = none).
+    """
+
+    centers: np.ndarray
+    channel_offset: np.ndarray
+    channel_scale: np.ndarray
+    channel_axis: int | None = None
+    channel_scaling: str = "shared"
+    spatial_weight: float = 0.0
+    spatial_axes: tuple[int, ...] = ()
+    spatial_length: float = 1.0
+    scale: tuple[float, ...] = (1.0, 1.0)
+    sigma: float | tuple[float, ...] = 0.0
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.centers.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.channel_offset.shape[0])
+
+    @property
+    def labels_dtype(self) -> np.dtype:
+        return labels_dtype(self.n_clusters)
+
+    @property
+    def centers_image(self) -> np.ndarray:
+        """``(k, n_channels)`` float64 centres in image units (intensities), row ``i`` = id ``i + 1``."""
+        channels = self.centers[:, : self.n_channels].astype(np.float64)
+        return channels * self.channel_scale + self.channel_offset
+
+    # --- features and assignment ---------------------------------------------------------
+
+    def _position_factors(self, scale: Sequence[float]) -> np.ndarray:
+        """Feature per pixel index step along each of ``spatial_axes``."""
+        return np.array(
+            [self.spatial_weight * scale[a] / self.spatial_length for a in self.spatial_axes],
+            dtype=np.float32,
+        )
+
+    def features(
+        self,
+        values: np.ndarray,
+        coords: Sequence[np.ndarray | None] | None = None,
+        scale: Sequence[float] | None = None,
+    ) -> np.ndarray:
+        """Scaled float32 features ``(n, n_features)`` of ``n`` pixels.
+
+        ``values`` is ``(n, n_channels)`` in image units; ``coords`` one array of
+        ``n`` pixel indices per spatial axis (only those in ``spatial_axes`` are
+        read; needed when ``spatial_weight`` > 0) and
+        ``scale`` the pixel size per spatial axis (default: the fitted one).
+        """
+        n_channels = self.n_channels
+        feats = np.empty((len(values), n_channels + len(self.spatial_axes)), dtype=np.float32)
+        channel_feats = feats[:, :n_channels]
+        np.subtract(
+            values, self.channel_offset.astype(np.float32), out=channel_feats, casting="unsafe"
+        )
+        channel_feats *= (1.0 / self.channel_scale).astype(np.float32)
+        if self.spatial_axes:
+            if coords is None:
+                raise ClusterError("this model uses pixel positions: pass coords with the values.")
+            factors = self._position_factors(self.scale if scale is None else scale)
+            for column, (axis, factor) in enumerate(
+                zip(self.spatial_axes, factors), start=n_channels
+            ):
+                np.multiply(coords[axis], factor, out=feats[:, column], casting="unsafe")
+        return feats
+
+    def _scorer(
+        self, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error"
+    ) -> _Scorer:
+        """The nearest-centre computation for pixels of ``dtype`` with pixel size ``scale``."""
+        return _Scorer.from_model(self, scale, dtype, nan_pixels)
+
+    def _check_image(self, pixels: _Pixels) -> None:
+        if pixels.n_channels != self.n_channels:
+            raise ClusterError(
+                f"the model was fitted on {self.n_channels} channel(s) but the image has "
+                f"{pixels.n_channels} along channel_axis={pixels.channel_axis}; "
+                f"pass the channel_axis of the image (None for grayscale)."
+            )
+        ndim = len(pixels.spatial_shape)
+        if any(a < -ndim for a in self.spatial_axes):
+            raise ClusterError(
+                f"the model uses positions along spatial axes {self.spatial_axes} but the image "
+                f"has only {ndim} spatial axes."
+            )
+
+    def _predict_steps(
+        self, pixels: _Pixels, n_threads: int | None = None, nan_pixels: str = "error"
+    ) -> Generator[float, None, Any]:
+        """Label every pixel; yields the fraction of blocks done; returns the labels.
+
+        numpy in, numpy out; dask in, lazy dask out (nothing yielded). NaN/inf pixels
+        in the ROI raise or get 0, as ``nan_pixels`` says.
+        Blocks run on ``n_threads`` threads (default: all CPUs), at most two per thread
+        submitted ahead, so a caller that stops pulling progress (Cancel) stops the work
+        after the blocks in flight.
+        """
+        self._check_image(pixels)
+        if pixels.lazy:
+            return self._predict_lazy(pixels, nan_pixels)
+        scorer = self._scorer(pixels.scale, pixels.values.dtype, nan_pixels)
+        labels = np.zeros(pixels.spatial_shape, dtype=self.labels_dtype)
+        blocks = list(_block_slices(pixels.spatial_shape, scorer.block_pixels))
+
+        def label(block: tuple[slice, ...]) -> None:
+            roi = None if pixels.mask is None else pixels.mask[block]
+            labels[block] = scorer.label_block(pixels.values[block], [s.start for s in block], roi)
+
+        n_threads = n_threads or os.cpu_count() or 1
+        waiting = iter(blocks)
+        with _single_threaded, ThreadPoolExecutor(max_workers=n_threads) as pool:
+            in_flight = deque(pool.submit(label, b) for b in islice(waiting, 2 * n_threads))
+            try:
+                for done in range(1, len(blocks) + 1):
+                    in_flight.popleft().result()
+                    in_flight.extend(pool.submit(label, b) for b in islice(waiting, 1))
+                    yield done / len(blocks)
+            finally:  # closed (cancelled) or failed: drop the blocks not started
+                for future in in_flight:
+                    future.cancel()
+        return labels
+
+    def _predict_lazy(self, pixels: _Pixels, nan_pixels: str = "error") -> Any:
+        import dask.array as da
+
+        values = pixels.values.rechunk({pixels.values.ndim - 1: -1})
+        spatial_chunks = values.chunks[:-1]
+        args = [values]
+        if pixels.mask is not None:  # a trailing length-1 axis lines it up with the channel axis
+            args.append(da.from_array(pixels.mask[..., None], chunks=(*spatial_chunks, (1,))))
+        return da.map_blocks(
+            _label_dask_block,
+            *args,
+            scorer=self._scorer(pixels.scale, values.dtype, nan_pixels),
+            dtype=self.labels_dtype,
+            drop_axis=values.ndim - 1,
+            chunks=spatial_chunks,
+            meta=np.empty((0,) * len(spatial_chunks), dtype=self.labels_dtype),
+        )
+
+    def predict(
+        self,
+        image: Any,
+        *,
+        channel_axis: int | None | EllipsisType = ...,
+        mask: Any = None,
+        scale: Sequence[float] | float | None = None,
+        max_channels: int = 64,
+        nan_pixels: str = "error",
+    ) -> Any:
+        """Label ``image`` with this model: ids ``1..k`` (0 outside ``mask``), shape = spatial shape.
+
+        ``nan_pixels``: NaN/inf pixels in the ROI raise (``"error"``) or get 0
+        (``"background"``); see the module docstring.
+
+        ``channel_axis`` defaults to the fitted image's. The model's smoothing and
+        positions apply to the spatial axes it was fitted on, aligned from the last
+        axis: a model fitted on 2D frames labels each frame of a stack exactly as it
+        labels that frame alone. ``scale`` (physical pixel size per spatial axis)
+        defaults to the fitted one (1 on extra leading axes). numpy in, numpy out;
+        dask in, lazy dask out.
+        """
+        image = image if is_dask(image) else np.asarray(image)
+        channel_axis = self.channel_axis if channel_axis is ... else channel_axis
+        n_spatial = image.ndim - (channel_axis is not None)
+        fitted_sigma = (
+            (self.sigma,) * len(self.scale) if np.ndim(self.sigma) == 0 else tuple(self.sigma)
+        )
+        pixels = _prepare(
+            image,
+            channel_axis=channel_axis,
+            scale=_trailing(self.scale, n_spatial, 1.0) if scale is None else scale,
+            sigma=_trailing(fitted_sigma, n_spatial, 0.0),
+            mask=mask,
+            max_channels=max_channels,
+        )
+        return run_steps(self._predict_steps(pixels, nan_pixels=_check_nan_pixels(nan_pixels)))
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible description (format tag included), the inverse of :meth:`from_dict`."""
+        return {
+            "format": MODEL_FORMAT,
+            "version": MODEL_FORMAT_VERSION,
+            "id_order": ID_ORDER,
+            "centers": self.centers.tolist(),
+            "channel_offset": self.channel_offset.tolist(),
+            "channel_scale": self.channel_scale.tolist(),
+            "channel_axis": self.channel_axis,
+            "channel_scaling": self.channel_scaling,
+            "spatial_weight": self.spatial_weight,
+            "spatial_axes": list(self.spatial_axes),
+            "spatial_length": self.spatial_length,
+            "scale": list(self.scale),
+            "sigma": self.sigma if np.ndim(self.sigma) == 0 else list(self.sigma),
+            "centers_image": self.centers_image.tolist(),  # for people reading the file
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterModel:
+        """Rebuild a model from :meth:`to_dict` output; ClusterError if it is not one."""
+        if data.get("format") != MODEL_FORMAT:
+            raise ClusterError(
+                f"not a cluster model (format tag {data.get('format')!r}, expected {MODEL_FORMAT!r})."
+            )
+        version = data.get("version", 0)
+        if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+            raise ClusterError(
+                f"cluster model format version {version!r} is newer than this napari-patchwork "
+                f"understands ({MODEL_FORMAT_VERSION}); upgrade napari-patchwork."
+            )
+        try:
+            model = cls(
+                centers=np.asarray(data["centers"], dtype=np.float32),
+                channel_offset=np.asarray(data["channel_offset"], dtype=np.float64),
+                channel_scale=np.asarray(data["channel_scale"], dtype=np.float64),
+                channel_axis=data["channel_axis"],
+                channel_scaling=data["channel_scaling"],
+                spatial_weight=float(data["spatial_weight"]),
+                spatial_axes=tuple(int(a) for a in data["spatial_axes"]),
+                spatial_length=float(data["spatial_length"]),
+                scale=tuple(float(s) for s in data["scale"]),
+                sigma=data["sigma"] if np.ndim(data["sigma"]) == 0 else tuple(data["sigma"]),
+            )
+        except KeyError as missing:
+            raise ClusterError(
+                f"the cluster model has no {missing} entry; save it again with ClusterModel.save."
+            ) from None
+        n_features = model.n_channels + len(model.spatial_axes)
+        if (
+            model.centers.ndim != 2
+            or model.centers.shape[1] != n_features
+            or model.channel_scale.shape != model.channel_offset.shape
+        ):
+            raise ClusterError(
+                f"inconsistent cluster model: centres {model.centers.shape} for {model.n_channels} "
+                f"channel(s) and {len(model.spatial_axes)} spatial feature(s)."
+            )
+        return model
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model as a small JSON file; returns the path."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ClusterModel:
+        """Read a model written by :meth:`save`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ClusterError(f"{path} is not a JSON cluster model ({err}).") from None
+        if not isinstance(data, dict):
+            raise ClusterError(f"{path} is not a cluster model (expected a JSON object).")
+        return cls.from_dict(data)
+
+
+def _trailing(values: Sequence[float], n: int, fill: float) -> tuple[float, ...]:
+    """The last ``n`` of ``values``, padded in front with ``fill`` if there are fewer."""
+    values = tuple(values)
+    return (fill,) * (n - len(values)) + values[max(0, len(values) - n) :]
