@@ -66,13 +66,13 @@ def test_abandoned_steps_stop_labelling_after_the_blocks_in_flight(monkeypatch):
     import napari_patchwork.cluster.scorer as core
 
     labelled = []
-    label_block = core._Scorer.label_block
+    label_block = core.Scorer.label_block
 
     def counting(self, *args, **kwargs):
         labelled.append(1)
         return label_block(self, *args, **kwargs)
 
-    monkeypatch.setattr(core._Scorer, "label_block", counting)
+    monkeypatch.setattr(core.Scorer, "label_block", counting)
     steps = cluster_pixels_steps(np.tile(IHC, (4, 4, 1)), 5, channel_axis=-1, n_threads=2)
     for _ in range(4):  # start, fitted, two blocks labelled
         next(steps)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-_MAX_BLOCK_PIXELS = 1 << 16
+MAX_BLOCK_PIXELS = 1 << 16
 
 # --------------------------------------------------------------------------- native threads
 
@@ -24,7 +24,7 @@ class _SingleThreaded:
     whole 2048 x 2048 RGB benchmark on a loaded 2-core machine: median 51 ms with this
     limit, 82 ms without). Re-entrant and shared between threads: the original limits
     come back when the last user leaves. ``threadpoolctl.threadpool_limits`` alone does
-    not do that: dask runs :func:`_label_dask_block` in several threads at once, and the
+    not do that: dask runs :func:`label_dask_block` in several threads at once, and the
     first to leave would restore the limits while the others still run.
     """
 
@@ -52,10 +52,10 @@ class _SingleThreaded:
                 self._limiter = None
 
 
-_single_threaded = _SingleThreaded()
+single_threaded = _SingleThreaded()
 
 
-def _block_slices(shape: Sequence[int], max_pixels: int) -> Iterator[tuple[slice, ...]]:
+def block_slices(shape: Sequence[int], max_pixels: int) -> Iterator[tuple[slice, ...]]:
     """C-order blocks of at most ``max_pixels`` pixels covering an array of ``shape``.
 
     Trailing axes are taken whole while they fit, the next axis is cut into runs,

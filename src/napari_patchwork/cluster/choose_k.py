@@ -13,12 +13,12 @@ from napari_patchwork.cluster.errors import ClusterError
 from napari_patchwork.cluster.features import (
     DEFAULT_SAMPLE_SIZE,
     ChannelScaling,
-    _gather_finite,
-    _Pixels,
-    _sample_flat_indices,
+    Pixels,
+    gather_finite,
+    sample_flat_indices,
 )
-from napari_patchwork.cluster.fit import _kmeans, _prepare_and_sample, _Sample
-from napari_patchwork.cluster.model import ClusterModel, _check_n_clusters
+from napari_patchwork.cluster.fit import Sample, fit_kmeans, prepare_and_sample
+from napari_patchwork.cluster.model import ClusterModel, check_n_clusters
 
 # --------------------------------------------------------------------------- choosing k
 
@@ -64,13 +64,13 @@ def choose_k_steps(
     """:func:`choose_k` as a generator yielding progress in [0, 1]."""
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-    ks = sorted({_check_n_clusters(k) for k in k_values})
+    ks = sorted({check_n_clusters(k) for k in k_values})
     if not ks:
         raise ClusterError(
             "k_values is empty; give the numbers of clusters to compare, e.g. range(2, 11)."
         )
     rng = np.random.default_rng(random_state)
-    pixels, sample = _prepare_and_sample(
+    pixels, sample = prepare_and_sample(
         image,
         channel_axis=channel_axis,
         channel_scaling=channel_scaling,
@@ -93,7 +93,7 @@ def choose_k_steps(
     for i, k in enumerate(ks):
         yield i / len(ks)
         features = sample.features(k)
-        kmeans = _kmeans(features, k, n_init, rng)
+        kmeans = fit_kmeans(features, k, n_init, rng)
         if everything is not None:
             features = everything.features(k)
         labels = kmeans.predict(features)
@@ -133,8 +133,8 @@ def choose_k(image: Any, k_values: Sequence[int] = range(2, 11), **kwargs: Any) 
     return run_steps(choose_k_steps(image, k_values, **kwargs))
 
 
-def _everything(template: ClusterModel, pixels: _Pixels, nan_pixels: str = "error") -> _Sample:
-    """Every finite ROI pixel as a :class:`_Sample` with the given scaling (in memory)."""
-    flat = _sample_flat_indices(pixels, pixels.n_inside, np.random.default_rng(0))
-    values, coords = _gather_finite(pixels, flat, bool(template.spatial_axes), nan_pixels)
-    return _Sample(template, values, coords)
+def _everything(template: ClusterModel, pixels: Pixels, nan_pixels: str = "error") -> Sample:
+    """Every finite ROI pixel as a :class:`Sample` with the given scaling (in memory)."""
+    flat = sample_flat_indices(pixels, pixels.n_inside, np.random.default_rng(0))
+    values, coords = gather_finite(pixels, flat, bool(template.spatial_axes), nan_pixels)
+    return Sample(template, values, coords)

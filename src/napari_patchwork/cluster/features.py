@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from napari_patchwork._common import is_dask, normalize_axis, per_axis
-from napari_patchwork.cluster.blocks import _MAX_BLOCK_PIXELS
+from napari_patchwork.cluster.blocks import MAX_BLOCK_PIXELS
 from napari_patchwork.cluster.errors import ClusterError
 
 ChannelScaling = Literal["shared", "per_channel"]
@@ -38,7 +38,7 @@ def _per_spatial_axis(value: Any, ndim: int, name: str, *, allow_zero: bool) -> 
 
 
 @dataclass(frozen=True, eq=False)
-class _Pixels:
+class Pixels:
     """An image prepared for clustering: channel axis last, smoothed, ROI as a bool mask."""
 
     values: Any  # (*spatial_shape, n_channels), numpy or dask
@@ -66,7 +66,7 @@ class _Pixels:
         return math.prod(self.spatial_shape) if self.mask is None else int(self.mask.sum())
 
 
-def _prepare(
+def prepare_pixels(
     image: Any,
     *,
     channel_axis: int | None,
@@ -74,7 +74,7 @@ def _prepare(
     sigma: Sequence[float] | float,
     mask: Any,
     max_channels: int,
-) -> _Pixels:
+) -> Pixels:
     """Validate the inputs and bring the image to ``(*spatial, channels)`` order."""
     lazy = is_dask(image)
     if not lazy:
@@ -105,7 +105,7 @@ def _prepare(
                 f"spatial axis (image shape {tuple(image.shape)}); RGB images use channel_axis=-1, "
                 f"grayscale images channel_axis=None (or raise max_channels={max_channels})."
             )
-        values = image if axis == image.ndim - 1 else _moveaxis(image, axis, -1)
+        values = image if axis == image.ndim - 1 else moveaxis(image, axis, -1)
     spatial = tuple(int(s) for s in values.shape[:-1])
     if math.prod(spatial) == 0 or values.shape[-1] == 0:
         raise ClusterError(f"the image is empty (shape {tuple(image.shape)}).")
@@ -121,12 +121,10 @@ def _prepare(
     if any(sigma_px):
         values = _smooth(values, sigma_px)
     channel_axis = None if channel_axis is None else int(channel_axis)
-    return _Pixels(
-        values, channel_axis, image.ndim, pixel_size, _prepare_mask(mask, spatial), dtype
-    )
+    return Pixels(values, channel_axis, image.ndim, pixel_size, _prepare_mask(mask, spatial), dtype)
 
 
-def _moveaxis(array: Any, source: int, destination: int) -> Any:
+def moveaxis(array: Any, source: int, destination: int) -> Any:
     if is_dask(array):
         import dask.array as da
 
@@ -188,7 +186,7 @@ def _stratified_ranks(n: int, size: int, rng: np.random.Generator) -> np.ndarray
     return bounds[:-1] + (rng.random(size) * np.diff(bounds)).astype(np.int64)
 
 
-def _sample_flat_indices(pixels: _Pixels, size: int, rng: np.random.Generator) -> np.ndarray:
+def sample_flat_indices(pixels: Pixels, size: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted flat (C-order) indices of ``size`` distinct pixels inside the ROI.
 
     All ROI pixels when there are no more than ``size``, else a stratified random
@@ -205,8 +203,8 @@ def _sample_flat_indices(pixels: _Pixels, size: int, rng: np.random.Generator) -
         return np.flatnonzero(flat_mask)
     out = np.empty(len(ranks), dtype=np.int64)
     taken = seen = 0
-    for start in range(0, flat_mask.size, _MAX_BLOCK_PIXELS):
-        block = flat_mask[start : start + _MAX_BLOCK_PIXELS]
+    for start in range(0, flat_mask.size, MAX_BLOCK_PIXELS):
+        block = flat_mask[start : start + MAX_BLOCK_PIXELS]
         n_true = int(np.count_nonzero(block))
         stop = int(np.searchsorted(ranks, seen + n_true))
         if stop > taken:
@@ -215,21 +213,21 @@ def _sample_flat_indices(pixels: _Pixels, size: int, rng: np.random.Generator) -
     return out
 
 
-def _nan_error(n_bad: int, where: str) -> ClusterError:
+def nan_error(n_bad: int, where: str) -> ClusterError:
     return ClusterError(
         f"{n_bad:,} pixel(s) {where} are NaN or infinite; replace them (e.g. numpy.nan_to_num), "
         f"draw a ROI mask that leaves them out, or pass nan_pixels='background' to label them 0."
     )
 
 
-def _check_nan_pixels(nan_pixels: str) -> str:
+def check_nan_pixels(nan_pixels: str) -> str:
     if nan_pixels not in NAN_PIXELS:
         raise ClusterError(f"nan_pixels={nan_pixels!r}; choose one of {', '.join(NAN_PIXELS)}.")
     return nan_pixels
 
 
-def _gather_finite(
-    pixels: _Pixels, flat: np.ndarray, with_coords: bool, nan_pixels: str = "error"
+def gather_finite(
+    pixels: Pixels, flat: np.ndarray, with_coords: bool, nan_pixels: str = "error"
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Channel values ``(m, n_channels)`` of the pixels at ``flat`` whose channels are all
     finite, and (if asked) their indices along each spatial axis. NaN/inf pixels raise
@@ -244,12 +242,12 @@ def _gather_finite(
         finite = np.isfinite(gathered).all(axis=1)
         if not finite.all():
             if nan_pixels == "error":
-                raise _nan_error(int((~finite).sum()), "of the fitting sample")
+                raise nan_error(int((~finite).sum()), "of the fitting sample")
             gathered, flat = gathered[finite], flat[finite]
     return gathered, np.unravel_index(flat, pixels.spatial_shape) if with_coords else ()
 
 
-def _resolve_spatial_axes(
+def resolve_spatial_axes(
     spatial_axes: Sequence[int] | None, image_ndim: int, channel_axis: int | None
 ) -> tuple[int, ...]:
     """Image axes -> negative indices into the spatial shape (channel axis removed)."""

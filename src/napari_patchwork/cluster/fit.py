@@ -12,30 +12,30 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork._common import rescaled, run_steps
-from napari_patchwork.cluster.blocks import _single_threaded
+from napari_patchwork.cluster.blocks import single_threaded
 from napari_patchwork.cluster.errors import ClusterError
 from napari_patchwork.cluster.features import (
     CHANNEL_SCALINGS,
     DEFAULT_SAMPLE_SIZE,
     ChannelScaling,
-    _check_nan_pixels,
-    _gather_finite,
-    _Pixels,
-    _prepare,
-    _resolve_spatial_axes,
-    _sample_flat_indices,
+    Pixels,
+    check_nan_pixels,
+    gather_finite,
+    prepare_pixels,
+    resolve_spatial_axes,
+    sample_flat_indices,
 )
-from napari_patchwork.cluster.model import ID_ORDER, ClusterModel, _check_n_clusters
+from napari_patchwork.cluster.model import ID_ORDER, ClusterModel, check_n_clusters
 from napari_patchwork.cluster.results import ClusterResult
 
 _COARSE_PIXELS_PER_CLUSTER = 100
 _COARSE_SAMPLE = 5_000
 """Rows of the sample k-means first runs on: at least this, at least 100 per cluster
-(see :func:`_kmeans`)."""
+(see :func:`fit_kmeans`)."""
 
 
 @dataclass(frozen=True, eq=False)
-class _Sample:
+class Sample:
     """Pixels drawn for fitting, and the feature scaling measured on them."""
 
     template: ClusterModel  # scaling and feature settings, spacing for k = 1, no centres
@@ -56,7 +56,7 @@ class _Sample:
         return self.model_for(n_clusters).features(self.values, self.coords)
 
 
-def _prepare_and_sample(
+def prepare_and_sample(
     image: Any,
     *,
     channel_axis: int | None,
@@ -70,10 +70,10 @@ def _prepare_and_sample(
     max_channels: int,
     rng: np.random.Generator,
     nan_pixels: str = "error",
-) -> tuple[_Pixels, _Sample]:
-    """The checked image (:func:`_prepare`) and the pixels drawn from it to fit on
+) -> tuple[Pixels, Sample]:
+    """The checked image (:func:`prepare_pixels`) and the pixels drawn from it to fit on
     (:func:`_draw_sample`): the common start of clustering and of choosing k."""
-    pixels = _prepare(
+    pixels = prepare_pixels(
         image,
         channel_axis=channel_axis,
         scale=scale,
@@ -95,7 +95,7 @@ def _prepare_and_sample(
 
 
 def _draw_sample(
-    pixels: _Pixels,
+    pixels: Pixels,
     *,
     channel_scaling: str,
     spatial_weight: float,
@@ -104,7 +104,7 @@ def _draw_sample(
     sample_size: int,
     rng: np.random.Generator,
     nan_pixels: str = "error",
-) -> _Sample:
+) -> Sample:
     """Draw up to ``sample_size`` ROI pixels and measure the feature scaling on them."""
     if channel_scaling not in CHANNEL_SCALINGS:
         raise ClusterError(
@@ -121,14 +121,12 @@ def _draw_sample(
             f"sample_size must be an integer of at least 2 pixels, got {sample_size!r}."
         )
     position_axes = (
-        _resolve_spatial_axes(spatial_axes, pixels.image_ndim, pixels.channel_axis)
+        resolve_spatial_axes(spatial_axes, pixels.image_ndim, pixels.channel_axis)
         if spatial_weight > 0
         else ()
     )
-    flat = _sample_flat_indices(pixels, int(sample_size), rng)
-    values, coords = _gather_finite(
-        pixels, flat, bool(position_axes), _check_nan_pixels(nan_pixels)
-    )
+    flat = sample_flat_indices(pixels, int(sample_size), rng)
+    values, coords = gather_finite(pixels, flat, bool(position_axes), check_nan_pixels(nan_pixels))
     if len(values) == 0:
         raise ClusterError(
             f"all {len(flat)} sampled pixel(s) are NaN or infinite; draw a ROI mask on the valid "
@@ -153,11 +151,11 @@ def _draw_sample(
         scale=pixels.scale,
         sigma=float(sigma) if np.ndim(sigma) == 0 else tuple(float(s) for s in sigma),
     )
-    return _Sample(template, values, coords)
+    return Sample(template, values, coords)
 
 
 def _fit_model(
-    sample: _Sample, n_clusters: int, n_init: int, rng: np.random.Generator
+    sample: Sample, n_clusters: int, n_init: int, rng: np.random.Generator
 ) -> ClusterModel:
     """k-means on the sample; the model with its centres in :data:`ID_ORDER`."""
     if len(sample.values) < n_clusters:
@@ -167,7 +165,7 @@ def _fit_model(
         )
     model = sample.model_for(n_clusters)
     features = model.features(sample.values, sample.coords)
-    kmeans = _kmeans(features, n_clusters, n_init, rng)
+    kmeans = fit_kmeans(features, n_clusters, n_init, rng)
     if len(np.unique(kmeans.labels_)) < n_clusters:
         n_distinct = len(np.unique(features, axis=0))
         raise ClusterError(
@@ -177,7 +175,7 @@ def _fit_model(
     return replace(model, centers=_sort_centers(model, kmeans.cluster_centers_.astype(np.float32)))
 
 
-def _kmeans(features: np.ndarray, n_clusters: int, n_init: int, rng: np.random.Generator) -> Any:
+def fit_kmeans(features: np.ndarray, n_clusters: int, n_init: int, rng: np.random.Generator) -> Any:
     """scikit-learn KMeans on ``features`` (rows = pixels), coarse to fine.
 
     k-means (k-means++ seeding, best of ``n_init`` runs) first runs on a coarse
@@ -193,7 +191,7 @@ def _kmeans(features: np.ndarray, n_clusters: int, n_init: int, rng: np.random.G
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise ClusterError(f"n_init must be a positive integer, got {n_init!r}.")
     seed = int(rng.integers(2**31))
-    with _single_threaded, warnings.catch_warnings():
+    with single_threaded, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "fewer distinct clusters": the callers check the labels
         n_coarse = max(_COARSE_SAMPLE, _COARSE_PIXELS_PER_CLUSTER * n_clusters)
         if len(features) > n_coarse:
@@ -244,10 +242,10 @@ def cluster_pixels_steps(
 
     For GUIs: drive it in a worker thread and stop it between yields to cancel.
     """
-    n_clusters = _check_n_clusters(n_clusters)
+    n_clusters = check_n_clusters(n_clusters)
     yield 0.0
     rng = np.random.default_rng(random_state)
-    pixels, sample = _prepare_and_sample(
+    pixels, sample = prepare_and_sample(
         image,
         channel_axis=channel_axis,
         channel_scaling=channel_scaling,
@@ -264,9 +262,7 @@ def cluster_pixels_steps(
     model = _fit_model(sample, n_clusters, n_init, rng)
     fit_share = 0.3
     yield fit_share
-    labels = yield from rescaled(
-        model._predict_steps(pixels, n_threads, nan_pixels), fit_share, 1.0
-    )
+    labels = yield from rescaled(model.predict_steps(pixels, n_threads, nan_pixels), fit_share, 1.0)
     params = {
         "n_clusters": n_clusters,
         "channel_axis": pixels.channel_axis,
@@ -309,7 +305,7 @@ def cluster_pixels(image: Any, n_clusters: int = 5, **kwargs: Any) -> ClusterRes
     sample_size : pixels k-means is fitted on (default :data:`DEFAULT_SAMPLE_SIZE`).
     random_state : seed of the pixel sample and of k-means; None = not reproducible.
     n_init : k-means++ restarts on the coarse subsample; the best is refined (see
-        :func:`_kmeans`).
+        :func:`fit_kmeans`).
     max_channels : a longer channel axis is refused as probably a spatial axis.
     n_threads : threads for labelling (default: all CPUs).
     nan_pixels : ``"error"`` (default): NaN/inf pixels in the ROI are bad input;

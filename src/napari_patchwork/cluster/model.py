@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork._common import is_dask, run_steps
-from napari_patchwork.cluster.blocks import _block_slices, _single_threaded
+from napari_patchwork.cluster.blocks import block_slices, single_threaded
 from napari_patchwork.cluster.errors import ClusterError
-from napari_patchwork.cluster.features import _check_nan_pixels, _Pixels, _prepare
-from napari_patchwork.cluster.scorer import _label_dask_block, _Scorer
+from napari_patchwork.cluster.features import Pixels, check_nan_pixels, prepare_pixels
+from napari_patchwork.cluster.scorer import Scorer, label_dask_block
 
 MAX_CLUSTERS = int(np.iinfo(np.uint16).max)
 
@@ -34,7 +34,7 @@ MODEL_FORMAT = "napari-patchwork/cluster-model"
 MODEL_FORMAT_VERSION = 1
 
 
-def _check_n_clusters(n_clusters: Any) -> int:
+def check_n_clusters(n_clusters: Any) -> int:
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
         raise ClusterError(f"n_clusters must be an integer, got {n_clusters!r}.")
     if n_clusters < 2:
@@ -104,7 +104,7 @@ class ClusterModel:
 
     # --- features and assignment ---------------------------------------------------------
 
-    def _position_factors(self, scale: Sequence[float]) -> np.ndarray:
+    def position_factors(self, scale: Sequence[float]) -> np.ndarray:
         """Feature per pixel index step along each of ``spatial_axes``."""
         return np.array(
             [self.spatial_weight * scale[a] / self.spatial_length for a in self.spatial_axes],
@@ -134,20 +134,18 @@ class ClusterModel:
         if self.spatial_axes:
             if coords is None:
                 raise ClusterError("this model uses pixel positions: pass coords with the values.")
-            factors = self._position_factors(self.scale if scale is None else scale)
+            factors = self.position_factors(self.scale if scale is None else scale)
             for column, (axis, factor) in enumerate(
                 zip(self.spatial_axes, factors), start=n_channels
             ):
                 np.multiply(coords[axis], factor, out=feats[:, column], casting="unsafe")
         return feats
 
-    def _scorer(
-        self, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error"
-    ) -> _Scorer:
+    def _scorer(self, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error") -> Scorer:
         """The nearest-centre computation for pixels of ``dtype`` with pixel size ``scale``."""
-        return _Scorer.from_model(self, scale, dtype, nan_pixels)
+        return Scorer.from_model(self, scale, dtype, nan_pixels)
 
-    def _check_image(self, pixels: _Pixels) -> None:
+    def _check_image(self, pixels: Pixels) -> None:
         if pixels.n_channels != self.n_channels:
             raise ClusterError(
                 f"the model was fitted on {self.n_channels} channel(s) but the image has "
@@ -161,8 +159,8 @@ class ClusterModel:
                 f"has only {ndim} spatial axes."
             )
 
-    def _predict_steps(
-        self, pixels: _Pixels, n_threads: int | None = None, nan_pixels: str = "error"
+    def predict_steps(
+        self, pixels: Pixels, n_threads: int | None = None, nan_pixels: str = "error"
     ) -> Generator[float, None, Any]:
         """Label every pixel; yields the fraction of blocks done; returns the labels.
 
@@ -177,7 +175,7 @@ class ClusterModel:
             return self._predict_lazy(pixels, nan_pixels)
         scorer = self._scorer(pixels.scale, pixels.values.dtype, nan_pixels)
         labels = np.zeros(pixels.spatial_shape, dtype=self.labels_dtype)
-        blocks = list(_block_slices(pixels.spatial_shape, scorer.block_pixels))
+        blocks = list(block_slices(pixels.spatial_shape, scorer.block_pixels))
 
         def label(block: tuple[slice, ...]) -> None:
             roi = None if pixels.mask is None else pixels.mask[block]
@@ -185,7 +183,7 @@ class ClusterModel:
 
         n_threads = n_threads or os.cpu_count() or 1
         waiting = iter(blocks)
-        with _single_threaded, ThreadPoolExecutor(max_workers=n_threads) as pool:
+        with single_threaded, ThreadPoolExecutor(max_workers=n_threads) as pool:
             in_flight = deque(pool.submit(label, b) for b in islice(waiting, 2 * n_threads))
             try:
                 for done in range(1, len(blocks) + 1):
@@ -197,7 +195,7 @@ class ClusterModel:
                     future.cancel()
         return labels
 
-    def _predict_lazy(self, pixels: _Pixels, nan_pixels: str = "error") -> Any:
+    def _predict_lazy(self, pixels: Pixels, nan_pixels: str = "error") -> Any:
         import dask.array as da
 
         values = pixels.values.rechunk({pixels.values.ndim - 1: -1})
@@ -206,7 +204,7 @@ class ClusterModel:
         if pixels.mask is not None:  # a trailing length-1 axis lines it up with the channel axis
             args.append(da.from_array(pixels.mask[..., None], chunks=(*spatial_chunks, (1,))))
         return da.map_blocks(
-            _label_dask_block,
+            label_dask_block,
             *args,
             scorer=self._scorer(pixels.scale, values.dtype, nan_pixels),
             dtype=self.labels_dtype,
@@ -243,7 +241,7 @@ class ClusterModel:
         fitted_sigma = (
             (self.sigma,) * len(self.scale) if np.ndim(self.sigma) == 0 else tuple(self.sigma)
         )
-        pixels = _prepare(
+        pixels = prepare_pixels(
             image,
             channel_axis=channel_axis,
             scale=_trailing(self.scale, n_spatial, 1.0) if scale is None else scale,
@@ -251,7 +249,7 @@ class ClusterModel:
             mask=mask,
             max_channels=max_channels,
         )
-        return run_steps(self._predict_steps(pixels, nan_pixels=_check_nan_pixels(nan_pixels)))
+        return run_steps(self.predict_steps(pixels, nan_pixels=check_nan_pixels(nan_pixels)))
 
     # --- persistence ---------------------------------------------------------------------
 

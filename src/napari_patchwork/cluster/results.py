@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork._common import is_dask
-from napari_patchwork.cluster.blocks import _MAX_BLOCK_PIXELS, _block_slices
+from napari_patchwork.cluster.blocks import MAX_BLOCK_PIXELS, block_slices
 from napari_patchwork.cluster.errors import ClusterError
-from napari_patchwork.cluster.features import _moveaxis
+from napari_patchwork.cluster.features import moveaxis
 from napari_patchwork.cluster.model import ClusterModel
 
 # --------------------------------------------------------------------------- results
@@ -100,7 +100,7 @@ def posterize(
         if lut.shape[1] != 1:
             raise ClusterError(f"channel_axis=None but the centres have {lut.shape[1]} channels.")
         return out[..., 0]
-    return _moveaxis(out, -1, channel_axis) if channel_axis not in (-1, out.ndim - 1) else out
+    return moveaxis(out, -1, channel_axis) if channel_axis not in (-1, out.ndim - 1) else out
 
 
 def _lookup(lut: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -115,7 +115,7 @@ def _lookup(lut: np.ndarray, labels: np.ndarray) -> np.ndarray:
         np.take(lut, labels[block], axis=0, out=out[block], mode="clip")
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(fill, _block_slices(labels.shape, 4 * _MAX_BLOCK_PIXELS)))
+        list(pool.map(fill, block_slices(labels.shape, 4 * MAX_BLOCK_PIXELS)))
     return out
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_patchwork.cluster.blocks import _MAX_BLOCK_PIXELS, _block_slices, _single_threaded
-from napari_patchwork.cluster.features import _nan_error
+from napari_patchwork.cluster.blocks import MAX_BLOCK_PIXELS, block_slices, single_threaded
+from napari_patchwork.cluster.features import nan_error
 
 if TYPE_CHECKING:
     from napari_patchwork.cluster.model import ClusterModel
@@ -19,11 +19,11 @@ _SCORE_BYTES_PER_BLOCK = 1 << 21
 """Bytes of float32 distances per block: sets the block size for large k."""
 
 
-def _label_dask_block(
+def label_dask_block(
     values: np.ndarray,
     roi: np.ndarray | None = None,
     *,
-    scorer: _Scorer,
+    scorer: Scorer,
     block_info: dict | None = None,
 ) -> np.ndarray:
     """``map_blocks`` body: label one dask block (NaN/inf pixels get 0).
@@ -36,8 +36,8 @@ def _label_dask_block(
         else [0] * (values.ndim - 1)
     )
     labels = np.empty(values.shape[:-1], dtype=scorer.labels_dtype)
-    with _single_threaded:
-        for block in _block_slices(labels.shape, scorer.block_pixels):
+    with single_threaded:
+        for block in block_slices(labels.shape, scorer.block_pixels):
             start = [o + s.start for o, s in zip(origin, block)]
             labels[block] = scorer.label_block(
                 values[block], start, None if roi is None else roi[block][..., 0]
@@ -51,7 +51,7 @@ _FLOAT32_EXACT = tuple(
 
 
 @dataclass(frozen=True, eq=False)
-class _Scorer:
+class Scorer:
     """Nearest centre for raw pixel values, as one float32 matrix product per block.
 
     For scaled features ``f`` the nearest centre minimises ``|f - c|^2 - |f|^2 =
@@ -72,7 +72,7 @@ class _Scorer:
     @classmethod
     def from_model(
         cls, model: ClusterModel, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error"
-    ) -> _Scorer:
+    ) -> Scorer:
         centers = model.centers.astype(np.float64)
         n_channels = model.n_channels
         channel_centers = centers[:, :n_channels] / model.channel_scale  # per raw unit
@@ -83,7 +83,7 @@ class _Scorer:
         return cls(
             channel_weights=(-2 * channel_centers).astype(np.float32),
             bias=bias.astype(np.float32),
-            position_weights=(-2 * centers[:, n_channels:] * model._position_factors(scale)).astype(
+            position_weights=(-2 * centers[:, n_channels:] * model.position_factors(scale)).astype(
                 np.float32
             ),
             spatial_axes=model.spatial_axes,
@@ -96,7 +96,7 @@ class _Scorer:
     def block_pixels(self) -> int:
         """Pixels per block: ~2 MiB of float32 scores, at most 65536 pixels."""
         n_clusters = len(self.bias)
-        return int(np.clip(_SCORE_BYTES_PER_BLOCK // (4 * n_clusters), 1024, _MAX_BLOCK_PIXELS))
+        return int(np.clip(_SCORE_BYTES_PER_BLOCK // (4 * n_clusters), 1024, MAX_BLOCK_PIXELS))
 
     def label_block(
         self, values: np.ndarray, origin: Sequence[int], roi: np.ndarray | None
@@ -125,7 +125,7 @@ class _Scorer:
             if not finite.all():
                 bad = ~finite if roi is None else ~finite & roi.ravel()
                 if self.nan_pixels == "error" and bad.any():
-                    raise _nan_error(int(bad.sum()), f"in the block at {tuple(origin)}")
+                    raise nan_error(int(bad.sum()), f"in the block at {tuple(origin)}")
                 ids[~finite] = 0
         if roi is not None:
             ids[~roi.ravel()] = 0
