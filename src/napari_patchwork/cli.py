@@ -308,25 +308,33 @@ def check_picture_type(target: Path | None, image: Any, channel_axis: int | None
         )
 
 
-def fit_or_apply(args: argparse.Namespace, image: Any, mask: Any, channel_axis: int | None, model):
-    """``(labels, model)``: ``model`` applied to ``image``, or a model fitted on it (None)."""
-    from napari_patchwork.cluster import cluster_pixels
+def cluster_features(args: argparse.Namespace):
+    """The ``FeatureOptions`` of the ``cluster`` arguments, checked before any file is read
+    (the channel axis is set per image)."""
+    from napari_patchwork.cluster import FeatureOptions
 
-    nan_pixels = "background" if args.nan_background else "error"
-    if model is not None:
-        labels = model.predict(image, channel_axis=channel_axis, mask=mask, nan_pixels=nan_pixels)
-        return labels, model
-    result = cluster_pixels(
-        image,
-        args.k,
-        channel_axis=channel_axis,
+    return FeatureOptions(
         channel_scaling=args.channel_scaling,
         spatial_weight=args.spatial_weight,
         sigma=args.sigma,
-        mask=mask,
         sample_size=args.sample_size,
         random_state=args.seed,
-        nan_pixels=nan_pixels,
+        nan_pixels="background" if args.nan_background else "error",
+    )
+
+
+def fit_or_apply(args: argparse.Namespace, image: Any, mask: Any, channel_axis: int | None,
+                 model, features):  # fmt: skip
+    """``(labels, model)``: ``model`` applied to ``image``, or a model fitted on it (None)."""
+    from napari_patchwork.cluster import cluster_pixels
+
+    if model is not None:
+        labels = model.predict(
+            image, channel_axis=channel_axis, mask=mask, nan_pixels=features.nan_pixels
+        )
+        return labels, model
+    result = cluster_pixels(
+        image, args.k, features=features.replace(channel_axis=channel_axis), mask=mask
     )
     if args.save_model:
         result.model.save(args.save_model)
@@ -350,6 +358,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from napari_patchwork.cluster import ClusterModel
     from napari_patchwork.io import write_image
 
+    features = cluster_features(args)
     images = expand_inputs(args.images)
     out = Path(args.output)
     if len(images) > 1 and out.suffix:
@@ -364,7 +373,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             iter_inputs(args, images), targets, posterized
         ):
             check_picture_type(picture, image, channel_axis)
-            labels, model = fit_or_apply(args, image, mask, channel_axis, model)
+            labels, model = fit_or_apply(args, image, mask, channel_axis, model, features)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, labels, overwrite=args.overwrite)  # dask: strip by strip
             if picture is not None:

@@ -1,13 +1,22 @@
 """Pixel features: channel axes, ROI, smoothing, positions, NaN pixels, bad input."""
 
+import dataclasses
+import math
+
 import dask.array as da
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from napari_patchwork.cluster import (
+    CHANNEL_SCALINGS,
+    NAN_PIXELS,
     ClusterError,
+    FeatureOptions,
+    choose_k_steps,
     cluster_pixels,
+    cluster_pixels_steps,
 )
 from napari_patchwork.sample import sample_image
 
@@ -190,3 +199,125 @@ def test_bad_input_gets_a_clear_error(image, kwargs, message):
     with pytest.raises(ClusterError, match=message) as caught:
         cluster_pixels(image, **kwargs)
     assert isinstance(caught.value, ValueError)
+
+
+# --------------------------------------------------------------------------- FeatureOptions
+
+
+def test_feature_options_are_normalised_frozen_and_hashable():
+    options = FeatureOptions(
+        channel_axis=np.int64(-1),
+        spatial_weight=np.float32(0.5),
+        spatial_axes=[0, np.int16(1)],
+        sigma=[1, 2.5],
+        scale=np.array([0.5, 0.25]),
+        sample_size=np.int32(1000),
+        random_state=np.uint8(3),
+    )
+    assert options.channel_axis == -1 and type(options.channel_axis) is int
+    assert options.spatial_axes == (0, 1) and options.sigma == (1.0, 2.5)
+    assert options.scale == (0.5, 0.25) and type(options.scale[0]) is float
+    assert options.sample_size == 1000 and options.random_state == 3
+    assert options == FeatureOptions(**dataclasses.asdict(options))  # made again: the same
+    assert hash(options) == hash(FeatureOptions(**dataclasses.asdict(options)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.sigma = 3.0
+    changed = options.replace(sigma=0)
+    assert changed.sigma == 0.0 and options.sigma == (1.0, 2.5)
+    with pytest.raises(ClusterError, match="sigma must be finite and 0 or more"):
+        options.replace(sigma=-1)
+    with pytest.raises(TypeError, match="unknown feature option.*sigmaa.*the options are"):
+        options.replace(sigmaa=1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"channel_axis": 1.0}, "channel_axis must be an integer"),
+        ({"channel_axis": True}, "channel_axis must be an integer"),
+        ({"channel_scaling": "z"}, "channel_scaling='z'; choose one of shared, per_channel"),
+        ({"channel_scaling": ["shared"]}, "choose one of shared, per_channel"),
+        ({"spatial_weight": -0.1}, "spatial_weight must be 0 or more"),
+        ({"spatial_weight": float("nan")}, "spatial_weight must be 0 or more"),
+        ({"spatial_weight": "1"}, "spatial_weight must be a real number"),
+        ({"spatial_axes": 0}, "spatial_axes must be a sequence of axis indices"),
+        ({"spatial_axes": [0.5]}, "spatial_axes must be an integer"),
+        ({"sigma": float("inf")}, "sigma must be finite and 0 or more"),
+        ({"sigma": []}, "sigma must be one number or one number per spatial axis"),
+        ({"sigma": [[1, 2]]}, "sigma must be one number or one number per spatial axis"),
+        ({"sigma": 1j}, "sigma must be a real number"),
+        ({"scale": 0}, "scale must be finite and greater than 0"),
+        ({"scale": (1, -2)}, "scale must be finite and greater than 0"),
+        ({"scale": "1"}, "scale must be a real number"),
+        ({"sample_size": 1}, "sample_size must be an integer of at least 2 pixels"),
+        ({"sample_size": 1000.0}, "sample_size must be an integer"),
+        ({"random_state": -1}, "random_state must be 0 or more"),
+        ({"random_state": "seed"}, "random_state must be an integer"),
+        ({"max_channels": 0}, "max_channels must be at least 1"),
+        ({"nan_pixels": "zero"}, "nan_pixels='zero'; choose one of error, background"),
+        ({"nan_pixels": None}, "choose one of error, background"),
+    ],
+)
+def test_bad_feature_options_say_which_option_and_what_to_give(changes, message):
+    with pytest.raises(ClusterError, match=message) as caught:
+        FeatureOptions(**changes)
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(ClusterError, match=message):  # the keyword entry points too
+        cluster_pixels(IHC[:32, :32], 2, **{"channel_axis": -1, **changes})
+
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.complex_numbers(),
+    st.text(max_size=12),
+    st.sampled_from(["shared", "per_channel", "error", "background"]),
+    st.lists(st.one_of(st.integers(-5, 5), st.floats(), st.text(max_size=3)), max_size=4),
+    st.builds(np.array, st.lists(st.floats(-10, 10), max_size=3)),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+OPTION_NAMES = [f.name for f in dataclasses.fields(FeatureOptions)]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(changes=st.dictionaries(st.sampled_from(OPTION_NAMES), ANY_VALUE, max_size=4))
+def test_feature_options_either_validate_or_raise_cluster_error(changes):
+    """Whatever the values: a ClusterError, or options that are normalised, equal to
+    themselves made again, hashable, and whose every number is finite and in range."""
+    try:
+        options = FeatureOptions(**changes)
+    except ClusterError:
+        return
+    assert FeatureOptions(**dataclasses.asdict(options)) == options
+    hash(options)
+    assert options.channel_axis is None or type(options.channel_axis) is int
+    assert options.channel_scaling in CHANNEL_SCALINGS and options.nan_pixels in NAN_PIXELS
+    assert math.isfinite(options.spatial_weight) and options.spatial_weight >= 0
+    sigmas = np.atleast_1d(options.sigma)
+    assert sigmas.size and np.isfinite(sigmas).all() and (sigmas >= 0).all()
+    if options.scale is not None:
+        scales = np.atleast_1d(options.scale)
+        assert scales.size and np.isfinite(scales).all() and (scales > 0).all()
+    assert type(options.sample_size) is int and options.sample_size >= 2
+    assert options.random_state is None or options.random_state >= 0
+    np.random.default_rng(options.random_state)  # a seed numpy accepts
+
+
+def test_keyword_options_and_an_options_object_give_the_same_result():
+    features = FeatureOptions(channel_axis=-1, sigma=1.0, random_state=4)
+    by_object = cluster_pixels(IHC[:128, :128], 3, features=features)
+    by_keywords = cluster_pixels(IHC[:128, :128], 3, channel_axis=-1, sigma=1.0, random_state=4)
+    overridden = cluster_pixels(IHC[:128, :128], 3, features=features.replace(sigma=0), sigma=1.0)
+    np.testing.assert_array_equal(by_object.labels, by_keywords.labels)
+    np.testing.assert_array_equal(by_object.labels, overridden.labels)
+    assert by_object.params == by_keywords.params
+    with pytest.raises(TypeError, match="unknown feature option.*chanel_axis"):
+        cluster_pixels(IHC, 3, chanel_axis=-1)
+    with pytest.raises(TypeError, match="features must be a FeatureOptions"):
+        cluster_pixels(IHC, 3, features={"channel_axis": -1})
+    with pytest.raises(TypeError, match="features must be a FeatureOptions"):
+        next(cluster_pixels_steps(IHC, 3, {"channel_axis": -1}))
+    with pytest.raises(TypeError, match="features must be a FeatureOptions"):
+        next(choose_k_steps(IHC, [2, 3], {"channel_axis": -1}))

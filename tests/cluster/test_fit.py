@@ -13,6 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from napari_patchwork.cluster import (
     ID_ORDER,
+    FeatureOptions,
     cluster_pixels,
     cluster_pixels_steps,
 )
@@ -133,7 +134,7 @@ def test_more_than_255_clusters_use_uint16():
 
 
 def test_steps_report_progress_and_can_be_stopped():
-    steps = cluster_pixels_steps(np.tile(IHC, (2, 2, 1)), 5, channel_axis=-1)
+    steps = cluster_pixels_steps(np.tile(IHC, (2, 2, 1)), 5, FeatureOptions(channel_axis=-1))
     progress = []
     while True:
         try:
@@ -146,7 +147,7 @@ def test_steps_report_progress_and_can_be_stopped():
     assert result.labels.shape == (1024, 1024)
 
     threads_before = threading.active_count()
-    stopped = cluster_pixels_steps(np.tile(IHC, (2, 2, 1)), 5, channel_axis=-1)
+    stopped = cluster_pixels_steps(np.tile(IHC, (2, 2, 1)), 5, FeatureOptions(channel_axis=-1))
     for _ in range(4):
         next(stopped)
     stopped.close()  # what the widget's Cancel does, at a yield

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from napari_patchwork.cluster import (
     ClusterModel,
+    FeatureOptions,
     cluster_pixels,
     cluster_pixels_steps,
 )
@@ -73,7 +74,9 @@ def test_abandoned_steps_stop_labelling_after_the_blocks_in_flight(monkeypatch):
         return label_block(self, *args, **kwargs)
 
     monkeypatch.setattr(core.Scorer, "label_block", counting)
-    steps = cluster_pixels_steps(np.tile(IHC, (4, 4, 1)), 5, channel_axis=-1, n_threads=2)
+    steps = cluster_pixels_steps(
+        np.tile(IHC, (4, 4, 1)), 5, FeatureOptions(channel_axis=-1), n_threads=2
+    )
     for _ in range(4):  # start, fitted, two blocks labelled
         next(steps)
     time.sleep(0.5)

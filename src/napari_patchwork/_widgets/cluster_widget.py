@@ -43,6 +43,7 @@ from napari_patchwork.cluster import (
     CHANNEL_SCALINGS,
     ClusterError,
     ClusterResult,
+    FeatureOptions,
     KScores,
     choose_k_steps,
     cluster_pixels_steps,
@@ -205,8 +206,8 @@ class ClusterWidget(Container):
         self.channels_first.visible = image is not None and not image.rgb
 
     # -- options ---------------------------------------------------------------------
-    def _common_options(self) -> tuple[Any, dict[str, Any]]:
-        """The selected image layer and the core keyword arguments shared by both jobs."""
+    def _common_options(self) -> tuple[Any, FeatureOptions, Any]:
+        """The selected image layer, the feature options (validated) and the ROI of both jobs."""
         image = self.image_combo.value
         if image is None:
             raise ClusterError(
@@ -228,17 +229,16 @@ class ClusterWidget(Container):
                     f"ROI '{roi_layer.name}' has shape {tuple(roi.shape)} but image '{image.name}' has "
                     f"spatial shape {spatial}; pick a Labels layer drawn on this image."
                 )
-        options = {
-            "channel_axis": channel_axis,
-            "channel_scaling": self.channel_scaling.value,
-            "spatial_weight": float(self.spatial_weight.value),
-            "sigma": float(self.sigma.value),
-            "mask": roi,
-            "scale": spatial_transform(image, channel_axis)["scale"],
-            "random_state": int(self.seed.value),
-            "nan_pixels": "background" if self.nan_background.value else "error",
-        }
-        return image, options
+        features = FeatureOptions(
+            channel_axis=channel_axis,
+            channel_scaling=self.channel_scaling.value,
+            spatial_weight=float(self.spatial_weight.value),
+            sigma=float(self.sigma.value),
+            scale=spatial_transform(image, channel_axis)["scale"],
+            random_state=int(self.seed.value),
+            nan_pixels="background" if self.nan_background.value else "error",
+        )
+        return image, features, roi
 
     # -- running -------------------------------------------------------------------
     @property
@@ -281,13 +281,13 @@ class ClusterWidget(Container):
 
     def start_clustering(self):
         """Cluster the selected image in a worker thread; returns the worker."""
-        image, options = self._common_options()
+        image, features, roi = self._common_options()
         data = _layer_data(image)
         n_clusters = int(self.n_clusters.value)
         layer_name = image.name
 
         def job():
-            result = yield from cluster_pixels_steps(data, n_clusters, **options)
+            result = yield from cluster_pixels_steps(data, n_clusters, features, mask=roi)
             return result, result.pixel_counts  # counted off the GUI thread (dask labels too)
 
         def done(outcome: tuple[ClusterResult, np.ndarray]) -> None:
@@ -303,7 +303,7 @@ class ClusterWidget(Container):
 
     def start_elbow(self):
         """Compute the k-choice scores for k min..k max in a worker thread; returns the worker."""
-        image, options = self._common_options()
+        image, features, roi = self._common_options()
         if self.k_max.value <= self.k_min.value:
             raise ClusterError(
                 f"k max ({self.k_max.value}) must be larger than k min ({self.k_min.value})."
@@ -312,7 +312,7 @@ class ClusterWidget(Container):
         ks = range(int(self.k_min.value), int(self.k_max.value) + 1)
 
         def job():
-            return (yield from choose_k_steps(data, ks, **options))
+            return (yield from choose_k_steps(data, ks, features, mask=roi))
 
         return self._start(
             job, self._show_scores, f"comparing k = {ks.start}..{ks.stop - 1} on a sample..."

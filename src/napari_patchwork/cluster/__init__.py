@@ -49,6 +49,28 @@ sampled pixels are all NaN/inf is refused either way.
 The fitted :class:`ClusterModel` (centres, scaling, feature settings) saves to a
 small JSON file and re-applies to other images with :meth:`ClusterModel.predict`,
 giving the same ids for the same colours.
+
+Options
+-------
+The options that make the features and pick the fitted pixels (channel axis, scaling,
+spatial weight and axes, smoothing, pixel size, sample size, seed, NaN handling) are one
+frozen :class:`FeatureOptions`, validated when it is made. ``cluster_pixels`` and
+``choose_k`` take it as ``features=`` and/or its fields as keywords; the generator forms
+``cluster_pixels_steps(image, k, features)`` and ``choose_k_steps(image, ks, features)``
+take the object.
+
+Modules
+-------
+* ``features``: :class:`FeatureOptions`; the image prepared for clustering (channel axis
+  last, smoothing, ROI); spatial axes; sampling the pixels to fit on.
+* ``fit``: the feature scaling measured on the sample, k-means, ids sorted by brightness;
+  :func:`cluster_pixels`.
+* ``model``: :class:`ClusterModel`: labelling any image, JSON save/load.
+* ``scorer``: nearest-centre labelling of pixel blocks (one matrix product per block).
+* ``results``: :class:`ClusterResult`, :func:`posterize`, :func:`clusters_to_mask`.
+* ``choose_k``: :class:`KScores`, :func:`choose_k`.
+* ``blocks``: block slices and the single-threaded native libraries; ``errors``:
+  :class:`ClusterError`.
 """
 
 from napari_patchwork.cluster.choose_k import KScores, choose_k, choose_k_steps
@@ -58,6 +80,8 @@ from napari_patchwork.cluster.features import (
     DEFAULT_SAMPLE_SIZE,
     NAN_PIXELS,
     ChannelScaling,
+    FeatureOptions,
+    NanPixels,
 )
 from napari_patchwork.cluster.fit import cluster_pixels, cluster_pixels_steps
 from napari_patchwork.cluster.model import (
@@ -82,7 +106,9 @@ __all__ = [
     "ClusterError",
     "ClusterModel",
     "ClusterResult",
+    "FeatureOptions",
     "KScores",
+    "NanPixels",
     "choose_k",
     "choose_k_steps",
     "cluster_pixels",

@@ -11,9 +11,9 @@ import numpy as np
 from napari_patchwork._common import run_steps
 from napari_patchwork.cluster.errors import ClusterError
 from napari_patchwork.cluster.features import (
-    DEFAULT_SAMPLE_SIZE,
-    ChannelScaling,
+    FeatureOptions,
     Pixels,
+    feature_options,
     gather_finite,
     sample_flat_indices,
 )
@@ -44,93 +44,98 @@ class KScores:
 
 def choose_k_steps(
     image: Any,
-    k_values: Sequence[int] = range(2, 11),
+    k_values: Sequence[int],
+    features: FeatureOptions,
     *,
-    channel_axis: int | None = None,
-    channel_scaling: ChannelScaling = "shared",
-    spatial_weight: float = 0.0,
-    spatial_axes: Sequence[int] | None = None,
-    sigma: float | Sequence[float] = 0.0,
     mask: Any = None,
-    scale: Sequence[float] | float | None = None,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    n_init: int = 3,
     score_all_pixels: bool = False,
     silhouette_size: int = 5_000,
-    random_state: int | None = 0,
-    n_init: int = 3,
-    max_channels: int = 64,
-    nan_pixels: str = "error",
 ) -> Generator[float, None, KScores]:
     """:func:`choose_k` as a generator yielding progress in [0, 1]."""
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-
     ks = sorted({check_n_clusters(k) for k in k_values})
     if not ks:
         raise ClusterError(
             "k_values is empty; give the numbers of clusters to compare, e.g. range(2, 11)."
         )
-    rng = np.random.default_rng(random_state)
-    pixels, sample = prepare_and_sample(
-        image,
-        channel_axis=channel_axis,
-        channel_scaling=channel_scaling,
-        spatial_weight=spatial_weight,
-        spatial_axes=spatial_axes,
-        sigma=sigma,
-        mask=mask,
-        scale=scale,
-        sample_size=sample_size,
-        max_channels=max_channels,
-        rng=rng,
-        nan_pixels=nan_pixels,
-    )
+    if not isinstance(features, FeatureOptions):
+        raise TypeError(f"features must be a FeatureOptions, got {type(features).__name__}.")
+    rng = np.random.default_rng(features.random_state)
+    pixels, sample = prepare_and_sample(image, features, mask, rng)
     if len(sample.values) < ks[-1]:
         raise ClusterError(
-            f"the ROI has {len(sample.values)} pixel(s), fewer than k={ks[-1]}; use smaller k values."
+            f"the ROI has {len(sample.values)} pixel(s), fewer than k={ks[-1]}; "
+            f"use smaller k values."
         )
-    everything = _everything(sample.template, pixels, nan_pixels) if score_all_pixels else None
+    everything = (
+        _everything(sample.template, pixels, features.nan_pixels) if score_all_pixels else None
+    )
     rows: list[tuple[float, float, float, float]] = []
     for i, k in enumerate(ks):
         yield i / len(ks)
-        features = sample.features(k)
-        kmeans = fit_kmeans(features, k, n_init, rng)
-        if everything is not None:
-            features = everything.features(k)
-        labels = kmeans.predict(features)
-        if len(np.unique(labels)) < 2:
-            raise ClusterError(
-                f"k={k} found a single cluster; the image has too few distinct values for k={k}."
-            )
-        n_silhouette = min(silhouette_size, len(features))
-        rows.append(
-            (
-                -float(kmeans.score(features)),
-                float(calinski_harabasz_score(features, labels)),
-                float(davies_bouldin_score(features, labels)),
-                float(
-                    silhouette_score(
-                        features, labels, sample_size=n_silhouette, random_state=random_state
-                    )
-                ),
-            )
-        )
+        kmeans = fit_kmeans(sample.features(k), k, n_init, rng)
+        scored = (sample if everything is None else everything).features(k)
+        n_silhouette = min(silhouette_size, len(scored))
+        rows.append(_scores(kmeans, scored, k, n_silhouette, features.random_state))
     yield 1.0
     inertia, ch, db, sil = (np.array(column) for column in zip(*rows))
     return KScores(
-        np.array(ks), inertia, ch, db, sil, n_scored=len(features), n_silhouette=n_silhouette
+        np.array(ks), inertia, ch, db, sil, n_scored=len(scored), n_silhouette=n_silhouette
     )
 
 
-def choose_k(image: Any, k_values: Sequence[int] = range(2, 11), **kwargs: Any) -> KScores:
+def _scores(
+    kmeans: Any, features: np.ndarray, k: int, n_silhouette: int, random_state: int | None
+) -> tuple[float, float, float, float]:
+    """Inertia, Calinski-Harabasz, Davies-Bouldin and silhouette of ``kmeans`` on ``features``."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    labels = kmeans.predict(features)
+    if len(np.unique(labels)) < 2:
+        raise ClusterError(
+            f"k={k} found a single cluster; the image has too few distinct values for k={k}."
+        )
+    silhouette = silhouette_score(
+        features, labels, sample_size=n_silhouette, random_state=random_state
+    )
+    return (
+        -float(kmeans.score(features)),
+        float(calinski_harabasz_score(features, labels)),
+        float(davies_bouldin_score(features, labels)),
+        float(silhouette),
+    )
+
+
+def choose_k(
+    image: Any,
+    k_values: Sequence[int] = range(2, 11),
+    *,
+    features: FeatureOptions | None = None,
+    mask: Any = None,
+    n_init: int = 3,
+    score_all_pixels: bool = False,
+    silhouette_size: int = 5_000,
+    **options: Any,
+) -> KScores:
     """Help choosing k: elbow (inertia), Calinski-Harabasz, Davies-Bouldin and silhouette per k.
 
     k-means is fitted on a sample of ``sample_size`` pixels for each k (same
-    features and options as :func:`cluster_pixels`); scores are computed on that
+    features and options as :func:`cluster_pixels`: ``features`` and/or any
+    :class:`FeatureOptions` field by name); scores are computed on that
     sample, or on every ROI pixel with ``score_all_pixels=True`` (features of the
     whole image in memory: 4 bytes x features per pixel); the silhouette always on
     a subsample of ``silhouette_size`` pixels.
     """
-    return run_steps(choose_k_steps(image, k_values, **kwargs))
+    steps = choose_k_steps(
+        image,
+        k_values,
+        feature_options(features, **options),
+        mask=mask,
+        n_init=n_init,
+        score_all_pixels=score_all_pixels,
+        silhouette_size=silhouette_size,
+    )
+    return run_steps(steps)
 
 
 def _everything(template: ClusterModel, pixels: Pixels, nan_pixels: str = "error") -> Sample:

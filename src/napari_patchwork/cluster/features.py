@@ -1,11 +1,12 @@
-"""Pixel features: the image brought to ``(*spatial, channels)`` order, smoothed, with its ROI;
-the spatial axes whose positions are features; the pixels sampled for fitting."""
+"""Pixel features: the options that define them (:class:`FeatureOptions`, held once), the image
+brought to ``(*spatial, channels)`` order, smoothed, with its ROI; the spatial axes whose
+positions are features; the pixels sampled for fitting."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -20,8 +21,155 @@ CHANNEL_SCALINGS: tuple[str, ...] = get_args(ChannelScaling)
 DEFAULT_SAMPLE_SIZE = 50_000
 """Pixels k-means is fitted on (all pixels when the ROI is smaller)."""
 
-NAN_PIXELS = ("error", "background")
+NanPixels = Literal["error", "background"]
+NAN_PIXELS: tuple[str, ...] = get_args(NanPixels)
 """What NaN/inf pixels inside the ROI are: bad input (default), or background (label 0)."""
+
+
+# --------------------------------------------------------------------------- the options
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How pixels become features, and which pixels the model is fitted on.
+
+    One frozen, validated object shared by :func:`~napari_patchwork.cluster.cluster_pixels`,
+    :func:`~napari_patchwork.cluster.choose_k`, the widget and the command line. Bad values
+    raise :class:`ClusterError` when the object is made; values that depend on the image
+    (one value per spatial axis, the channel axis existing) are checked against it.
+
+    Attributes
+    ----------
+    channel_axis : the channel axis (RGB: -1), or None for a single channel.
+    channel_scaling : ``"shared"`` (default; channels in the same units, e.g. RGB)
+        or ``"per_channel"`` (z-score each channel).
+    spatial_weight : weight of pixel positions (0 = intensity only; ~0.1-1 makes
+        compact, SLIC-like clusters).
+    spatial_axes : image axes whose position is a feature (default: all but the
+        channel axis; e.g. ``(-3, -2)`` for y, x of a ``(t, y, x, c)`` series).
+    sigma : Gaussian smoothing before clustering, in physical units (0 = none);
+        one number or one per spatial axis.
+    scale : physical pixel size per spatial axis (napari layer ``scale``); None = 1.
+    sample_size : pixels k-means is fitted on (default :data:`DEFAULT_SAMPLE_SIZE`).
+    random_state : seed of the pixel sample and of k-means; None = not reproducible.
+    max_channels : a longer channel axis is refused as probably a spatial axis.
+    nan_pixels : ``"error"`` (default): NaN/inf pixels in the ROI are bad input;
+        ``"background"``: they are left out of the fit and labelled 0.
+    """
+
+    channel_axis: int | None = None
+    channel_scaling: ChannelScaling = "shared"
+    spatial_weight: float = 0.0
+    spatial_axes: tuple[int, ...] | None = None
+    sigma: float | tuple[float, ...] = 0.0
+    scale: float | tuple[float, ...] | None = None
+    sample_size: int = DEFAULT_SAMPLE_SIZE
+    random_state: int | None = 0
+    max_channels: int = 64
+    nan_pixels: NanPixels = "error"
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if self.channel_axis is not None:
+            put(
+                "channel_axis", _integer(self.channel_axis, "channel_axis", "an axis index or None")
+            )
+        if (
+            not isinstance(self.channel_scaling, str)
+            or self.channel_scaling not in CHANNEL_SCALINGS
+        ):
+            raise ClusterError(
+                f"channel_scaling={self.channel_scaling!r}; "
+                f"choose one of {', '.join(CHANNEL_SCALINGS)}."
+            )
+        weight = _number(self.spatial_weight, "spatial_weight")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ClusterError(f"spatial_weight must be 0 or more, got {self.spatial_weight}.")
+        put("spatial_weight", weight)
+        if self.spatial_axes is not None:
+            if np.ndim(self.spatial_axes) != 1:
+                raise ClusterError(
+                    f"spatial_axes must be a sequence of axis indices or None, "
+                    f"got {self.spatial_axes!r}."
+                )
+            put(
+                "spatial_axes",
+                tuple(_integer(a, "spatial_axes", "axis indices") for a in self.spatial_axes),
+            )
+        put("sigma", _per_axis_or_one(self.sigma, "sigma", allow_zero=True))
+        if self.scale is not None:
+            put("scale", _per_axis_or_one(self.scale, "scale", allow_zero=False))
+        sample_size = _integer(self.sample_size, "sample_size", "a number of pixels")
+        if sample_size < 2:
+            raise ClusterError(
+                f"sample_size must be an integer of at least 2 pixels, got {self.sample_size!r}."
+            )
+        put("sample_size", sample_size)
+        if self.random_state is not None:
+            seed = _integer(self.random_state, "random_state", "a seed or None")
+            if seed < 0:
+                raise ClusterError(f"random_state must be 0 or more (or None), got {seed}.")
+            put("random_state", seed)
+        max_channels = _integer(self.max_channels, "max_channels", "a number of channels")
+        if max_channels < 1:
+            raise ClusterError(f"max_channels must be at least 1, got {max_channels}.")
+        put("max_channels", max_channels)
+        check_nan_pixels(self.nan_pixels)
+
+    def replace(self, **changes: Any) -> FeatureOptions:
+        """A new, validated :class:`FeatureOptions` with ``changes``."""
+        return replace(self, **check_option_names(changes))
+
+
+def check_option_names(options: dict[str, Any]) -> dict[str, Any]:
+    """``options``, if every name is a :class:`FeatureOptions` field; else a TypeError."""
+    known = [f.name for f in fields(FeatureOptions)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"unknown feature option(s) {', '.join(unknown)}; the options are {', '.join(known)}."
+        )
+    return options
+
+
+def feature_options(features: FeatureOptions | None = None, **options: Any) -> FeatureOptions:
+    """``features`` (default: the defaults) with keyword ``options`` applied: how the
+    keyword entry points (``cluster_pixels(image, k, channel_axis=-1)``) build theirs."""
+    if features is not None and not isinstance(features, FeatureOptions):
+        raise TypeError(f"features must be a FeatureOptions, got {type(features).__name__}.")
+    base = FeatureOptions() if features is None else features
+    return base.replace(**options) if options else base
+
+
+def _integer(value: Any, name: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ClusterError(f"{name} must be an integer ({what}), got {value!r}.")
+    return int(value)
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_, np.complexfloating)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise ClusterError(f"{name} must be a real number, got {value!r}.")
+    return float(value)
+
+
+def _per_axis_or_one(value: Any, name: str, *, allow_zero: bool) -> float | tuple[float, ...]:
+    """One finite number, or a non-empty sequence of them (one per spatial axis), each
+    ``>= 0`` (``allow_zero``) or ``> 0``; as float / tuple of floats."""
+    if np.ndim(value) > 1 or (np.ndim(value) == 1 and len(value) == 0):
+        raise ClusterError(
+            f"{name} must be one number or one number per spatial axis, got {value!r}."
+        )
+    values = [_number(v, name) for v in np.atleast_1d(np.asarray(value, dtype=object))]
+    if not all(math.isfinite(v) and (v >= 0 if allow_zero else v > 0) for v in values):
+        bound = "0 or more" if allow_zero else "greater than 0"
+        shown = values[0] if np.ndim(value) == 0 else tuple(values)
+        raise ClusterError(f"{name} must be finite and {bound} on every axis, got {shown}.")
+    return values[0] if np.ndim(value) == 0 else tuple(values)
 
 
 # --------------------------------------------------------------------------- input checks
@@ -80,7 +228,7 @@ def prepare_pixels(
     if not lazy:
         image = np.asarray(image)
     dtype = np.dtype(image.dtype)
-    if dtype == bool:
+    if dtype.kind == "b":
         image = image.astype(np.uint8)
     elif not np.issubdtype(dtype, np.integer) and not np.issubdtype(dtype, np.floating):
         raise ClusterError(
@@ -221,7 +369,7 @@ def nan_error(n_bad: int, where: str) -> ClusterError:
 
 
 def check_nan_pixels(nan_pixels: str) -> str:
-    if nan_pixels not in NAN_PIXELS:
+    if not isinstance(nan_pixels, str) or nan_pixels not in NAN_PIXELS:
         raise ClusterError(f"nan_pixels={nan_pixels!r}; choose one of {', '.join(NAN_PIXELS)}.")
     return nan_pixels
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,11 +15,9 @@ from napari_patchwork._common import rescaled, run_steps
 from napari_patchwork.cluster.blocks import single_threaded
 from napari_patchwork.cluster.errors import ClusterError
 from napari_patchwork.cluster.features import (
-    CHANNEL_SCALINGS,
-    DEFAULT_SAMPLE_SIZE,
-    ChannelScaling,
+    FeatureOptions,
     Pixels,
-    check_nan_pixels,
+    feature_options,
     gather_finite,
     prepare_pixels,
     resolve_spatial_axes,
@@ -57,76 +55,30 @@ class Sample:
 
 
 def prepare_and_sample(
-    image: Any,
-    *,
-    channel_axis: int | None,
-    channel_scaling: str,
-    spatial_weight: float,
-    spatial_axes: Sequence[int] | None,
-    sigma: float | Sequence[float],
-    mask: Any,
-    scale: Sequence[float] | float | None,
-    sample_size: int,
-    max_channels: int,
-    rng: np.random.Generator,
-    nan_pixels: str = "error",
+    image: Any, features: FeatureOptions, mask: Any, rng: np.random.Generator
 ) -> tuple[Pixels, Sample]:
     """The checked image (:func:`prepare_pixels`) and the pixels drawn from it to fit on
     (:func:`_draw_sample`): the common start of clustering and of choosing k."""
     pixels = prepare_pixels(
         image,
-        channel_axis=channel_axis,
-        scale=scale,
-        sigma=sigma,
+        channel_axis=features.channel_axis,
+        scale=features.scale,
+        sigma=features.sigma,
         mask=mask,
-        max_channels=max_channels,
+        max_channels=features.max_channels,
     )
-    sample = _draw_sample(
-        pixels,
-        channel_scaling=channel_scaling,
-        spatial_weight=spatial_weight,
-        spatial_axes=spatial_axes,
-        sigma=sigma,
-        sample_size=sample_size,
-        rng=rng,
-        nan_pixels=nan_pixels,
-    )
-    return pixels, sample
+    return pixels, _draw_sample(pixels, features, rng)
 
 
-def _draw_sample(
-    pixels: Pixels,
-    *,
-    channel_scaling: str,
-    spatial_weight: float,
-    spatial_axes: Sequence[int] | None,
-    sigma: float | Sequence[float],
-    sample_size: int,
-    rng: np.random.Generator,
-    nan_pixels: str = "error",
-) -> Sample:
+def _draw_sample(pixels: Pixels, features: FeatureOptions, rng: np.random.Generator) -> Sample:
     """Draw up to ``sample_size`` ROI pixels and measure the feature scaling on them."""
-    if channel_scaling not in CHANNEL_SCALINGS:
-        raise ClusterError(
-            f"channel_scaling={channel_scaling!r}; choose one of {', '.join(CHANNEL_SCALINGS)}."
-        )
-    if not (math.isfinite(spatial_weight) and spatial_weight >= 0):
-        raise ClusterError(f"spatial_weight must be 0 or more, got {spatial_weight}.")
-    if (
-        isinstance(sample_size, bool)
-        or not isinstance(sample_size, (int, np.integer))
-        or sample_size < 2
-    ):
-        raise ClusterError(
-            f"sample_size must be an integer of at least 2 pixels, got {sample_size!r}."
-        )
     position_axes = (
-        resolve_spatial_axes(spatial_axes, pixels.image_ndim, pixels.channel_axis)
-        if spatial_weight > 0
+        resolve_spatial_axes(features.spatial_axes, pixels.image_ndim, pixels.channel_axis)
+        if features.spatial_weight > 0
         else ()
     )
-    flat = sample_flat_indices(pixels, int(sample_size), rng)
-    values, coords = gather_finite(pixels, flat, bool(position_axes), check_nan_pixels(nan_pixels))
+    flat = sample_flat_indices(pixels, features.sample_size, rng)
+    values, coords = gather_finite(pixels, flat, bool(position_axes), features.nan_pixels)
     if len(values) == 0:
         raise ClusterError(
             f"all {len(flat)} sampled pixel(s) are NaN or infinite; draw a ROI mask on the valid "
@@ -135,7 +87,7 @@ def _draw_sample(
     channels = np.ascontiguousarray(values.T, dtype=np.float64)  # rows: 3x faster reductions
     offset = channels.mean(axis=1)
     spread = channels.std(axis=1)
-    if channel_scaling == "shared":
+    if features.channel_scaling == "shared":
         spread = np.full_like(spread, np.sqrt(np.mean(spread**2)))
     spread[spread == 0] = 1.0  # a constant channel: nothing to scale
     extent = [pixels.spatial_shape[a] * pixels.scale[a] for a in position_axes]
@@ -144,12 +96,12 @@ def _draw_sample(
         channel_offset=offset,
         channel_scale=spread,
         channel_axis=pixels.channel_axis,
-        channel_scaling=channel_scaling,
-        spatial_weight=float(spatial_weight),
+        channel_scaling=features.channel_scaling,
+        spatial_weight=features.spatial_weight,
         spatial_axes=position_axes,
         spatial_length=math.prod(extent) ** (1 / len(extent)) if extent else 1.0,
         scale=pixels.scale,
-        sigma=float(sigma) if np.ndim(sigma) == 0 else tuple(float(s) for s in sigma),
+        sigma=features.sigma,
     )
     return Sample(template, values, coords)
 
@@ -169,7 +121,8 @@ def _fit_model(
     if len(np.unique(kmeans.labels_)) < n_clusters:
         n_distinct = len(np.unique(features, axis=0))
         raise ClusterError(
-            f"the image has only {n_distinct} distinct pixel value(s) (in a sample of {len(features)}) "
+            f"the image has only {n_distinct} distinct pixel value(s) "
+            f"(in a sample of {len(features)}) "
             f"but n_clusters={n_clusters}; use n_clusters <= {n_distinct}."
         )
     return replace(model, centers=_sort_centers(model, kmeans.cluster_centers_.astype(np.float32)))
@@ -222,94 +175,74 @@ def _sort_centers(model: ClusterModel, centers: np.ndarray) -> np.ndarray:
 
 def cluster_pixels_steps(
     image: Any,
-    n_clusters: int = 5,
+    n_clusters: int,
+    features: FeatureOptions,
     *,
-    channel_axis: int | None = None,
-    channel_scaling: ChannelScaling = "shared",
-    spatial_weight: float = 0.0,
-    spatial_axes: Sequence[int] | None = None,
-    sigma: float | Sequence[float] = 0.0,
     mask: Any = None,
-    scale: Sequence[float] | float | None = None,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    random_state: int | None = 0,
     n_init: int = 3,
-    max_channels: int = 64,
     n_threads: int | None = None,
-    nan_pixels: str = "error",
 ) -> Generator[float, None, ClusterResult]:
     """:func:`cluster_pixels` as a generator: yields progress in [0, 1], returns the result.
 
     For GUIs: drive it in a worker thread and stop it between yields to cancel.
     """
     n_clusters = check_n_clusters(n_clusters)
+    if not isinstance(features, FeatureOptions):
+        raise TypeError(f"features must be a FeatureOptions, got {type(features).__name__}.")
     yield 0.0
-    rng = np.random.default_rng(random_state)
-    pixels, sample = prepare_and_sample(
-        image,
-        channel_axis=channel_axis,
-        channel_scaling=channel_scaling,
-        spatial_weight=spatial_weight,
-        spatial_axes=spatial_axes,
-        sigma=sigma,
-        mask=mask,
-        scale=scale,
-        sample_size=sample_size,
-        max_channels=max_channels,
-        rng=rng,
-        nan_pixels=nan_pixels,
-    )
+    rng = np.random.default_rng(features.random_state)
+    pixels, sample = prepare_and_sample(image, features, mask, rng)
     model = _fit_model(sample, n_clusters, n_init, rng)
     fit_share = 0.3
     yield fit_share
-    labels = yield from rescaled(model.predict_steps(pixels, n_threads, nan_pixels), fit_share, 1.0)
+    labels = yield from rescaled(
+        model.predict_steps(pixels, n_threads, features.nan_pixels), fit_share, 1.0
+    )
     params = {
         "n_clusters": n_clusters,
         "channel_axis": pixels.channel_axis,
-        "channel_scaling": channel_scaling,
-        "spatial_weight": float(spatial_weight),
+        "channel_scaling": features.channel_scaling,
+        "spatial_weight": features.spatial_weight,
         "spatial_axes": list(model.spatial_axes),
         "sigma": model.sigma if np.ndim(model.sigma) == 0 else list(model.sigma),
         "scale": list(pixels.scale),
         "roi": pixels.mask is not None,
-        "sample_size": int(sample_size),
+        "sample_size": features.sample_size,
         "n_samples": len(sample.values),
-        "random_state": random_state,
+        "random_state": features.random_state,
         "n_init": n_init,
-        "nan_pixels": nan_pixels,
+        "nan_pixels": features.nan_pixels,
         "id_order": ID_ORDER,
     }
     yield 1.0
     return ClusterResult(labels=labels, model=model, params=params, image_dtype=pixels.dtype)
 
 
-def cluster_pixels(image: Any, n_clusters: int = 5, **kwargs: Any) -> ClusterResult:
-    """Segment ``image`` into ``n_clusters`` pixel clusters (k-means, see the module docstring).
+def cluster_pixels(
+    image: Any,
+    n_clusters: int = 5,
+    *,
+    features: FeatureOptions | None = None,
+    mask: Any = None,
+    n_init: int = 3,
+    n_threads: int | None = None,
+    **options: Any,
+) -> ClusterResult:
+    """Segment ``image`` into ``n_clusters`` pixel clusters (k-means, see the package docstring).
 
     Parameters
     ----------
     image : numpy or dask array, any number of spatial axes (2D, 3D stack, time
         series: one model for all of it, so ids agree across slices/frames).
     n_clusters : k, from 2 to 65535.
-    channel_axis : the channel axis (RGB: -1), or None for a single channel.
-    channel_scaling : ``"shared"`` (default; channels in the same units, e.g. RGB)
-        or ``"per_channel"`` (z-score each channel).
-    spatial_weight : weight of pixel positions (0 = intensity only; ~0.1-1 makes
-        compact, SLIC-like clusters).
-    spatial_axes : image axes whose position is a feature (default: all but the
-        channel axis; e.g. ``(-3, -2)`` for y, x of a ``(t, y, x, c)`` series).
-    sigma : Gaussian smoothing before clustering, in physical units (0 = none);
-        one number or one per spatial axis.
+    features : a :class:`FeatureOptions` (channel axis, scaling, spatial weight, smoothing,
+        pixel size, sample size, seed, NaN handling); default: its defaults.
     mask : ROI with the spatial shape; non-zero = cluster, zero = label 0.
-    scale : physical pixel size per spatial axis (napari layer ``scale``).
-    sample_size : pixels k-means is fitted on (default :data:`DEFAULT_SAMPLE_SIZE`).
-    random_state : seed of the pixel sample and of k-means; None = not reproducible.
     n_init : k-means++ restarts on the coarse subsample; the best is refined (see
         :func:`fit_kmeans`).
-    max_channels : a longer channel axis is refused as probably a spatial axis.
     n_threads : threads for labelling (default: all CPUs).
-    nan_pixels : ``"error"`` (default): NaN/inf pixels in the ROI are bad input;
-        ``"background"``: they are left out of the fit and labelled 0 (see the module docstring).
+    **options : any :class:`FeatureOptions` field by name (``channel_axis=-1``,
+        ``sigma=1.0``...), applied on top of ``features``.
 
     Returns
     -------
@@ -320,4 +253,12 @@ def cluster_pixels(image: Any, n_clusters: int = 5, **kwargs: Any) -> ClusterRes
     ------
     ClusterError : (a ValueError) with a message that says what to change.
     """
-    return run_steps(cluster_pixels_steps(image, n_clusters, **kwargs))
+    steps = cluster_pixels_steps(
+        image,
+        n_clusters,
+        feature_options(features, **options),
+        mask=mask,
+        n_init=n_init,
+        n_threads=n_threads,
+    )
+    return run_steps(steps)

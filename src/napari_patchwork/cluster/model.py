@@ -98,7 +98,8 @@ class ClusterModel:
 
     @property
     def centers_image(self) -> np.ndarray:
-        """``(k, n_channels)`` float64 centres in image units (intensities), row ``i`` = id ``i + 1``."""
+        """``(k, n_channels)`` float64 centres in image units (intensities); row ``i`` is
+        id ``i + 1``."""
         channels = self.centers[:, : self.n_channels].astype(np.float64)
         return channels * self.channel_scale + self.channel_offset
 
@@ -223,7 +224,7 @@ class ClusterModel:
         max_channels: int = 64,
         nan_pixels: str = "error",
     ) -> Any:
-        """Label ``image`` with this model: ids ``1..k`` (0 outside ``mask``), shape = spatial shape.
+        """Label ``image`` with this model: ids ``1..k`` (0 outside ``mask``), spatial shape.
 
         ``nan_pixels``: NaN/inf pixels in the ROI raise (``"error"``) or get 0
         (``"background"``); see the module docstring.
@@ -277,7 +278,8 @@ class ClusterModel:
         """Rebuild a model from :meth:`to_dict` output; ClusterError if it is not one."""
         if data.get("format") != MODEL_FORMAT:
             raise ClusterError(
-                f"not a cluster model (format tag {data.get('format')!r}, expected {MODEL_FORMAT!r})."
+                f"not a cluster model (format tag {data.get('format')!r}, "
+                f"expected {MODEL_FORMAT!r})."
             )
         version = data.get("version", 0)
         if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:

@@ -61,7 +61,7 @@ class ClusterResult:
         )
 
     def foreground(self, cluster_ids: Sequence[int]) -> Any:
-        """uint8 mask, 1 where the label is one of ``cluster_ids`` (see :func:`clusters_to_mask`)."""
+        """uint8 mask, 1 where the label is in ``cluster_ids`` (see :func:`clusters_to_mask`)."""
         bad = [i for i in cluster_ids if not 1 <= int(i) <= self.model.n_clusters]
         if bad:
             raise ClusterError(
