@@ -18,7 +18,8 @@ from napari_patchwork.cluster.features import (
     sample_flat_indices,
 )
 from napari_patchwork.cluster.fit import Sample, fit_kmeans, prepare_and_sample
-from napari_patchwork.cluster.model import ClusterModel, check_n_clusters
+from napari_patchwork.cluster.ids import check_n_clusters
+from napari_patchwork.cluster.model import ClusterModel
 
 # --------------------------------------------------------------------------- choosing k
 

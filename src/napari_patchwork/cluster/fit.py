@@ -23,7 +23,8 @@ from napari_patchwork.cluster.features import (
     resolve_spatial_axes,
     sample_flat_indices,
 )
-from napari_patchwork.cluster.model import ID_ORDER, ClusterModel, check_n_clusters
+from napari_patchwork.cluster.ids import ID_ORDER, check_n_clusters
+from napari_patchwork.cluster.model import ClusterModel
 from napari_patchwork.cluster.results import ClusterResult
 
 _COARSE_PIXELS_PER_CLUSTER = 100
