@@ -14,6 +14,7 @@ from napari_patchwork.cluster import (
     NAN_PIXELS,
     ClusterError,
     FeatureOptions,
+    choose_k,
     choose_k_steps,
     cluster_pixels,
     cluster_pixels_steps,
@@ -119,7 +120,7 @@ def test_nan_pixels_are_bad_input_by_default_on_both_paths():
         cluster_pixels(lazy, 4, channel_axis=-1, sample_size=1000)
     # a model applied to a lazy image finds them when the block is computed
     model = cluster_pixels(IHC, 4, channel_axis=-1).model
-    labels = model.predict(lazy)
+    labels = model.predict(lazy, allow_other_units=True)  # float32 copy of the uint8 photo
     assert np.array_equal(labels[384:, :].compute(), model.predict(IHC[384:, :]))  # clean blocks
     with pytest.raises(ClusterError, match="NaN or infinite"):
         labels.compute()
@@ -321,3 +322,22 @@ def test_keyword_options_and_an_options_object_give_the_same_result():
         next(cluster_pixels_steps(IHC, 3, {"channel_axis": -1}))
     with pytest.raises(TypeError, match="features must be a FeatureOptions"):
         next(choose_k_steps(IHC, [2, 3], {"channel_axis": -1}))
+
+
+def test_smoothing_wider_than_the_image_or_too_slow_is_refused_with_the_reason():
+    with pytest.raises(ClusterError, match="more than the image's 64 pixels.*at most 64"):
+        cluster_pixels(IHC[:64, :80], 2, channel_axis=-1, sigma=100)
+    with pytest.raises(ClusterError, match="at most 32 \\(in the image's units"):
+        cluster_pixels(IHC[:64, :64], 2, channel_axis=-1, sigma=100, scale=0.5)
+    with pytest.raises(ClusterError, match="above 256 pixels take minutes.*Downsample"):
+        cluster_pixels(IHC, 2, channel_axis=-1, sigma=300)
+    with pytest.raises(ClusterError, match="more than the image"):
+        choose_k(IHC[:64, :64], [2, 3], channel_axis=-1, sigma=1e6)
+
+
+def test_huge_float_values_get_a_clear_message():
+    image = np.random.default_rng(0).choice([-1e300, 1e300], size=(16, 16))
+    with pytest.raises(ClusterError, match="pixel values reach .*1e\\+300, too large to cluster"):
+        cluster_pixels(image, 2)
+    scaled = cluster_pixels(image / 1e300, 2)  # what the message suggests works
+    assert set(np.unique(scaled.labels)) == {1, 2}

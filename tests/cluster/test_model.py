@@ -82,3 +82,58 @@ def test_model_refuses_an_image_with_other_channels():
     model = cluster_pixels(IHC, 3, channel_axis=-1).model
     with pytest.raises(ClusterError, match="fitted on 3 channel"):
         model.predict(IHC[..., 0], channel_axis=None)
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_an_image_of_another_dtype_is_refused_with_how_to_convert_it():
+    model = cluster_pixels(IHC, 4, channel_axis=-1).model
+    as_float = IHC.astype(np.float32) / 255
+    with pytest.raises(ClusterError, match="fitted on a uint8 image.*this image is float32") as e:
+        model.predict(as_float)
+    assert "skimage.util.img_as_ubyte(image)" in str(e.value)
+    assert "allow_other_units=True" in str(e.value)
+    with pytest.raises(ClusterError, match="this image is uint16"):
+        model.predict(IHC.astype(np.uint16) * 257)
+    with pytest.raises(ClusterError, match="this image is float32"):
+        model.predict(da.from_array(as_float, chunks=128))  # refused before any compute
+    # the same values in a float array are the same units: allowed when asked
+    same_values = model.predict(IHC.astype(np.float32), allow_other_units=True)
+    np.testing.assert_array_equal(same_values, model.predict(IHC))
+
+
+def test_values_far_outside_the_fitted_range_are_refused_numpy_and_dask():
+    rng = np.random.default_rng(7)
+    twelve_bit = rng.integers(0, 4096, size=(64, 64)).astype(np.uint16)
+    model = cluster_pixels(twelve_bit, 3).model
+    low, high = model.value_range
+    assert 0 <= low < high <= 4095
+    sixteen_bit = twelve_bit * 16  # the same scene stretched to 16 bits
+    with pytest.raises(ClusterError, match="far outside those the model was fitted on"):
+        model.predict(sixteen_bit)
+    lazy = model.predict(da.from_array(sixteen_bit, chunks=32))  # refused when computed
+    with pytest.raises(ClusterError, match="allow_other_units=True"):
+        lazy.compute()
+    assert model.predict(sixteen_bit, allow_other_units=True).shape == (64, 64)
+    # values just beyond the fitted range (within its width) are labelled
+    brighter = np.clip(twelve_bit.astype(np.int64) + 1000, 0, 65535).astype(np.uint16)
+    assert model.predict(brighter).max() == 3
+    # far-out pixels outside the ROI do not matter
+    roi = np.ones((64, 64), dtype=bool)
+    roi[:8] = False
+    hot = twelve_bit.copy()
+    hot[:8] = 65535
+    labels = model.predict(hot, mask=roi)
+    assert (labels[:8] == 0).all() and (labels[8:] > 0).all()
+
+
+def test_float_models_check_the_range_too():
+    unit = (IHC.astype(np.float32) / 255)[:128, :128]
+    model = cluster_pixels(unit, 3, channel_axis=-1).model
+    assert model.image_dtype == "float32" and model.value_range[1] <= 1.0
+    with pytest.raises(ClusterError, match="far outside"):
+        model.predict(unit * 255)
+    nan_image = unit.copy()
+    nan_image[0, 0] = np.nan  # NaN pixels are NaN pixels, not out of range
+    assert model.predict(nan_image, nan_pixels="background")[0, 0] == 0

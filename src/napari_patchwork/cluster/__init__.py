@@ -85,7 +85,8 @@ from napari_patchwork.cluster.features import (
 )
 from napari_patchwork.cluster.fit import cluster_pixels, cluster_pixels_steps
 from napari_patchwork.cluster.ids import ID_ORDER, MAX_CLUSTERS, labels_dtype
-from napari_patchwork.cluster.model import MODEL_FORMAT, MODEL_FORMAT_VERSION, ClusterModel
+from napari_patchwork.cluster.model import ClusterModel
+from napari_patchwork.cluster.model_file import MODEL_FORMAT, MODEL_FORMAT_VERSION
 from napari_patchwork.cluster.results import ClusterResult, clusters_to_mask, posterize
 
 __all__ = [

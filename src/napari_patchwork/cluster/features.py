@@ -21,6 +21,9 @@ CHANNEL_SCALINGS: tuple[str, ...] = get_args(ChannelScaling)
 DEFAULT_SAMPLE_SIZE = 50_000
 """Pixels k-means is fitted on (all pixels when the ROI is smaller)."""
 
+MAX_SIGMA_PIXELS = 256
+"""Widest smoothing taken, in pixels (the kernel spans 8 sigma: cost grows with sigma)."""
+
 NanPixels = Literal["error", "background"]
 NAN_PIXELS: tuple[str, ...] = get_args(NanPixels)
 """What NaN/inf pixels inside the ROI are: bad input (default), or background (label 0)."""
@@ -266,10 +269,31 @@ def prepare_pixels(
             _per_spatial_axis(sigma, len(spatial), "sigma", allow_zero=True), pixel_size
         )
     )
+    _check_sigma(sigma_px, spatial, pixel_size)
     if any(sigma_px):
         values = _smooth(values, sigma_px)
     channel_axis = None if channel_axis is None else int(channel_axis)
     return Pixels(values, channel_axis, image.ndim, pixel_size, _prepare_mask(mask, spatial), dtype)
+
+
+def _check_sigma(
+    sigma_px: Sequence[float], spatial_shape: Sequence[int], pixel_size: Sequence[float]
+) -> None:
+    """Refuse smoothing wider than the image (it would make every pixel the image's mean)
+    or than :data:`MAX_SIGMA_PIXELS` (its cost grows with sigma: minutes per image)."""
+    for axis, (s, n, p) in enumerate(zip(sigma_px, spatial_shape, pixel_size)):
+        if s > n:
+            raise ClusterError(
+                f"sigma is {s:g} pixels on spatial axis {axis}, more than the image's {n} pixels "
+                f"along it: smoothing that wide makes every pixel the image's mean. Use a sigma "
+                f"of at most {n * p:g} (in the image's units; a few pixels is usual)."
+            )
+        if s > MAX_SIGMA_PIXELS:
+            raise ClusterError(
+                f"sigma is {s:g} pixels on spatial axis {axis}: smoothing costs grow with "
+                f"sigma and above {MAX_SIGMA_PIXELS} pixels take minutes. Downsample the image "
+                f"(e.g. {math.ceil(s / 16)}x) and use a smaller sigma."
+            )
 
 
 def moveaxis(array: Any, source: int, destination: int) -> Any:

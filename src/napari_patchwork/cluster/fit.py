@@ -27,6 +27,8 @@ from napari_patchwork.cluster.ids import ID_ORDER, check_n_clusters
 from napari_patchwork.cluster.model import ClusterModel
 from napari_patchwork.cluster.results import ClusterResult
 
+MAX_PIXEL_MAGNITUDE = 1e38
+"""Largest absolute pixel value clustering takes (float32 features; its maximum is 3.4e38)."""
 _COARSE_PIXELS_PER_CLUSTER = 100
 _COARSE_SAMPLE = 5_000
 """Rows of the sample k-means first runs on: at least this, at least 100 per cluster
@@ -86,6 +88,13 @@ def _draw_sample(pixels: Pixels, features: FeatureOptions, rng: np.random.Genera
             f"region or replace them (e.g. numpy.nan_to_num) before clustering."
         )
     channels = np.ascontiguousarray(values.T, dtype=np.float64)  # rows: 3x faster reductions
+    low, high = float(channels.min()), float(channels.max())
+    if max(-low, high) > MAX_PIXEL_MAGNITUDE:
+        raise ClusterError(
+            f"pixel values reach {low if -low > high else high:g}, too large to cluster "
+            f"(features are float32: values up to {MAX_PIXEL_MAGNITUDE:g}); rescale the image "
+            f"first, e.g. image / {max(-low, high):.3g}."
+        )
     offset = channels.mean(axis=1)
     spread = channels.std(axis=1)
     if features.channel_scaling == "shared":
@@ -103,6 +112,8 @@ def _draw_sample(pixels: Pixels, features: FeatureOptions, rng: np.random.Genera
         spatial_length=math.prod(extent) ** (1 / len(extent)) if extent else 1.0,
         scale=pixels.scale,
         sigma=features.sigma,
+        image_dtype=np.dtype(pixels.dtype).name,
+        value_range=(low, high),
     )
     return Sample(template, values, coords)
 

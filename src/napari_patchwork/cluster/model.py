@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -20,10 +19,23 @@ from napari_patchwork.cluster.blocks import block_slices, single_threaded
 from napari_patchwork.cluster.errors import ClusterError
 from napari_patchwork.cluster.features import Pixels, check_nan_pixels, prepare_pixels
 from napari_patchwork.cluster.ids import ID_ORDER, labels_dtype
+from napari_patchwork.cluster.model_file import (
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    model_fields,
+    read_model_json,
+    write_json_atomic,
+)
 from napari_patchwork.cluster.scorer import Scorer, label_dask_block
 
-MODEL_FORMAT = "napari-patchwork/cluster-model"
-MODEL_FORMAT_VERSION = 1
+UNITS_HINTS = {
+    "uint8": "skimage.util.img_as_ubyte(image)",
+    "uint16": "skimage.util.img_as_uint(image)",
+    "int16": "skimage.util.img_as_int(image)",
+    "float32": "skimage.util.img_as_float32(image)",
+    "float64": "skimage.util.img_as_float64(image)",
+}
+"""How to convert an image to the dtype a model was fitted on (scikit-image's converters)."""
 
 
 # --------------------------------------------------------------------------- the model
@@ -48,6 +60,11 @@ class ClusterModel:
     spatial_length : the cluster spacing ``S`` in physical units that positions are divided by.
     scale : physical pixel size per spatial axis of the fitted image.
     sigma : Gaussian smoothing in physical units applied before clustering (0 = none).
+    image_dtype : dtype name of the fitted image (e.g. ``"uint8"``); None if unknown
+        (models saved before format version 2).
+    value_range : lowest and highest channel value of the fitted pixels (after smoothing);
+        None if unknown. With ``image_dtype``, :meth:`predict` refuses images in other
+        units (another dtype, or values far outside this range) unless told otherwise.
     """
 
     centers: np.ndarray
@@ -60,6 +77,8 @@ class ClusterModel:
     spatial_length: float = 1.0
     scale: tuple[float, ...] = (1.0, 1.0)
     sigma: float | tuple[float, ...] = 0.0
+    image_dtype: str | None = None
+    value_range: tuple[float, float] | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -119,9 +138,47 @@ class ClusterModel:
                 np.multiply(coords[axis], factor, out=feats[:, column], casting="unsafe")
         return feats
 
-    def _scorer(self, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error") -> Scorer:
-        """The nearest-centre computation for pixels of ``dtype`` with pixel size ``scale``."""
-        return Scorer.from_model(self, scale, dtype, nan_pixels)
+    def _scorer(
+        self,
+        scale: Sequence[float],
+        dtype: np.dtype,
+        nan_pixels: str = "error",
+        check_range: bool = False,
+    ) -> Scorer:
+        """The nearest-centre computation for pixels of ``dtype`` with pixel size ``scale``;
+        with ``check_range``, values outside :meth:`accepted_range` are an error."""
+        limits = self.accepted_range() if check_range else None
+        dtype = np.dtype(dtype)
+        if limits is not None and dtype.kind in "biu":
+            info = np.iinfo(dtype) if dtype.kind != "b" else np.iinfo(np.uint8)
+            if limits[0] <= info.min and info.max <= limits[1]:
+                limits = None  # no value of this dtype can be outside: no check needed
+        return Scorer.from_model(self, scale, dtype, nan_pixels, limits)
+
+    def accepted_range(self) -> tuple[float, float] | None:
+        """Pixel values an image to label may have: the fitted range widened by its own
+        width on both sides (None if the fitted range is unknown)."""
+        if self.value_range is None:
+            return None
+        low, high = self.value_range
+        margin = max(high - low, 1e-6 * max(abs(low), abs(high)), 1e-12)
+        return low - margin, high + margin
+
+    def check_units(self, dtype: Any) -> None:
+        """ClusterError if an image of ``dtype`` is in other units than the fitted one."""
+        if self.image_dtype is None or np.dtype(dtype).name == self.image_dtype:
+            return
+        low, high = self.value_range
+        hint = UNITS_HINTS.get(
+            self.image_dtype, f"image.astype('{self.image_dtype}') after rescaling it"
+        )
+        raise ClusterError(
+            f"the model was fitted on a {self.image_dtype} image (values {low:g}..{high:g}) but "
+            f"this image is {np.dtype(dtype).name}: its values are in other units, so the ids "
+            f"would mean other colours. Convert the image first (e.g. {hint}, which maps the "
+            f"dtype's full range), or pass allow_other_units=True (command line: "
+            f"--allow-other-units) if its values are already in the model's units."
+        )
 
     def _check_image(self, pixels: Pixels) -> None:
         if pixels.n_channels != self.n_channels:
@@ -138,7 +195,11 @@ class ClusterModel:
             )
 
     def predict_steps(
-        self, pixels: Pixels, n_threads: int | None = None, nan_pixels: str = "error"
+        self,
+        pixels: Pixels,
+        n_threads: int | None = None,
+        nan_pixels: str = "error",
+        check_range: bool = False,
     ) -> Generator[float, None, Any]:
         """Label every pixel; yields the fraction of blocks done; returns the labels.
 
@@ -146,12 +207,13 @@ class ClusterModel:
         in the ROI raise or get 0, as ``nan_pixels`` says.
         Blocks run on ``n_threads`` threads (default: all CPUs), at most two per thread
         submitted ahead, so a caller that stops pulling progress (Cancel) stops the work
-        after the blocks in flight.
+        after the blocks in flight. ``check_range``: values outside :meth:`accepted_range`
+        raise (numpy: before anything is returned; dask: when their block is computed).
         """
         self._check_image(pixels)
         if pixels.lazy:
-            return self._predict_lazy(pixels, nan_pixels)
-        scorer = self._scorer(pixels.scale, pixels.values.dtype, nan_pixels)
+            return self._predict_lazy(pixels, nan_pixels, check_range)
+        scorer = self._scorer(pixels.scale, pixels.values.dtype, nan_pixels, check_range)
         labels = np.zeros(pixels.spatial_shape, dtype=self.labels_dtype)
         blocks = list(block_slices(pixels.spatial_shape, scorer.block_pixels))
 
@@ -173,7 +235,9 @@ class ClusterModel:
                     future.cancel()
         return labels
 
-    def _predict_lazy(self, pixels: Pixels, nan_pixels: str = "error") -> Any:
+    def _predict_lazy(
+        self, pixels: Pixels, nan_pixels: str = "error", check_range: bool = False
+    ) -> Any:
         import dask.array as da
 
         values = pixels.values.rechunk({pixels.values.ndim - 1: -1})
@@ -184,7 +248,7 @@ class ClusterModel:
         return da.map_blocks(
             label_dask_block,
             *args,
-            scorer=self._scorer(pixels.scale, values.dtype, nan_pixels),
+            scorer=self._scorer(pixels.scale, values.dtype, nan_pixels, check_range),
             dtype=self.labels_dtype,
             drop_axis=values.ndim - 1,
             chunks=spatial_chunks,
@@ -200,11 +264,18 @@ class ClusterModel:
         scale: Sequence[float] | float | None = None,
         max_channels: int = 64,
         nan_pixels: str = "error",
+        allow_other_units: bool = False,
     ) -> Any:
         """Label ``image`` with this model: ids ``1..k`` (0 outside ``mask``), spatial shape.
 
         ``nan_pixels``: NaN/inf pixels in the ROI raise (``"error"``) or get 0
-        (``"background"``); see the module docstring.
+        (``"background"``); see the package docstring.
+
+        An image in other units than the fitted one (another dtype, or ROI pixel values
+        beyond :meth:`accepted_range`) is refused with a :class:`ClusterError` that says how
+        to convert it, unless ``allow_other_units=True`` (for images already in the model's
+        units, e.g. a float copy of the same 0..255 values). Models saved before format
+        version 2 do not know their units and label anything.
 
         ``channel_axis`` defaults to the fitted image's. The model's smoothing and
         positions apply to the spatial axes it was fitted on, aligned from the last
@@ -214,6 +285,8 @@ class ClusterModel:
         dask in, lazy dask out.
         """
         image = image if is_dask(image) else np.asarray(image)
+        if not allow_other_units:
+            self.check_units(image.dtype)
         channel_axis = self.channel_axis if channel_axis is ... else channel_axis
         n_spatial = image.ndim - (channel_axis is not None)
         fitted_sigma = (
@@ -227,7 +300,8 @@ class ClusterModel:
             mask=mask,
             max_channels=max_channels,
         )
-        return run_steps(self.predict_steps(pixels, nan_pixels=check_nan_pixels(nan_pixels)))
+        nan_pixels = check_nan_pixels(nan_pixels)
+        return run_steps(self.predict_steps(pixels, None, nan_pixels, not allow_other_units))
 
     # --- persistence ---------------------------------------------------------------------
 
@@ -247,68 +321,31 @@ class ClusterModel:
             "spatial_length": self.spatial_length,
             "scale": list(self.scale),
             "sigma": self.sigma if np.ndim(self.sigma) == 0 else list(self.sigma),
+            "image_dtype": self.image_dtype,
+            "value_range": None if self.value_range is None else list(self.value_range),
             "centers_image": self.centers_image.tolist(),  # for people reading the file
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClusterModel:
-        """Rebuild a model from :meth:`to_dict` output; ClusterError if it is not one."""
-        if data.get("format") != MODEL_FORMAT:
-            raise ClusterError(
-                f"not a cluster model (format tag {data.get('format')!r}, "
-                f"expected {MODEL_FORMAT!r})."
-            )
-        version = data.get("version", 0)
-        if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
-            raise ClusterError(
-                f"cluster model format version {version!r} is newer than this napari-patchwork "
-                f"understands ({MODEL_FORMAT_VERSION}); upgrade napari-patchwork."
-            )
-        try:
-            model = cls(
-                centers=np.asarray(data["centers"], dtype=np.float32),
-                channel_offset=np.asarray(data["channel_offset"], dtype=np.float64),
-                channel_scale=np.asarray(data["channel_scale"], dtype=np.float64),
-                channel_axis=data["channel_axis"],
-                channel_scaling=data["channel_scaling"],
-                spatial_weight=float(data["spatial_weight"]),
-                spatial_axes=tuple(int(a) for a in data["spatial_axes"]),
-                spatial_length=float(data["spatial_length"]),
-                scale=tuple(float(s) for s in data["scale"]),
-                sigma=data["sigma"] if np.ndim(data["sigma"]) == 0 else tuple(data["sigma"]),
-            )
-        except KeyError as missing:
-            raise ClusterError(
-                f"the cluster model has no {missing} entry; save it again with ClusterModel.save."
-            ) from None
-        n_features = model.n_channels + len(model.spatial_axes)
-        if (
-            model.centers.ndim != 2
-            or model.centers.shape[1] != n_features
-            or model.channel_scale.shape != model.channel_offset.shape
-        ):
-            raise ClusterError(
-                f"inconsistent cluster model: centres {model.centers.shape} for {model.n_channels} "
-                f"channel(s) and {len(model.spatial_axes)} spatial feature(s)."
-            )
-        return model
+        """Rebuild a model from :meth:`to_dict` output (older format versions upgraded).
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the model as a small JSON file; returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        Every field is checked (types, finite values, positive scales, 2..65,535 centres,
+        consistent channel counts): :class:`ClusterError` naming the field otherwise.
+        """
+        return cls(**model_fields(data))
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the model as a small JSON file, atomically (a temporary file in the same
+        folder, then renamed); an existing file is replaced only with ``overwrite=True``
+        (FileExistsError otherwise). Returns the path."""
+        return write_json_atomic(path, self.to_dict(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ClusterModel:
-        """Read a model written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ClusterError(f"{path} is not a JSON cluster model ({err}).") from None
-        if not isinstance(data, dict):
-            raise ClusterError(f"{path} is not a cluster model (expected a JSON object).")
-        return cls.from_dict(data)
+        """Read a model written by :meth:`save`; :class:`ClusterError` if the file is not
+        a valid model (see :meth:`from_dict`) or cannot be read."""
+        return cls.from_dict(read_model_json(path))
 
 
 def _trailing(values: Sequence[float], n: int, fill: float) -> tuple[float, ...]:

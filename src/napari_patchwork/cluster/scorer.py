@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_patchwork.cluster.blocks import MAX_BLOCK_PIXELS, block_slices, single_threaded
+from napari_patchwork.cluster.errors import ClusterError
 from napari_patchwork.cluster.features import nan_error
 
 if TYPE_CHECKING:
@@ -68,10 +69,16 @@ class Scorer:
     centre_first: np.ndarray | None  # (n_channels,) float64 offset subtracted before the product
     labels_dtype: np.dtype
     nan_pixels: str = "error"  # see NAN_PIXELS
+    value_limits: tuple[float, float] | None = None  # pixel values outside: an error
 
     @classmethod
     def from_model(
-        cls, model: ClusterModel, scale: Sequence[float], dtype: np.dtype, nan_pixels: str = "error"
+        cls,
+        model: ClusterModel,
+        scale: Sequence[float],
+        dtype: np.dtype,
+        nan_pixels: str = "error",
+        value_limits: tuple[float, float] | None = None,
     ) -> Scorer:
         centers = model.centers.astype(np.float64)
         n_channels = model.n_channels
@@ -90,6 +97,7 @@ class Scorer:
             centre_first=None if exact else model.channel_offset,
             labels_dtype=model.labels_dtype,
             nan_pixels=nan_pixels,
+            value_limits=value_limits,
         )
 
     @property
@@ -105,6 +113,8 @@ class Scorer:
         n_channels)`` whose first pixel is at ``origin``."""
         block_shape = values.shape[:-1]
         raw = values.reshape(-1, values.shape[-1])
+        if self.value_limits is not None:
+            self._check_values(raw, origin, roi)
         if self.centre_first is not None:
             raw = (raw - self.centre_first).astype(np.float32)
         else:
@@ -130,6 +140,27 @@ class Scorer:
         if roi is not None:
             ids[~roi.ravel()] = 0
         return ids.reshape(block_shape)
+
+    def _check_values(self, raw: np.ndarray, origin: Sequence[int], roi: np.ndarray | None) -> None:
+        """ClusterError if a finite value of a ROI pixel is outside ``value_limits``."""
+        low, high = self.value_limits
+        if np.fmin.reduce(raw, axis=None) >= low and np.fmax.reduce(raw, axis=None) <= high:
+            return  # the usual case: two reductions (NaN ignored; all NaN looks below)
+        with np.errstate(invalid="ignore"):
+            outside = ((raw < low) | (raw > high)) & np.isfinite(raw)
+        outside = outside.any(axis=1)
+        if roi is not None:
+            outside &= roi.ravel()
+        if outside.any():
+            seen = raw[outside]
+            raise ClusterError(
+                f"{int(outside.sum()):,} pixel(s) in the block at {tuple(origin)} have values "
+                f"({seen.min():g}..{seen.max():g}) far outside those the model was fitted on "
+                f"(accepted {low:g}..{high:g}): the image is probably in other units (e.g. "
+                f"16-bit instead of 12-bit, 0..255 instead of 0..1), so the ids would mean "
+                f"other colours. Rescale the image to the model's range, or pass "
+                f"allow_other_units=True (command line: --allow-other-units) to label it anyway."
+            )
 
 
 def _argmin_plus_one(scores: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
