@@ -395,3 +395,56 @@ def test_tile_preview_of_a_pyramid_reads_a_small_level(tmp_path):
     values, counts = np.unique(inside.reshape(-1, 3), axis=0, return_counts=True)
     # all 64 patches filtered: level 1's grey 200 under a 30 % black veil, never level 0's black
     assert np.allclose(values[counts.argmax()], 200 * 0.7, atol=1.5)
+
+
+def test_cluster_model_file_is_never_lost(slide_files):
+    d = slide_files
+    same = run("cluster", d / "a.tif", "-k", "3", "--save-model", d / "x.tif", "-o", d / "x.tif")
+    assert same.returncode == 2 and "-o and --save-model both name" in same.stderr
+    assert not (d / "x.tif").exists()
+    (d / "model.json").write_text("an earlier model")
+    kept = run("cluster", d / "a.tif", "-k", "3", "--save-model", d / "model.json", "-o", d / "l.tif")
+    assert kept.returncode == 2 and "--overwrite" in kept.stderr
+    assert (d / "model.json").read_text() == "an earlier model"
+    replaced = run("cluster", d / "a.tif", "-k", "3", "--save-model", d / "model.json",
+                   "--overwrite", "-o", d / "l.tif")
+    assert replaced.returncode == 0, replaced.stderr
+    assert '"napari-patchwork/cluster-model"' in (d / "model.json").read_text()
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []  # no temporary file
+
+
+def test_cluster_refuses_another_dtype_unless_allowed(slide_files):
+    d = slide_files
+    assert run("cluster", d / "a.tif", "-k", "3", "--save-model", d / "m.json",
+               "-o", d / "l.tif").returncode == 0
+    tifffile.imwrite(d / "float.tif", sample_image().astype(np.float32) / 255, photometric="rgb")
+    refused = run("cluster", d / "float.tif", "--model", d / "m.json", "-o", d / "f.tif")
+    assert refused.returncode == 2 and "fitted on a uint8 image" in refused.stderr
+    assert "--allow-other-units" in refused.stderr and not (d / "f.tif").exists()
+    tifffile.imwrite(d / "same.tif", sample_image().astype(np.float32), photometric="rgb")
+    allowed = run("cluster", d / "same.tif", "--model", d / "m.json", "--allow-other-units",
+                  "-o", d / "s.tif")
+    assert allowed.returncode == 0, allowed.stderr
+    assert np.array_equal(tifffile.imread(d / "s.tif"), tifffile.imread(d / "l.tif"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sigma", "1e6"], "more than the image's 512 pixels"),
+        (["--sigma", "-1"], "--sigma: must be a finite number of pixels"),
+        (["--sigma", "nan"], "--sigma: must be a finite number of pixels"),
+    ],
+)
+def test_cluster_sigma_limits_say_why(slide_files, args, message):
+    result = run("cluster", "a.tif", "-k", "3", *args, "-o", "x.tif", cwd=slide_files)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (slide_files / "x.tif").exists()
+
+
+def test_cluster_huge_float_pixels_get_a_clear_message(tmp_path):
+    image = np.random.default_rng(0).choice([-1e300, 1e300], size=(32, 32))
+    tifffile.imwrite(tmp_path / "huge.tif", image)
+    result = run("cluster", tmp_path / "huge.tif", "-k", "2", "-o", tmp_path / "l.tif")
+    assert result.returncode == 2 and "too large to cluster" in result.stderr, result.stderr
+    assert "contains NaN" not in result.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -105,6 +106,19 @@ def channel_axis_arg(value: str | None, shape: tuple[int, ...]) -> int | None:
         raise CLIError(
             f"--channel-axis must be 'auto', 'none' or an integer, not {value!r}."
         ) from None
+
+
+def sigma_arg(value: str) -> float:
+    """``--sigma``: a finite number of pixels, 0 or more (the core checks it against the image)."""
+    try:
+        sigma = float(value)
+    except ValueError:
+        sigma = math.nan
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of pixels, 0 or more (0 = no smoothing), not {value!r}"
+        )
+    return sigma
 
 
 def load(path: Path, lazy: bool | None):
@@ -323,6 +337,21 @@ def cluster_features(args: argparse.Namespace):
     )
 
 
+def refuse_same_file(
+    labels: Sequence[Path], posterized: Sequence[Path | None], model_file: Sequence[Path]
+) -> None:
+    """Two outputs of ``cluster`` naming one file would lose one of them: refuse."""
+    named: dict[Path, str] = {}
+    outputs = [("-o", p) for p in labels] + [("--posterized", p) for p in posterized if p]
+    for option, path in outputs + [("--save-model", p) for p in model_file]:
+        other = named.setdefault(path.resolve(), option)
+        if other != option:
+            raise CLIError(
+                f"{other} and {option} both name {path}: one output would replace the other; "
+                "give each its own file name (e.g. model.json for --save-model)."
+            )
+
+
 def fit_or_apply(args: argparse.Namespace, image: Any, mask: Any, channel_axis: int | None,
                  model, features):  # fmt: skip
     """``(labels, model)``: ``model`` applied to ``image``, or a model fitted on it (None)."""
@@ -330,14 +359,18 @@ def fit_or_apply(args: argparse.Namespace, image: Any, mask: Any, channel_axis: 
 
     if model is not None:
         labels = model.predict(
-            image, channel_axis=channel_axis, mask=mask, nan_pixels=features.nan_pixels
+            image,
+            channel_axis=channel_axis,
+            mask=mask,
+            nan_pixels=features.nan_pixels,
+            allow_other_units=args.allow_other_units,
         )
         return labels, model
     result = cluster_pixels(
         image, args.k, features=features.replace(channel_axis=channel_axis), mask=mask
     )
     if args.save_model:
-        result.model.save(args.save_model)
+        result.model.save(args.save_model, overwrite=args.overwrite)
     return result.labels, result.model
 
 
@@ -367,6 +400,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     posterized = posterized_targets(args, images)
     model_file = [Path(args.save_model)] if args.save_model else []
     refuse_existing(targets + posterized + model_file, args.overwrite)  # before any work
+    refuse_same_file(targets, posterized, model_file)
     model = ClusterModel.load(args.model) if args.model else None
     with scheduler(args.scheduler):
         for (image_path, image, mask, channel_axis), target, picture in zip(
@@ -719,7 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of pixel position against colour (SLIC-like compactness; default 0)",
     )
     cluster.add_argument(
-        "--sigma", type=float, default=0.0, help="Gaussian smoothing in pixels (default 0)"
+        "--sigma",
+        type=sigma_arg,
+        default=0.0,
+        help="Gaussian smoothing in pixels (default 0; at most the image size and "
+        "256 pixels: wider smoothing takes minutes, downsample instead)",
     )
     cluster.add_argument(
         "--mask",
@@ -753,6 +791,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the posterised image (every pixel its cluster centre, in the image's "
         "dtype): .png or .jpg for 8-bit grey or RGB, else .tif; with several images a pattern "
         "with {stem}, e.g. 'posterized/{stem}.png'",
+    )
+    cluster.add_argument(
+        "--allow-other-units",
+        action="store_true",
+        help="label images whose dtype or value range differ from the image the model was "
+        "fitted on (default: refused, as the same ids would mean other colours); for images "
+        "whose values are already in the model's units",
     )
     cluster.add_argument("--overwrite", action="store_true", help="replace existing output files")
     cluster.add_argument(
