@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cluster.py                   # 3 images, 5 seeds: about 2 min
     python benchmarks/bench_cluster.py --images ihc --seeds 2
+    python benchmarks/bench_cluster.py --no-peers        # without MiniBatchKMeans, OpenCV, faiss
 
 Test images are 2048 x 2048 RGB uint8 built from real photos bundled with
 scikit-image (nothing is downloaded, no noise):
@@ -39,6 +40,21 @@ naive (seed 0), the naive reference is compared with itself under other seeds: t
 is the ceiling any faithful method can be held to. The k-means objective (inertia on
 all pixels, raw RGB) of every labelling is printed relative to naive seed 0's: equal
 or lower means that labelling is as good a k-means solution, whatever its ARI.
+
+Peers (issue 13), in the same run and interleaved with ours, when installed (a note
+is printed for each one that is not; none is a dependency of the package):
+
+* scikit-learn ``MiniBatchKMeans(n_clusters=5, random_state=seed)`` on all pixels
+  (``fit_predict``), centres as the posterised image;
+* OpenCV ``cv2.kmeans`` as in OpenCV's colour-quantisation tutorial: float32 pixels,
+  criteria ``(EPS + MAX_ITER, 10, 1.0)``, 10 attempts, ``KMEANS_RANDOM_CENTERS``
+  (``cv2.setRNGSeed(seed)``), ``centers[labels]`` as the posterised image;
+* faiss ``Kmeans(3, 5, niter=20, seed=seed)`` trained on the float32 pixels (faiss
+  subsamples to 256 points per centroid itself), every pixel assigned with
+  ``index.search``, centroids as the posterised image.
+
+For each: median time, the ratio to ours, the k-means objective on all pixels relative
+to the full fit's (naive seed 0), and the ARI against the full fit.
 
 Targets (issue 4): ours >= 30x faster, ARI >= 0.95, ours' peak memory < 4x the
 image's float32 bytes, and under 2 s for a 2048 x 2048 RGB image.
@@ -108,6 +124,61 @@ def naive(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def ours(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     result = cluster_pixels(image, N_CLUSTERS, channel_axis=-1, random_state=seed)
     return result.labels, result.posterized()
+
+
+def minibatch_kmeans(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.cluster import MiniBatchKMeans
+
+    kmeans = MiniBatchKMeans(n_clusters=N_CLUSTERS, random_state=seed)
+    labels = kmeans.fit_predict(image.reshape(-1, 3))
+    return labels, kmeans.cluster_centers_[labels].reshape(image.shape)
+
+
+def opencv_kmeans(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    cv2.setRNGSeed(seed)
+    pixels = image.reshape(-1, 3).astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
+    _, labels, centers = cv2.kmeans(
+        pixels, N_CLUSTERS, None, criteria, 10, cv2.KMEANS_RANDOM_CENTERS
+    )
+    labels = labels.ravel()
+    return labels, np.uint8(centers)[labels].reshape(image.shape)
+
+
+def faiss_kmeans(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    pixels = np.ascontiguousarray(image.reshape(-1, 3), dtype=np.float32)
+    kmeans = faiss.Kmeans(3, N_CLUSTERS, niter=20, seed=seed, verbose=False)
+    kmeans.train(pixels)
+    _, nearest = kmeans.index.search(pixels, 1)
+    labels = nearest.ravel()
+    return labels, kmeans.centroids[labels].reshape(image.shape)
+
+
+PEERS: dict[str, tuple[str, Callable]] = {
+    "MiniBatchKMeans": ("sklearn", minibatch_kmeans),
+    "OpenCV kmeans": ("cv2", opencv_kmeans),
+    "faiss Kmeans": ("faiss", faiss_kmeans),
+}
+"""Name: (module that must be importable, function)."""
+
+
+def installed_peers() -> dict[str, Callable]:
+    """The peers whose library imports; a note for each one that does not."""
+    import importlib
+
+    found = {}
+    for name, (module, run) in PEERS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            print(f"note: {name} skipped: {module} is not installed (pip install it to compare)")
+            continue
+        found[name] = run
+    return found
 
 
 def inertia(image: np.ndarray, labels: np.ndarray) -> float:
@@ -189,22 +260,29 @@ def timed(fn: Callable[[], object]) -> float:
 
 def timings(seconds: list[float]) -> str:
     ms = np.array(seconds) * 1e3
-    return f"median {np.median(ms):7.1f} ms (min {ms.min():.1f}, max {ms.max():.1f}, {len(ms)} runs)"
+    return (
+        f"median {np.median(ms):7.1f} ms (min {ms.min():.1f}, max {ms.max():.1f}, {len(ms)} runs)"
+    )
 
 
 def mib(n_bytes: int | None) -> str:
     return "n/a" if n_bytes is None else f"{n_bytes / 2**20:7.1f} MiB"
 
 
-def bench(name: str, n_seeds: int, n_repeats: int, n_naive: int) -> dict[str, bool]:
+def bench(
+    name: str, n_seeds: int, n_repeats: int, n_naive: int, peers: dict[str, Callable]
+) -> dict[str, bool]:
     image = test_image(name)
     float32_bytes = image.size * 4
     print(f"\n== {name}: {image.shape} {image.dtype}, float32 size {mib(float32_bytes)}")
 
     naive_times, ours_times = [], []
-    for run in range(max(n_repeats, n_naive)):  # interleaved: both see the same machine load
+    peer_times: dict[str, list[float]] = {peer: [] for peer in peers}
+    for run in range(max(n_repeats, n_naive)):  # interleaved: all see the same machine load
         if run < n_naive:
             naive_times.append(timed(lambda: naive(image)))
+            for peer, method in peers.items():
+                peer_times[peer].append(timed(lambda: method(image)))
         if run < n_repeats:
             ours_times.append(timed(lambda: ours(image)))
     naive_time, ours_time = float(np.median(naive_times)), float(np.median(ours_times))
@@ -248,6 +326,8 @@ def bench(name: str, n_seeds: int, n_repeats: int, n_naive: int) -> dict[str, bo
         + " ".join(excess(labels) for labels in naive_labels_other)
     )
 
+    print_peers(image, naive_labels, ours_labels[0], naive_time, ours_time, peers, peer_times)
+
     worst_memory = max(m for m in ours_mem if m is not None)
     checks = {
         ">= 30x faster": naive_time / ours_time >= 30,
@@ -257,6 +337,31 @@ def bench(name: str, n_seeds: int, n_repeats: int, n_naive: int) -> dict[str, bo
     }
     print("targets " + "   ".join(f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()))
     return checks
+
+
+def print_peers(
+    image: np.ndarray,
+    reference: np.ndarray,
+    ours_labels: np.ndarray,
+    naive_time: float,
+    ours_time: float,
+    peers: dict[str, Callable],
+    peer_times: dict[str, list[float]],
+) -> None:
+    """One table: time, ratio to ours, objective vs the full fit, ARI vs the full fit (seed 0)."""
+    reference_inertia = inertia(image, reference)
+    rows = [("full KMeans (naive)", naive_time, reference), ("ours", ours_time, ours_labels)]
+    rows += [(peer, float(np.median(peer_times[peer])), peers[peer](image)[0]) for peer in peers]
+    print(
+        "peers   method                 median time   time / ours   objective vs full   ARI vs full"
+    )
+    for label, seconds, labels in rows:
+        objective = 100 * (inertia(image, labels) / reference_inertia - 1)
+        ari = adjusted_rand_score(reference, np.asarray(labels).ravel())
+        print(
+            f"        {label:22s} {seconds * 1e3:8.1f} ms   {seconds / ours_time:9.1f}x"
+            f"   {objective:+15.2f}%   {ari:11.3f}"
+        )
 
 
 def main() -> None:
@@ -271,6 +376,9 @@ def main() -> None:
     parser.add_argument(
         "--naive-repeats", type=int, default=3, help="timed runs of naive (default 3)"
     )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="leave out MiniBatchKMeans, OpenCV and faiss"
+    )
     parser.add_argument("--measure-rss", nargs=2, metavar=("METHOD", "NPY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_rss:  # the child process of rss_in_fresh_process
@@ -278,14 +386,23 @@ def main() -> None:
         return
 
     small = _resize(data.immunohistochemistry(), (256, 256))
-    ours(small)  # warm up both: lazy imports, OpenMP and BLAS thread pools
+    ours(small)  # warm up all: lazy imports, OpenMP and BLAS thread pools
     naive(small)
+    peers = {} if args.no_peers else installed_peers()
+    for method in peers.values():
+        method(small)
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "
         "(other processes on the machine slow both methods down)"
     )
     for name in args.images.split(","):
-        bench(name.strip(), max(1, args.seeds), max(1, args.repeats), max(1, args.naive_repeats))
+        bench(
+            name.strip(),
+            max(1, args.seeds),
+            max(1, args.repeats),
+            max(1, args.naive_repeats),
+            peers,
+        )
 
 
 if __name__ == "__main__":
