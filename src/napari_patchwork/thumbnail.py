@@ -89,26 +89,33 @@ def source_yx(image: Any, channel_axis: int | None = None) -> tuple[int, int]:
 def block_mean(plane: np.ndarray, factor: int) -> np.ndarray:
     """Mean of ``factor x factor`` blocks of a ``(h, w)`` or ``(h, w, c)`` array, strip by
     strip (bounded memory); blocks cut by the edge average the pixels they have. Integer
-    dtypes are rounded back to the dtype."""
+    dtypes are rounded back to the dtype, booleans become the majority."""
     if factor == 1:
         return np.asarray(plane)
     height, width = plane.shape[:2]
-    channels = plane.shape[2:]
+    channels = tuple(plane.shape[2:])
     out_h, out_w = -(-height // factor), -(-width // factor)
+    dtype = np.dtype(plane.dtype)
+    exact_in_float32 = dtype.itemsize == 1 and factor * factor * 255 < 2**24
+    work = np.float32 if exact_in_float32 else np.float64
     out = np.empty((out_h, out_w, *channels), dtype=np.float64)
     row_bytes = factor * width * int(np.prod(channels, dtype=np.int64)) * 8
-    rows = max(1, _STRIP_BYTES // max(row_bytes, 1))
+    rows = max(1, _STRIP_BYTES // max(row_bytes, 1))  # output rows per strip
     col_counts = np.minimum(factor, width - np.arange(out_w) * factor)
     for r0 in range(0, out_h, rows):
-        strip = np.asarray(plane[r0 * factor : (r0 + rows) * factor], dtype=np.float64)
+        strip = np.asarray(plane[r0 * factor : (r0 + rows) * factor])
         n_rows = -(-strip.shape[0] // factor)
-        pad = [(0, n_rows * factor - strip.shape[0]), (0, out_w * factor - width)]
-        strip = np.pad(strip, pad + [(0, 0)] * len(channels))  # zeros: they add nothing
-        sums = strip.reshape(n_rows, factor, out_w, factor, *channels).sum(axis=(1, 3))
-        row_counts = np.minimum(factor, strip.shape[0] - pad[0][1] - np.arange(n_rows) * factor)
+        sums = np.zeros((n_rows, width, *channels), dtype=work)
+        for i in range(factor):  # add the i-th row of every block: whole rows at a time
+            part = strip[i::factor]
+            sums[: len(part)] += part
+        block_sums = np.zeros((n_rows, out_w, *channels), dtype=work)
+        for j in range(factor):
+            part = sums[:, j::factor]
+            block_sums[:, : part.shape[1]] += part
+        row_counts = np.minimum(factor, strip.shape[0] - np.arange(n_rows) * factor)
         counts = np.outer(row_counts, col_counts).reshape(n_rows, out_w, *([1] * len(channels)))
-        out[r0 : r0 + n_rows] = sums / counts
-    dtype = np.dtype(plane.dtype)
+        out[r0 : r0 + n_rows] = block_sums / counts
     if dtype.kind == "b":
         return out >= 0.5
     if dtype.kind in "iu":
