@@ -25,12 +25,10 @@ import numpy as np
 
 from napari_patchwork import __version__
 from napari_patchwork.cluster import DEFAULT_SAMPLE_SIZE
-from napari_patchwork.export import DEFAULT_WRITE_THREADS, FILE_FORMATS
+from napari_patchwork.export import DEFAULT_WRITE_THREADS, FILE_FORMATS, FORMAT_ALIASES
 from napari_patchwork.grid import EDGE_MODES
 
 PROG = "napari-patchwork"
-FORMAT_ALIASES = {"tif": "tiff", "ome-tif": "ome-tiff"}
-"""Other names accepted by ``--format``: what most tools call a TIFF file."""
 
 
 class CLIError(Exception):
@@ -202,7 +200,7 @@ def export_options(args: argparse.Namespace, image_path: Path) -> dict[str, Any]
         if args.stride is None
         else (tuple(args.stride) if len(args.stride) > 1 else args.stride[0]),
         edge=args.edge,
-        fmt=FORMAT_ALIASES.get(args.format, args.format),
+        fmt=args.format,  # the core knows the aliases (tif, ome-tif)
         compression=None if args.compression in (None, "none") else args.compression,
         min_foreground=args.min_foreground,
         only_foreground=args.only_foreground,

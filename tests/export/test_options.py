@@ -88,3 +88,10 @@ def test_replace_checks_again_and_refuses_unknown_names():
     assert ExportOptions.of(options, edge="pad").edge == "pad"
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.edge = "pad"
+
+
+@pytest.mark.parametrize(
+    "name, fmt", [("tif", "tiff"), ("ome-tif", "ome-tiff"), ("TIF", "tiff"), ("tiff", "tiff")]
+)
+def test_tif_and_ome_tif_are_other_names_of_tiff_and_ome_tiff(name, fmt):
+    assert ExportOptions(patch_size=4, fmt=name).fmt == fmt
