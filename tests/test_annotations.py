@@ -151,7 +151,7 @@ def test_lazy_whole_slide_mask_paints_only_the_blocks_asked_for():
 
 
 def test_writer_paints_whole_slide_annotation_masks_lazily():
-    from napari_patchwork._writer import LAZY_MASK_PIXELS, annotation_mask
+    from napari_patchwork._layer_data import LAZY_MASK_PIXELS, annotation_mask
 
     meta = {"shape_type": ["rectangle"], "features": {"class": ["tumour"]}}
     small = annotation_mask([rect(0, 0, 4, 4)], meta, (64, 64))

@@ -38,13 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from napari_patchwork.annotations import RasterizedAnnotations, rasterize_shapes
+from napari_patchwork._layer_data import GRID_METADATA_KEY, annotation_mask, is_grid_layer
 from napari_patchwork.export import ExportError, export_patches
 from napari_patchwork.grid import spatial_shape
 
-GRID_METADATA_KEY = "napari_patchwork"
-ANNOTATION_CLASS_COLUMN = "class"
-"""Feature column of an annotation Shapes layer that names each shape's class."""
 DEFAULT_PATCH_SIZE = 256
 """Patch size in y and x (pixels) when no grid layer is saved along."""
 DEFAULT_EDGE = "pad"
@@ -71,51 +68,6 @@ def _grid_indices(meta: dict, n_patches: int | None) -> list[int] | None:
     if n_patches is not None and len(indices) == n_patches:
         return None
     return indices.tolist()
-
-
-def is_grid_layer(meta: dict) -> bool:
-    """True for a patch-grid Shapes layer (its metadata describes the grid)."""
-    grid = (meta.get("metadata") or {}).get(GRID_METADATA_KEY)
-    return isinstance(grid, dict) and "patch_size" in grid
-
-
-LAZY_MASK_PIXELS = 2**26
-"""Annotation masks larger than this (64 Mpx, e.g. 8192 x 8192) are painted lazily."""
-LAZY_MASK_CHUNK = 4096
-"""Block size (px, y and x) of lazily painted annotation masks."""
-
-
-def annotation_mask(
-    shapes_data: Sequence[np.ndarray],
-    shapes_meta: dict,
-    image_shape: Sequence[int],
-    image_scale: Sequence[float] | None = None,
-    image_translate: Sequence[float] | None = None,
-) -> RasterizedAnnotations:
-    """Paint an annotation Shapes layer (its layer data) into a mask of ``image_shape``.
-
-    ``image_shape`` is the image's spatial shape (y, x or z, y, x);
-    ``image_scale``/``image_translate`` the image layer's (a value for a channel
-    axis first is ignored). Classes come from the ``class`` feature column when
-    present, else every shape gets id 1 (see the module notes). Masks of more
-    than :data:`LAZY_MASK_PIXELS` pixels are lazy dask arrays painted block by
-    block as the export reads them, so a whole-slide mask is never in memory.
-    """
-    features = shapes_meta.get("features")
-    classes = None
-    if features is not None and ANNOTATION_CLASS_COLUMN in features:
-        classes = [str(v) for v in features[ANNOTATION_CLASS_COLUMN]]
-    return rasterize_shapes(
-        shapes_data,
-        shapes_meta.get("shape_type") or ["polygon"] * len(shapes_data),
-        image_shape,
-        classes=classes,
-        shapes_scale=shapes_meta.get("scale"),
-        shapes_translate=shapes_meta.get("translate"),
-        image_scale=image_scale,
-        image_translate=image_translate,
-        chunks=LAZY_MASK_CHUNK if int(np.prod(image_shape)) > LAZY_MASK_PIXELS else None,
-    )
 
 
 def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:

@@ -5,13 +5,11 @@ from typing import Any, Optional
 import napari
 import numpy as np
 
-from napari_patchwork._layer_data import GRID_METADATA_KEY, grid_layer_data
+from napari_patchwork._layer_data import grid_layer_data
 from napari_patchwork.grid import PatchGrid
 
 __all__ = [
-    "GRID_METADATA_KEY",
     "build_grid_layer_kwargs",
-    "full_resolution_data",
     "image_channel_axis",
     "layer_choices",
     "spatial_transform",
@@ -27,11 +25,6 @@ def layer_choices(viewer: "napari.viewer.Viewer", layer_type: str) -> list:
         "shapes": napari.layers.Shapes,
     }
     return [layer for layer in viewer.layers if isinstance(layer, cls[layer_type])]
-
-
-def full_resolution_data(layer: "napari.layers.Layer"):
-    """The layer's array at full resolution (level 0 of a multiscale layer)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def image_channel_axis(image: "napari.layers.Image", channels_first: bool = False) -> Optional[int]:

@@ -9,8 +9,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox, Table
 from napari.utils.notifications import show_error, show_info
 
+from napari_patchwork._layer_data import full_resolution_data
 from napari_patchwork._widgets._layers import (
-    full_resolution_data,
     image_channel_axis,
     layer_choices,
     spatial_transform,

@@ -6,7 +6,7 @@ a folder that the same export resumes. Messages go through napari notifications.
 
 The mask is a Labels layer or a Shapes layer of annotations; annotations are
 painted into a mask in the worker, as the npe2 writer does
-(:func:`napari_patchwork._writer.annotation_mask`: ids by the ``class`` feature
+(:func:`napari_patchwork._layer_data.annotation_mask`: ids by the ``class`` feature
 column, else 1). "downsample" / "pixel size" export at a lower resolution; patch
 size and stride are then in output pixels. With a grid layer chosen, they follow the
 grid at the chosen resolution (the grid's source-pixel sizes divided by the
@@ -34,13 +34,13 @@ from magicgui.widgets import (
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_patchwork._widgets._layers import (
+from napari_patchwork._layer_data import (
     GRID_METADATA_KEY,
+    annotation_mask,
     full_resolution_data,
-    image_channel_axis,
-    layer_choices,
+    is_grid_layer,
 )
-from napari_patchwork._writer import annotation_mask, is_grid_layer
+from napari_patchwork._widgets._layers import image_channel_axis, layer_choices
 from napari_patchwork.export import (
     FILE_FORMATS,
     PAD_MODES,

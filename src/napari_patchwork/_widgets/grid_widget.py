@@ -10,9 +10,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_patchwork._layer_data import full_resolution_data
 from napari_patchwork._widgets._layers import (
     build_grid_layer_kwargs,
-    full_resolution_data,
     image_channel_axis,
     layer_choices,
     update_or_add_layer,
