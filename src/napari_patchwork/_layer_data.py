@@ -1,7 +1,11 @@
-"""Layer data for napari, built without importing napari (used by widgets and the reader).
+"""Layer helpers for the widgets, the reader and the writer, without importing napari.
 
-Functions here return plain ``(data, kwargs)`` that ``napari.layers.Layer.create``
-or a reader's layer data tuple accept.
+* what a layer holds: its full-resolution array (:func:`full_resolution_data`,
+  :func:`level0`), whether a Shapes layer is a patch grid (:func:`is_grid_layer`,
+  :data:`GRID_METADATA_KEY`), an annotation Shapes layer painted into a mask
+  (:func:`annotation_mask`);
+* layers to make: :func:`grid_layer_data` returns plain ``(data, kwargs)`` that
+  ``napari.layers.Layer.create`` or a reader's layer data tuple accept.
 """
 
 from __future__ import annotations
@@ -20,9 +24,14 @@ ANNOTATION_CLASS_COLUMN = "class"
 """Feature column of an annotation Shapes layer that names each shape's class."""
 
 
+def level0(data: Any, multiscale: bool) -> Any:
+    """The full-resolution array of a layer's data (level 0 of a multiscale layer's levels)."""
+    return data[0] if multiscale else data
+
+
 def full_resolution_data(layer: Any) -> Any:
     """The layer's array at full resolution (level 0 of a multiscale layer)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return level0(layer.data, getattr(layer, "multiscale", False))
 
 
 def is_grid_layer(meta: dict) -> bool:

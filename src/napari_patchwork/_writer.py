@@ -38,7 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from napari_patchwork._layer_data import GRID_METADATA_KEY, annotation_mask, is_grid_layer
+from napari_patchwork._layer_data import (
+    GRID_METADATA_KEY,
+    annotation_mask,
+    is_grid_layer,
+    level0,
+)
 from napari_patchwork.export import ExportError, export_patches
 from napari_patchwork.grid import spatial_shape
 
@@ -48,10 +53,6 @@ DEFAULT_EDGE = "pad"
 """Edge mode when no grid layer is saved along: the whole image is exported."""
 
 FullLayerData = tuple[Any, dict, str]
-
-
-def _level0(data: Any, meta: dict) -> Any:
-    return data[0] if meta.get("multiscale") else data
 
 
 def _grid_indices(meta: dict, n_patches: int | None) -> list[int] | None:
@@ -95,7 +96,7 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
             f"select just those layers (selected: {names})."
         )
     image_data, image_meta, _ = images[0]
-    image = _level0(image_data, image_meta)
+    image = level0(image_data, bool(image_meta.get("multiscale")))
     options: dict[str, Any] = {
         "image": image,
         "image_name": image_meta.get("name"),
@@ -132,7 +133,10 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
         options["units"] = [str(u) for u in units]
     if labels:
         label_data, label_meta, _ = labels[0]
-        options.update(mask=_level0(label_data, label_meta), mask_name=label_meta.get("name"))
+        options.update(
+            mask=level0(label_data, bool(label_meta.get("multiscale"))),
+            mask_name=label_meta.get("name"),
+        )
     if annotations:
         shapes_data, shapes_meta, _ = annotations[0]
         painted = annotation_mask(

@@ -33,6 +33,7 @@ from magicgui.widgets import (
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_patchwork._layer_data import full_resolution_data
 from napari_patchwork._widgets._layers import (
     image_channel_axis,
     layer_choices,
@@ -59,11 +60,6 @@ TABLE_COLUMNS = ["centre", "pixels", "%"]
 
 class JobFailed(Exception):
     """An unexpected error in the worker thread (carried out of the worker as is)."""
-
-
-def _layer_data(layer):
-    """The full-resolution array of a layer (level 0 of a multiscale layer)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def _format_centre(centre: np.ndarray) -> str:
@@ -214,7 +210,7 @@ class ClusterWidget(Container):
                 "no Image layer selected: add or open an image, then pick it under 'image'."
             )
         channel_axis = image_channel_axis(image, channels_first=self.channels_first.value)
-        data = _layer_data(image)
+        data = full_resolution_data(image)
         spatial = tuple(
             s
             for a, s in enumerate(data.shape)
@@ -223,7 +219,7 @@ class ClusterWidget(Container):
         roi_layer = self.roi_combo.value
         roi = None
         if roi_layer is not None:
-            roi = _layer_data(roi_layer)
+            roi = full_resolution_data(roi_layer)
             if tuple(roi.shape) != spatial:
                 raise ClusterError(
                     f"ROI '{roi_layer.name}' has shape {tuple(roi.shape)} but image '{image.name}' has "
@@ -282,7 +278,7 @@ class ClusterWidget(Container):
     def start_clustering(self):
         """Cluster the selected image in a worker thread; returns the worker."""
         image, features, roi = self._common_options()
-        data = _layer_data(image)
+        data = full_resolution_data(image)
         n_clusters = int(self.n_clusters.value)
         layer_name = image.name
 
@@ -308,7 +304,7 @@ class ClusterWidget(Container):
             raise ClusterError(
                 f"k max ({self.k_max.value}) must be larger than k min ({self.k_min.value})."
             )
-        data = _layer_data(image)
+        data = full_resolution_data(image)
         ks = range(int(self.k_min.value), int(self.k_max.value) + 1)
 
         def job():
