@@ -1,6 +1,6 @@
 """Drive the real Cluster segmentation widget on a headless napari viewer.
 
-Run with ``xvfb-run -a python -m pytest tests/test_cluster_widget.py``.
+Run with ``xvfb-run -a python -m pytest tests/widgets/test_cluster_widget.py``.
 """
 
 import time
