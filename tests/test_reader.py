@@ -1,0 +1,161 @@
+"""The npe2 reader (File > Open Folder on a patch folder): as a function and in a real viewer."""
+
+import json
+
+import npe2
+import numpy as np
+import pytest
+
+from napari_patchwork._reader import get_reader
+from napari_patchwork.export import export_patches, iter_export
+from napari_patchwork.folder import PatchFolderError, read_patch_folder
+
+MANIFEST = npe2.PluginManifest.from_distribution("napari-patchwork")
+SCALE, TRANSLATE = (0.5, 0.25), (10.0, -4.0)  # the sample_layers fixture's (conftest.py)
+
+
+def test_reader_returns_none_for_what_it_cannot_read(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "dataset.json").write_text(json.dumps({"format": "someone else's"}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "dataset.json").write_text("{not json")
+    (tmp_path / "file.tif").write_bytes(b"II*\0")
+    for path in ("empty", "other", "broken", "file.tif", "missing", "other/dataset.json"):
+        assert get_reader(str(tmp_path / path)) is None, path
+    assert get_reader([str(tmp_path / "empty"), str(tmp_path / "other")]) is None
+    assert get_reader(None) is None
+
+
+def test_reader_on_an_interrupted_export_says_to_resume(tmp_path, sample_layers):
+    image, labels = sample_layers()
+    steps = iter_export(tmp_path / "out", image.data, labels.data, patch_size=40, channel_axis=-1)
+    next(steps), next(steps)
+    steps.close()
+    reader = get_reader(str(tmp_path / "out"))
+    assert reader is not None
+    with pytest.raises(PatchFolderError, match="run the same export again"):
+        reader(str(tmp_path / "out"))
+
+
+def test_reader_layers_line_up_and_rebuild_the_data(tmp_path, sample_layers):
+    image, labels = sample_layers()
+    export_patches(
+        tmp_path / "out",
+        image.data,
+        labels.data,
+        patch_size=(40, 50),
+        stride=(30, 50),
+        channel_axis=-1,
+        split=(0.5, 0.5),
+        scale=SCALE,
+        translate=TRANSLATE,
+        image_name="he",
+        mask_name="nuclei",
+        min_foreground=0.01,
+    )
+    layers = get_reader(str(tmp_path / "out" / "dataset.json"))(
+        str(tmp_path / "out" / "dataset.json")
+    )
+    assert [t for _, _, t in layers] == ["image", "labels", "shapes"]
+    (img, img_meta, _), (mask, mask_meta, _), (rects, grid_meta, _) = layers
+    covered = read_patch_folder(tmp_path / "out").coverage()[..., None]  # min_foreground drops some
+    assert 0 < covered.mean() < 1
+    np.testing.assert_array_equal(img, np.where(covered, image.data, 0))
+    assert (
+        img_meta["rgb"]
+        and img_meta["scale"] == list(SCALE)
+        and img_meta["translate"] == list(TRANSLATE)
+    )
+    assert mask.dtype == np.int32 and mask_meta["name"] == "nuclei"
+    features = grid_meta["features"]
+    assert set(features["split"]) == {"train", "val"}
+    assert (features["foreground_fraction"] >= 0.01).all()
+    assert grid_meta["metadata"]["napari_patchwork"]["patch_size"] == [40, 50]
+    assert grid_meta["scale"] == list(SCALE)
+    # the first patch's rectangle is on the pixel edges of box y 0..40, x 0..50
+    first = rects[0]
+    assert first.min(axis=0).tolist() == [-0.5, -0.5] and first.max(axis=0).tolist() == [39.5, 49.5]
+
+
+def test_reader_lays_a_downsampled_folder_on_the_source(
+    make_napari_viewer, npe2pm, tmp_path, sample_layers
+):
+    image, labels = sample_layers((120, 150))
+    export_patches(
+        tmp_path / "low",
+        image.data,
+        labels.data,
+        patch_size=16,
+        edge="pad",
+        channel_axis=-1,
+        downsample=4,
+        scale=SCALE,
+        translate=TRANSLATE,
+    )
+    layers = get_reader(str(tmp_path / "low"))(str(tmp_path / "low"))
+    (img, img_meta, _), (mask, mask_meta, _), (_, grid_meta, _) = layers
+    assert img.shape == (30, 38, 3) and mask.shape == (30, 38)
+    expected_scale = [4 * s for s in SCALE]
+    expected_translate = [t + 1.5 * s for t, s in zip(TRANSLATE, SCALE)]  # + (4 - 1) / 2 px
+    for meta in (img_meta, mask_meta, grid_meta):
+        np.testing.assert_allclose(meta["scale"], expected_scale)
+        np.testing.assert_allclose(meta["translate"], expected_translate)
+    # in napari, output pixel (j, i) lies on the centre of source pixels 4j..4j+3, 4i..4i+3
+    npe2pm.register(MANIFEST)
+    viewer = make_napari_viewer()
+    viewer.add_layer(image)
+    viewer.open(str(tmp_path / "low"), plugin="napari-patchwork")
+    low = viewer.layers[1]  # after the source: the reader's image, labels and grid
+    assert low is not image and low.data.shape == (30, 38, 3)
+    for j, i in [(0, 0), (7, 11), (29, 36)]:
+        centre = np.mean(
+            [image.data_to_world((4 * j + a, 4 * i + b)) for a in range(4) for b in range(4)],
+            axis=0,
+        )
+        np.testing.assert_allclose(low.data_to_world((j, i)), centre)
+    # and its pixels are the 4 x 4 means of the source's
+    np.testing.assert_array_equal(
+        low.data[7, 11],
+        np.round(image.data[28:32, 44:48].reshape(-1, 3).mean(axis=0)).astype(np.uint8),
+    )
+
+
+def test_reader_opens_a_large_folder_lazily(
+    make_napari_viewer, npe2pm, tmp_path, monkeypatch, sample_layers
+):
+    """Above the size threshold the layers are dask arrays that read only the patches shown."""
+    from napari_patchwork import stitch as stitch_module
+
+    image, labels = sample_layers((120, 150))
+    export_patches(
+        tmp_path / "big",
+        image.data,
+        labels.data,
+        patch_size=32,
+        edge="pad",
+        channel_axis=-1,
+        fmt="npy",
+        scale=SCALE,
+        translate=TRANSLATE,
+    )
+    from napari_patchwork.folder import read as folder_read
+
+    monkeypatch.setattr(folder_read, "LAZY_THRESHOLD_BYTES", 1000)
+    monkeypatch.setattr(stitch_module, "LAZY_CHUNK_BYTES", 32 * 32 * 3)  # a block per patch
+    reads = []
+    real_read = stitch_module.read_patch_file
+    monkeypatch.setattr(
+        stitch_module, "read_patch_file", lambda path: reads.append(path) or real_read(path)
+    )
+    npe2pm.register(MANIFEST)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "big"), plugin="napari-patchwork")
+    img, mask = viewer.layers["big"], viewer.layers["big mask"]
+    assert type(img.data).__module__.startswith("dask") and img.rgb
+    assert type(mask.data).__module__.startswith("dask")
+    reads.clear()
+    np.testing.assert_array_equal(np.asarray(img.data[40:60, 40:60]), image.data[40:60, 40:60])
+    assert len(reads) == 1  # one 32 px patch holds that region
+    np.testing.assert_array_equal(np.asarray(img.data), image.data)
+    np.testing.assert_array_equal(np.asarray(mask.data), labels.data)
