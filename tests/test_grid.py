@@ -10,6 +10,7 @@ from napari_patchwork.grid import (
     GridError,
     boxes_to_rectangles,
     foreground_fraction,
+    foreground_fraction_steps,
     grid_features,
     make_grid,
     spatial_shape,
@@ -141,11 +142,43 @@ def test_foreground_fraction_numpy_and_dask_agree():
     mask = (rng.random((37, 29)) > 0.6).astype(np.uint16)
     grid = make_grid(mask.shape, 8, edge="pad")
     expected = [
-        np.count_nonzero(mask[s]) / mask[s].size for s in (grid.slices(i) for i in range(grid.n_patches))
+        np.count_nonzero(mask[s]) / mask[s].size
+        for s in (grid.slices(i) for i in range(grid.n_patches))
     ]
     assert np.allclose(foreground_fraction(mask, grid), expected)
     lazy = da.from_array(mask, chunks=10)
     assert np.allclose(foreground_fraction(lazy, grid), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    grid_case(max_ndim=3, overlapping=True),
+    st.sampled_from(["pad", "partial"]),
+    st.integers(1, 9),
+    st.integers(0, 2**32 - 1),
+)
+def test_foreground_fraction_steps_in_dask_bands_agree_with_numpy(case, edge, chunk, seed):
+    """Band by band (a dask mask) or in batches (numpy): the same fractions as counting
+    each patch directly, with progress that only grows and ends at 1."""
+    da = pytest.importorskip("dask.array")
+    shape, patch, stride = case
+    grid = make_grid(shape, patch, stride, edge)
+    mask = (np.random.default_rng(seed).random(shape) > 0.5).astype(np.uint8)
+    expected = [
+        np.count_nonzero(mask[s]) / max(mask[s].size, 1)
+        for s in (grid.slices(i) for i in range(grid.n_patches))
+    ]
+    for array in (mask, da.from_array(mask, chunks=chunk)):
+        steps = foreground_fraction_steps(array, grid)
+        progress = []
+        while True:
+            try:
+                progress.append(next(steps))
+            except StopIteration as stop:
+                fractions = stop.value
+                break
+        np.testing.assert_allclose(fractions, expected)
+        assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
 
 
 def test_foreground_fraction_shape_mismatch():

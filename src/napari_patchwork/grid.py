@@ -12,7 +12,7 @@ Patches are numbered in C order: the last axis (x, "col") varies fastest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from itertools import product
 from typing import Literal, get_args
@@ -209,7 +209,24 @@ def foreground_fraction(mask, grid: PatchGrid) -> np.ndarray:
 
     ``mask`` is a numpy or dask array with the grid's spatial shape. Returns a
     float64 array of shape ``(N,)`` with values in [0, 1]. Padding (``pad`` mode)
-    does not count as pixels. A dask mask is reduced in one ``dask.compute`` call.
+    does not count as pixels. See :func:`foreground_fraction_steps` for how a dask
+    mask is read.
+    """
+    return _common.run_steps(foreground_fraction_steps(mask, grid))
+
+
+FOREGROUND_BATCH = 4096
+"""Patches of a numpy mask measured between two progress steps."""
+
+
+def foreground_fraction_steps(mask, grid: PatchGrid) -> Generator[float, None, np.ndarray]:
+    """:func:`foreground_fraction` as a generator: yields the fraction of patches
+    measured so far, returns the fractions.
+
+    A dask (lazy) mask is read one block of chunks at a time: the patches that start
+    in the same chunk are measured together from one region (that chunk, extended to
+    their ends) read with one ``dask.compute``, so memory stays at about a chunk and
+    each chunk is computed about once.
     """
     if tuple(mask.shape) != grid.shape:
         raise GridError(
@@ -218,14 +235,43 @@ def foreground_fraction(mask, grid: PatchGrid) -> np.ndarray:
         )
     boxes = grid.clipped_boxes()
     sizes = np.prod(boxes[:, 1] - boxes[:, 0], axis=1).astype(np.float64)
-    slices = [grid.slices(i) for i in range(grid.n_patches)]
-    if isinstance(mask, np.ndarray):
-        counts = np.fromiter((np.count_nonzero(mask[s]) for s in slices), np.int64, len(slices))
-    else:  # dask or another lazy array
-        import dask
-
-        counts = np.asarray(dask.compute(*[(mask[s] != 0).sum() for s in slices]), dtype=np.int64)
+    counts = np.zeros(grid.n_patches, np.int64)
+    lazy = not isinstance(mask, np.ndarray)
+    done = 0
+    for batch in _foreground_batches(mask, boxes) if lazy else _numpy_batches(grid.n_patches):
+        origin = boxes[batch, 0].min(axis=0) if lazy else np.zeros(grid.ndim, np.int64)
+        region = mask
+        if lazy:
+            stop = boxes[batch, 1].max(axis=0)
+            region = np.asarray(mask[tuple(slice(a, b) for a, b in zip(origin, stop))])
+        for i in batch:
+            start, stop = boxes[i] - origin
+            counts[i] = np.count_nonzero(region[tuple(map(slice, start, stop))])
+        done += len(batch)
+        yield done / max(grid.n_patches, 1)
     return counts / np.maximum(sizes, 1.0)
+
+
+def _numpy_batches(n_patches: int) -> list[np.ndarray]:
+    return np.array_split(np.arange(n_patches), max(1, -(-n_patches // FOREGROUND_BATCH)))
+
+
+def _foreground_batches(mask, boxes: np.ndarray) -> list[np.ndarray]:
+    """Patch indices grouped by the mask chunk their start lies in (C order of chunks)."""
+    chunks = getattr(mask, "chunks", None) or [(n,) for n in mask.shape]
+    chunk_of = np.stack(
+        [
+            np.searchsorted(np.cumsum(sizes), boxes[:, 0, axis], side="right")
+            for axis, sizes in enumerate(chunks)
+        ],
+        axis=1,
+    )
+    if len(boxes) == 0:
+        return []
+    _, group = np.unique(chunk_of, axis=0, return_inverse=True)
+    group = group.ravel()
+    order = np.argsort(group, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(group[order])) + 1)
 
 
 def grid_features(grid: PatchGrid, mask=None) -> dict[str, np.ndarray]:
