@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import threading
 import time
 
 import numpy as np
@@ -158,8 +160,9 @@ def test_annotations_as_mask_only_annotated_and_downsampled(viewer_widget, qtbot
         np.array([[10, 75], [10, 95], [20, 95], [20, 75]]) - 0.125,
         np.array([[100, 2], [100, 12], [110, 12], [110, 2]]) - 0.125,
     ]
-    viewer.add_shapes(regions, shape_type="rectangle", name="regions",
-                      features={"class": ["tumour", "stroma"]})
+    viewer.add_shapes(
+        regions, shape_type="rectangle", name="regions", features={"class": ["tumour", "stroma"]}
+    )
     assert viewer.layers["regions"] in widget.mask_combo.choices
     widget.mask_combo.value = viewer.layers["regions"]
     widget.only_annotated.value = True
@@ -206,9 +209,7 @@ def test_selected_grid_patches_export_downsampled(viewer_widget, qtbot, tmp_path
     assert widget.last_result is not None, widget.status.value
     with open(tmp_path / "half" / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    boxes = sorted(
-        (int(r["y0"]), int(r["x0"]), int(r["y1"]), int(r["x1"])) for r in rows
-    )
+    boxes = sorted((int(r["y0"]), int(r["x0"]), int(r["y1"]), int(r["x1"])) for r in rows)
     index = grid.features["index"].to_numpy()
     # the selected rectangles' source-pixel boxes: pixels [y0, y1) span y0 - 0.5 .. y1 - 0.5
     selected = sorted(
@@ -224,3 +225,88 @@ def test_selected_grid_patches_export_downsampled(viewer_widget, qtbot, tmp_path
     widget.export_button.native.click()
     assert not widget.running and "64, 48" in widget.status.value, widget.status.value
     assert not (tmp_path / "odd").exists()
+
+
+def open_files_under(folder) -> list[str]:
+    """Paths under ``folder`` that this process has open (its /proc/self/fd links)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+def python_threads() -> set:
+    """Threads started from Python. napari runs workers on Qt's thread pool, which keeps
+    idle threads for a while; Python lists such a foreign thread as a dummy thread for
+    good once it ran Python code, so those are left out."""
+    return {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
+
+
+def test_cancel_closes_files_and_threads_then_export_resumes(make_napari_viewer, qtbot, tmp_path):
+    """A real export (no slowed-down writer), cancelled mid-run: the journal and the
+    write threads are closed by the time the widget is idle, and exporting again resumes."""
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(0).integers(0, 255, (2048, 2048, 3), dtype=np.uint8)
+    viewer.add_image(image, name="big", rgb=True)
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    out = tmp_path / "out"
+    widget.out_dir.value = out
+    widget.patch_size.value = "32"  # 4,096 patches
+    threads_before = python_threads()
+    open_while_running, threads_while_running = [], []
+
+    def cancel_after_some(step):
+        if step.done >= 200 and not open_while_running:
+            open_while_running.extend(open_files_under(out))
+            threads_while_running.extend(python_threads() - threads_before)
+            widget.cancel_button.native.click()
+
+    widget.export_button.native.click()
+    widget.worker.yielded.connect(cancel_after_some)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert "cancelled after" in widget.status.value, widget.status.value
+    # while it ran, the journal was open and the write threads were there ...
+    assert any(p.endswith(".patchwork-journal.jsonl") for p in open_while_running)
+    assert len(threads_while_running) == export_module.DEFAULT_WRITE_THREADS
+    # ... and once the widget is idle, both are gone
+    assert open_files_under(out) == []
+    qtbot.waitUntil(lambda: python_threads() <= threads_before, timeout=2_000)
+    written_before = len(list((out / "images").iterdir()))
+    assert 200 <= written_before < 4096
+    run_export(qtbot, widget)
+    result = widget.last_result
+    assert result is not None, widget.status.value
+    assert result.n_patches == 4096 and result.n_resumed >= 200
+    assert verify_patch_folder(out) == []
+    assert open_files_under(out) == []
+
+
+def test_closing_the_viewer_mid_export_closes_files_and_threads(
+    make_napari_viewer, qtbot, tmp_path
+):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(1).integers(0, 255, (2048, 2048, 3), dtype=np.uint8)
+    viewer.add_image(image, name="big", rgb=True)
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    out = tmp_path / "out"
+    widget.out_dir.value = out
+    widget.patch_size.value = "32"  # 4,096 patches
+    threads_before = python_threads()
+    widget.export_button.native.click()
+    worker = widget.worker
+    steps = []
+    worker.yielded.connect(steps.append)
+    qtbot.waitUntil(lambda: len(steps) >= 100, timeout=30_000)
+    viewer.close()  # deletes the dock widget: the export stops, its callbacks are dropped
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    qtbot.waitUntil(lambda: open_files_under(out) == [], timeout=5_000)
+    qtbot.waitUntil(lambda: python_threads() <= threads_before, timeout=5_000)
+    assert len(list((out / "images").iterdir())) < 4096  # stopped, not run to the end
+    assert json.loads((out / "dataset.json").read_text())["complete"] is False

@@ -1,5 +1,7 @@
 """Drive the real patch-grid widget on a headless napari viewer."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -136,3 +138,56 @@ def test_multiscale_image_uses_full_resolution(grid_widget):
     widget.patch_height.value = widget.patch_width.value = 32
     widget.show_button.native.click()
     assert len(viewer.layers["pyramid grid"].data) == 16
+
+
+@pytest.fixture
+def slow_lazy_mask():
+    """A 256 x 256 dask mask of 64 chunks, each taking 50 ms to compute; counts them."""
+    da = pytest.importorskip("dask.array")
+    computed = []
+
+    def slow_block(block):
+        time.sleep(0.05)
+        computed.append(block.shape)
+        return block
+
+    mask = np.zeros((256, 256), np.uint8)
+    mask[:128] = 1
+    lazy = da.from_array(mask, chunks=32).map_blocks(slow_block, dtype=np.uint8)
+    return lazy, computed
+
+
+def start_measuring(viewer, widget, lazy, computed):
+    widget.image_combo.value = viewer.add_image(np.zeros((256, 256), np.uint8), name="img")
+    widget.mask_combo.value = viewer.add_labels(lazy, name="lazy")
+    widget.patch_height.value = widget.patch_width.value = 32
+    computed.clear()  # napari computed the mask to show it; count the grid's reads only
+    widget.show_button.native.click()
+    assert widget.worker is not None and widget.cancel_button.enabled
+
+
+def test_cancel_stops_measuring_a_lazy_mask_and_draws_nothing(grid_widget, qtbot, slow_lazy_mask):
+    viewer, widget = grid_widget
+    lazy, computed = slow_lazy_mask
+    start_measuring(viewer, widget, lazy, computed)
+    widget.worker.yielded.connect(lambda _fraction: widget.cancel_button.native.click())
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    assert "cancelled" in widget.status.value and "img grid" not in viewer.layers
+    assert widget.show_button.enabled and not widget.cancel_button.enabled
+    assert len(computed) <= 2 * 4  # a chunk (with its neighbours) or two, not all 64
+    widget.show_button.native.click()  # and measuring again runs to the end
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    grid = viewer.layers["img grid"]
+    assert list(grid.features["foreground_fraction"]) == [1.0] * 32 + [0.0] * 32
+    assert widget.progress.value == widget.progress.max
+
+
+def test_closing_the_viewer_stops_measuring(grid_widget, qtbot, slow_lazy_mask):
+    viewer, widget = grid_widget
+    lazy, computed = slow_lazy_mask
+    start_measuring(viewer, widget, lazy, computed)
+    worker = widget.worker
+    qtbot.waitUntil(lambda: len(computed) >= 1, timeout=10_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    assert len(computed) < 64

@@ -1,10 +1,10 @@
 """Cluster-segmentation widget: k-means on the pixels of an Image layer.
 
 Thin GUI over :mod:`napari_patchwork.cluster`: the widget turns layers into core
-arguments and results back into layers. Clustering and the k-choice scores run in
-a ``thread_worker`` generator that yields progress; *Cancel* stops it at the next
-block of pixels, and so does closing the viewer (the dock widget's callbacks are
-dropped first). Errors are napari notifications, never tracebacks.
+arguments and results back into layers. Clustering and the k-choice scores run as jobs
+of the widgets' :class:`~napari_patchwork._widgets._jobs.JobRunner`: progress bar,
+*Cancel* at the next block of pixels (also when the viewer closes), errors as napari
+notifications, never tracebacks.
 
 Layers made (all on the image's pixel grid, with its scale and translate):
 
@@ -30,10 +30,10 @@ from magicgui.widgets import (
     SpinBox,
     Table,
 )
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
 from napari_patchwork._layer_data import full_resolution_data
+from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
     image_channel_axis,
     layer_choices,
@@ -58,10 +58,6 @@ FOREGROUND_SUFFIX = " foreground"
 TABLE_COLUMNS = ["centre", "pixels", "%"]
 
 
-class JobFailed(Exception):
-    """An unexpected error in the worker thread (carried out of the worker as is)."""
-
-
 def _format_centre(centre: np.ndarray) -> str:
     return ", ".join(f"{v:.3g}" for v in centre)
 
@@ -79,8 +75,6 @@ class ClusterWidget(Container):
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
         super().__init__(labels=True)
         self._viewer = viewer
-        self.worker = None
-        self._worker_callbacks: list = []  # (signal, slot) pairs of the running worker
         self.result: ClusterResult | None = None
         self.scores: KScores | None = None
         self._result_layer_name: str | None = None
@@ -171,14 +165,22 @@ class ClusterWidget(Container):
                 self.status,
             ]
         )
+        self.jobs = JobRunner(
+            self,
+            title="Cluster segmentation",
+            viewer=viewer,
+            progress=self.progress,
+            status=self.status,
+            cancel_button=self.cancel_button,
+            busy=[self.run_button, self.elbow_button, self.mask_button],
+            on_idle=self._on_idle,
+        )
         self.run_button.changed.connect(self._on_run)
-        self.cancel_button.changed.connect(self.cancel)
         self.mask_button.changed.connect(self._on_make_mask)
         self.elbow_button.changed.connect(self._on_elbow)
         self.image_combo.changed.connect(self._on_image_changed)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.reset_choices)
-        self.native.destroyed.connect(self._on_destroyed)
         self.reset_choices()
         self._on_image_changed()
 
@@ -238,42 +240,19 @@ class ClusterWidget(Container):
 
     # -- running -------------------------------------------------------------------
     @property
-    def running(self) -> bool:
-        return self.worker is not None
+    def worker(self):
+        """The running job's worker, or None."""
+        return self.jobs.worker
 
-    def _start(self, job, on_returned, message: str):
-        """Run the generator function ``job`` in a worker thread; returns the worker."""
-        if self.running:
-            raise ClusterError("a computation is already running; wait for it or cancel it.")
-        steps = job()
-        # errors reach _show_error (a notification); ignore_errors keeps superqt from re-raising them
-        worker = thread_worker(_guarded, start_thread=False, ignore_errors=True)(steps)
-        # superqt leaves a cancelled generator suspended: close it, so the core stops its
-        # block threads and lifts its thread limits now (also after the widget is gone)
-        worker.finished.connect(steps.close)
-        self._worker_callbacks = [
-            (worker.yielded, self._on_progress),
-            (worker.returned, on_returned),
-            (worker.errored, self._show_error),
-            (worker.aborted, self._on_aborted),
-            (worker.finished, self._on_finished),
-        ]
-        for signal, slot in self._worker_callbacks:
-            signal.connect(slot)
-        self.worker = worker
-        for button in (self.run_button, self.elbow_button, self.mask_button):
-            button.enabled = False
-        self.cancel_button.enabled = True
-        self.progress.value = 0
-        self.status.value = message
-        worker.start()
-        return worker
+    @property
+    def running(self) -> bool:
+        return self.jobs.running
 
     def _on_run(self, _value=None) -> None:
         try:
             self.start_clustering()
-        except ValueError as err:  # ClusterError: the message says what to change
-            self._show_error(err)
+        except (ValueError, JobError) as err:  # ClusterError: the message says what to change
+            self.jobs.report_error(err)
 
     def start_clustering(self):
         """Cluster the selected image in a worker thread; returns the worker."""
@@ -289,13 +268,18 @@ class ClusterWidget(Container):
         def done(outcome: tuple[ClusterResult, np.ndarray]) -> None:
             self._show_result(layer_name, image, *outcome)
 
-        return self._start(job, done, f"clustering '{image.name}' into {n_clusters} clusters...")
+        return self.jobs.start(
+            job(),
+            done,
+            message=f"clustering '{image.name}' into {n_clusters} clusters...",
+            inputs=[image, self.roi_combo.value],
+        )
 
     def _on_elbow(self, _value=None) -> None:
         try:
             self.start_elbow()
-        except ValueError as err:
-            self._show_error(err)
+        except (ValueError, JobError) as err:
+            self.jobs.report_error(err)
 
     def start_elbow(self):
         """Compute the k-choice scores for k min..k max in a worker thread; returns the worker."""
@@ -307,45 +291,18 @@ class ClusterWidget(Container):
         data = full_resolution_data(image)
         ks = range(int(self.k_min.value), int(self.k_max.value) + 1)
 
-        def job():
-            return (yield from choose_k_steps(data, ks, features, mask=roi))
-
-        return self._start(
-            job, self._show_scores, f"comparing k = {ks.start}..{ks.stop - 1} on a sample..."
+        return self.jobs.start(
+            choose_k_steps(data, ks, features, mask=roi),
+            self._show_scores,
+            message=f"comparing k = {ks.start}..{ks.stop - 1} on a sample...",
+            inputs=[image, self.roi_combo.value],
         )
 
     def cancel(self, _value=None) -> None:
         """Stop the running computation at its next progress step."""
-        if self.worker is not None:
-            self.status.value = "cancelling..."
-            self.worker.quit()
+        self.jobs.cancel()
 
-    def _on_destroyed(self, _object=None) -> None:
-        """The dock widget was deleted (e.g. the viewer closed): stop the job and drop its
-        callbacks, which would touch deleted Qt widgets and a closed viewer."""
-        if self.worker is not None:
-            for signal, slot in self._worker_callbacks:
-                signal.disconnect(slot)
-            self.worker.quit()
-            self.worker = None
-
-    def _on_progress(self, fraction: float) -> None:
-        self.progress.value = round(100 * fraction)
-
-    def _on_aborted(self) -> None:
-        self.status.value = "cancelled; nothing was changed."
-        show_info("Cluster segmentation cancelled.")
-
-    def _show_error(self, err: BaseException) -> None:
-        self.status.value = f"error: {err}"
-        show_error(f"Cluster segmentation: {err}")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._worker_callbacks = []
-        self.run_button.enabled = True
-        self.elbow_button.enabled = True
-        self.cancel_button.enabled = False
+    def _on_idle(self) -> None:
         self.mask_button.enabled = self.result is not None
 
     # -- results -> layers -----------------------------------------------------------
@@ -384,7 +341,6 @@ class ClusterWidget(Container):
         self._result_layer_name = labels_layer.name
         self._result_image = image
         self._fill_table(result, counts)
-        self.progress.value = 100
         self.status.value = (
             f"{result.model.n_clusters} clusters in '{labels_layer.name}' "
             f"(fitted on {result.params['n_samples']:,} pixels, seed {result.params['random_state']})."
@@ -409,8 +365,8 @@ class ClusterWidget(Container):
     def _on_make_mask(self, _value=None) -> None:
         try:
             self.make_foreground_mask()
-        except ValueError as err:
-            self._show_error(err)
+        except (ValueError, JobError) as err:
+            self.jobs.report_error(err)
 
     def make_foreground_mask(self):
         """Labels layer ``"<image> foreground"`` (0/1) from the clusters chosen in the list."""
@@ -443,7 +399,7 @@ class ClusterWidget(Container):
         try:
             canvas = self._plot_canvas()
         except ImportError:
-            self._show_error(
+            self.jobs.report_error(
                 ClusterError("the elbow plot needs matplotlib: pip install matplotlib")
             )
             return
@@ -464,7 +420,6 @@ class ClusterWidget(Container):
         figure.tight_layout()
         canvas.draw_idle()
         best = int(scores.k[np.argmax(scores.silhouette)])
-        self.progress.value = 100
         self.status.value = (
             f"k = {scores.k[0]}..{scores.k[-1]} scored on {scores.n_scored:,} pixels "
             f"(silhouette on {scores.n_silhouette:,}); best silhouette at k = {best}."
@@ -480,16 +435,3 @@ class ClusterWidget(Container):
             self._canvas.setMinimumHeight(260)
             self.native.layout().addWidget(self._canvas)
         return self._canvas
-
-
-def _guarded(steps):
-    """The worker's generator: runs a job's progress generator, turning RuntimeErrors into JobFailed.
-
-    ClusterError (a ValueError) passes unchanged to ``errored``; superqt takes a
-    RuntimeError for a deleted worker, only warns and never emits ``finished`` (the
-    widget would stay busy), so it is wrapped.
-    """
-    try:
-        return (yield from steps)
-    except RuntimeError as err:
-        raise JobFailed(f"{type(err).__name__}: {err}") from err

@@ -1,8 +1,10 @@
 """Export-patches widget: every option of :func:`napari_patchwork.export.export_patches`.
 
-Thin GUI over the core: the export runs in a ``thread_worker`` generator that
-yields progress after each patch; *Cancel* stops it at the next patch and leaves
-a folder that the same export resumes. Messages go through napari notifications.
+Thin GUI over the core: the export is a job of the widgets'
+:class:`~napari_patchwork._widgets._jobs.JobRunner` (progress after each patch; *Cancel*
+stops it at the next patch, closes its files and write threads, and leaves a folder that
+the same export resumes; so does closing the viewer). Messages go through napari
+notifications.
 
 The mask is a Labels layer or a Shapes layer of annotations; annotations are
 painted into a mask in the worker, as the npe2 writer does
@@ -15,7 +17,7 @@ selected in the grid" picks the export's patches that cover the selected rectang
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import napari
 import numpy as np
@@ -31,8 +33,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
 from napari_patchwork._layer_data import (
     GRID_METADATA_KEY,
@@ -40,6 +41,7 @@ from napari_patchwork._layer_data import (
     full_resolution_data,
     is_grid_layer,
 )
+from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import image_channel_axis, layer_choices
 from napari_patchwork.export import (
     FILE_FORMATS,
@@ -55,10 +57,6 @@ from napari_patchwork.export import (
 )
 from napari_patchwork.grid import EDGE_MODES, GridError, make_grid, spatial_shape
 from napari_patchwork.resolution import ResolutionError, resolve_factors
-
-
-class ExportFailed(Exception):
-    """An unexpected error in the export thread (carried out of the worker as is)."""
 
 
 def _parse_numbers(
@@ -104,7 +102,6 @@ class ExportWidget(Container):
     def __init__(self, viewer: "napari.viewer.Viewer"):
         super().__init__(labels=True)
         self._viewer = viewer
-        self.worker = None
         self.last_result: ExportResult | None = None
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.mask_combo = ComboBox(
@@ -228,8 +225,16 @@ class ExportWidget(Container):
                 self.status,
             ]
         )
+        self.jobs = JobRunner(
+            self,
+            title="Export patches",
+            viewer=viewer,
+            progress=self.progress,
+            status=self.status,
+            cancel_button=self.cancel_button,
+            busy=[self.export_button],
+        )
         self.export_button.changed.connect(self._on_export)
-        self.cancel_button.changed.connect(self.cancel)
         self.grid_combo.changed.connect(self._on_grid_changed)
         self.downsample.changed.connect(self._fit_sizes_to_grid)
         self.pixel_size.changed.connect(self._fit_sizes_to_grid)
@@ -459,19 +464,24 @@ class ExportWidget(Container):
 
     # -- running -------------------------------------------------------------------
     @property
+    def worker(self):
+        """The running export's worker, or None."""
+        return self.jobs.worker
+
+    @property
     def running(self) -> bool:
-        return self.worker is not None
+        return self.jobs.running
 
     def _on_export(self, _value=None) -> None:
         try:
             self.start_export()
-        except ValueError as err:  # ExportError, GridError: the message says what to change
-            self._show_error(err)
+        except (ValueError, JobError) as err:  # ExportError, GridError: says what to change
+            self.jobs.report_error(err)
 
     def start_export(self):
         """Check the options, then export in a worker thread; returns the worker."""
         if self.running:
-            raise ExportError("an export is already running; wait for it or cancel it.")
+            raise JobError("an export is already running; wait for it or cancel it.")
         options = self.export_options()
         check = {
             k: v for k, v in options.items() if k not in ("out_dir", "overwrite", "annotations")
@@ -481,53 +491,28 @@ class ExportWidget(Container):
             check["mask"] = np.broadcast_to(np.zeros((), np.uint8), spatial)
         image, mask = check.pop("image"), check.pop("mask")
         plan_export(image, mask, ExportOptions(**check))  # fail fast, before any file is touched
-        # errors reach _show_error (a notification); ignore_errors: superqt does not re-raise
-        worker = thread_worker(_export_job, start_thread=False, ignore_errors=True)(options)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_done)
-        worker.errored.connect(self._show_error)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self.export_button.enabled = False
-        self.cancel_button.enabled = True
-        self.progress.value = 0
-        self.status.value = "exporting..."
-        worker.start()
-        return worker
+        return self.jobs.start(
+            _export_job(options),
+            self._on_done,
+            message="exporting...",
+            describe=lambda step: f"{step.done} / {step.total} patches",
+            cancelled=_cancelled_message,
+            inputs=[self.image_combo.value, self.mask_combo.value],
+        )
 
     def cancel(self, _value=None) -> None:
         """Stop the running export after the current patch."""
-        if self.worker is not None:
-            self.status.value = "cancelling..."
-            self.worker.quit()
-
-    def _on_progress(self, step: ExportProgress) -> None:
-        self._last_progress = step
-        self.progress.max = max(step.total, 1)
-        self.progress.value = step.done
-        self.status.value = f"{step.done} / {step.total} patches"
+        self.jobs.cancel()
 
     def _on_done(self, result: ExportResult) -> None:
         self.last_result = result
-        self.progress.value = self.progress.max
         self.status.value = f"exported {result.message}"
         show_info(f"Exported {result.message}")
 
-    def _on_aborted(self) -> None:
-        step = getattr(self, "_last_progress", None)
-        done = "" if step is None else f" after {step.done} of {step.total} patches"
-        self.status.value = f"cancelled{done}; export again with the same settings to resume."
-        show_info(f"Export cancelled{done}. Export again with the same settings to resume.")
 
-    def _show_error(self, err: BaseException) -> None:
-        self.status.value = f"error: {err}"
-        show_error(f"Export failed: {err}")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.export_button.enabled = True
-        self.cancel_button.enabled = False
+def _cancelled_message(step: Optional[ExportProgress]) -> str:
+    done = "" if step is None else f" after {step.done} of {step.total} patches"
+    return f"cancelled{done}; export again with the same settings to resume."
 
 
 def _single(values: list | None) -> Any:
@@ -536,7 +521,7 @@ def _single(values: list | None) -> Any:
 
 
 def _export_job(options: dict[str, Any]):
-    """Worker generator: yields :class:`ExportProgress`, returns the :class:`ExportResult`."""
+    """The export job: yields :class:`ExportProgress`, returns the :class:`ExportResult`."""
     options = dict(options)
     out_dir, image, mask = options.pop("out_dir"), options.pop("image"), options.pop("mask")
     annotations = options.pop("annotations", None)
@@ -546,7 +531,4 @@ def _export_job(options: dict[str, Any]):
         mask = painted.labels
         if painted.class_ids:
             options["mask_class_ids"] = painted.class_ids
-    try:
-        return (yield from iter_export(out_dir, image, mask, **options))
-    except RuntimeError as err:  # the worker would only warn about a RuntimeError
-        raise ExportFailed(f"{type(err).__name__}: {err}") from err
+    return (yield from iter_export(out_dir, image, mask, **options))

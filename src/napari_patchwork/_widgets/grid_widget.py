@@ -1,16 +1,28 @@
 """Patch-grid widget: shows the patch grid of an Image layer as a Shapes layer.
 
-Thin GUI over :mod:`napari_patchwork.grid`; all numbers come from the core.
+Thin GUI over :mod:`napari_patchwork.grid`; all numbers come from the core. A lazy
+(dask) mask's foreground fractions are measured as a job of the widgets'
+:class:`~napari_patchwork._widgets._jobs.JobRunner` (progress, *Cancel*, stopped when
+the viewer closes).
 """
 
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.utils.notifications import show_info
 
 from napari_patchwork._layer_data import full_resolution_data
+from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
     build_grid_layer_kwargs,
     image_channel_axis,
@@ -21,6 +33,7 @@ from napari_patchwork.grid import (
     EDGE_MODES,
     GridError,
     PatchGrid,
+    foreground_fraction_steps,
     grid_features,
     make_grid,
     spatial_shape,
@@ -50,7 +63,6 @@ class GridWidget(Container):
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
         super().__init__(labels=True)
         self._viewer = viewer
-        self.worker = None  # the foreground worker of a lazy mask, while it runs
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
         self.channels_first = CheckBox(
@@ -90,6 +102,10 @@ class GridWidget(Container):
             value="foreground_fraction",
         )
         self.show_button = PushButton(text="Show grid")
+        self.cancel_button = PushButton(
+            text="Cancel", tooltip="Stop measuring a lazy mask's foreground; no grid is drawn."
+        )
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
         self.extend(
@@ -105,8 +121,19 @@ class GridWidget(Container):
                 self.min_foreground,
                 self.color_by,
                 self.show_button,
+                self.cancel_button,
+                self.progress,
                 self.status,
             ]
+        )
+        self.jobs = JobRunner(
+            self,
+            title="Patch grid",
+            viewer=viewer,
+            progress=self.progress,
+            status=self.status,
+            cancel_button=self.cancel_button,
+            busy=[self.show_button],
         )
         self.show_button.changed.connect(self._on_show)
         self.image_combo.changed.connect(self._on_image_changed)
@@ -143,32 +170,29 @@ class GridWidget(Container):
         lead = () if spatial_ndim == 2 else (self.patch_depth.value,) * (spatial_ndim - 2)
         return lead + yx
 
+    @property
+    def worker(self):
+        """The worker measuring a lazy mask, while it runs (else None)."""
+        return self.jobs.worker
+
     def _on_show(self, _value=None) -> None:
         """Show the grid; a lazy (dask) mask's foreground fractions are computed in a worker."""
         try:
+            if self.jobs.running:
+                raise JobError("the grid is being measured; wait for it or cancel it.")
             plan = self._plan()
-        except (GridError, ValueError) as err:
-            self._report_error(err)
-            return
-        if plan.mask is None or isinstance(plan.mask, np.ndarray):
-            self._finish(plan, grid_features(plan.grid, plan.mask))
-            return
-        worker = thread_worker(grid_features, start_thread=False)(plan.grid, plan.mask)
-        worker.returned.connect(lambda features: self._finish(plan, features))
-        worker.errored.connect(self._report_error)
-        worker.finished.connect(self._on_worker_finished)
-        self.show_button.enabled = False
-        self.status.value = f"measuring the foreground of {plan.grid.n_patches:,} patches..."
-        self.worker = worker
-        worker.start()
-
-    def _on_worker_finished(self) -> None:
-        self.worker = None
-        self.show_button.enabled = True
-
-    def _report_error(self, err: Exception) -> None:
-        show_error(str(err))
-        self.status.value = f"error: {err}"
+            if plan.mask is None or isinstance(plan.mask, np.ndarray):
+                self._finish(plan, grid_features(plan.grid, plan.mask))
+                return
+            self.jobs.start(
+                _measure(plan),
+                lambda features: self._finish(plan, features),
+                message=f"measuring the foreground of {plan.grid.n_patches:,} patches...",
+                cancelled="cancelled; the grid was not drawn.",
+                inputs=[plan.image, plan.mask_layer],
+            )
+        except (ValueError, JobError) as err:  # GridError: the message says what to change
+            self.jobs.report_error(err)
 
     def show_grid(self):
         """Compute the grid and add or replace the grid Shapes layer (in this thread); returns it."""
@@ -234,3 +258,9 @@ class GridWidget(Container):
         self.status.value = summary
         show_info(summary)
         return layer
+
+
+def _measure(plan: _GridPlan):
+    """The job measuring a lazy mask: yields progress, returns the grid's features."""
+    fractions = yield from foreground_fraction_steps(plan.mask, plan.grid)
+    return {**grid_features(plan.grid), "foreground_fraction": fractions}
