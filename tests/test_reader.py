@@ -146,7 +146,7 @@ def test_reader_opens_a_large_folder_lazily(
     reads = []
     real_read = stitch_module.read_patch_file
     monkeypatch.setattr(
-        stitch_module, "read_patch_file", lambda path: reads.append(path) or real_read(path)
+        stitch_module, "read_patch_file", lambda path, *where: reads.append(path) or real_read(path, *where)
     )
     npe2pm.register(MANIFEST)
     viewer = make_napari_viewer()

@@ -49,6 +49,8 @@ from napari_patchwork.folder import (  # noqa: F401 (public here)
     PATCH_EXTENSIONS,
     PatchFolder,
     PatchFolderError,
+    checked_patch,
+    inside,
     read_patch_file,
     read_patch_folder,
     read_patches,
@@ -98,7 +100,10 @@ def _source_files(
                     )
                 by_stem[stem] = name
         stems = [_patch_stem(Path(row["image"]).name) for row in patches.rows]
-        files = [folder / by_stem[s] if s in by_stem else None for s in stems]
+        files = [
+            inside(folder, by_stem[s], f"prediction {by_stem[s]}") if s in by_stem else None
+            for s in stems
+        ]
         missing = [s for s, f in zip(stems, files) if f is None]
         if missing and not allow_missing:
             raise PatchFolderError(
@@ -170,6 +175,8 @@ class _Stitching:
     overlap: str
     fill_value: float
     dtype: np.dtype
+    file_dtype: np.dtype  # what every patch file must hold (PNG: converted when it fits)
+    png: bool
 
     def with_channels(self, spatial: Sequence[int]) -> tuple[int, ...]:
         """``spatial`` with the channel axis inserted where the stitched array has it."""
@@ -207,7 +214,7 @@ def _plan_stitching(
         first = next((i for i, f in enumerate(files) if f is not None), None)
         if first is None:
             raise PatchFolderError("no prediction file found; nothing to stitch.")
-        data = read_patch_file(files[first])
+        data = read_patch_file(files[first], " (the first prediction)")
         patch_shape = tuple(int(v) for v in patches.out_stops[first] - patches.out_starts[first])
         channel_axis = _channel_position(data.shape, patch_shape, patches.channel_axis)
         channels = None if channel_axis is None else data.shape[channel_axis]
@@ -215,6 +222,8 @@ def _plan_stitching(
     if not _has_overlap(patches) and overlap == "center":
         overlap = "last"  # no pixel is in two patches: the same result, faster
     return _Stitching(
+        file_dtype=np.dtype(source_dtype),
+        png=source in (IMAGES_DIR, MASKS_DIR) and patches.info.file_format == "png",
         files=tuple(files),
         starts=patches.out_starts,
         stops=patches.out_stops,
@@ -233,12 +242,10 @@ def _read_valid_part(plan: _Stitching, row: int) -> np.ndarray:
     path = plan.files[row]
     start, stop, valid = plan.starts[row], plan.stops[row], plan.valid_stops[row]
     expected = plan.with_channels(stop - start)
-    data = read_patch_file(path)
-    if data.shape != expected:
-        if [s for s in data.shape if s != 1] == [s for s in expected if s != 1]:
-            data = data.reshape(expected)  # a length-1 axis dropped (PNG) or added (1D TIFF)
-        else:
-            raise PatchFolderError(f"{path.name} has shape {data.shape}, expected {expected}.")
+    where = f" (manifest row {row + 1})"
+    data = checked_patch(
+        read_patch_file(path, where), expected, plan.file_dtype, plan.png, path.name + where
+    )
     if plan.channel_axis is not None:  # channels last: spatial indexing is then the same
         data = np.moveaxis(data, plan.channel_axis, -1)
     return data[tuple(slice(0, int(v - a)) for a, v in zip(start, valid))]
@@ -339,6 +346,7 @@ def stitch(
     patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
     plan = _plan_stitching(patches, source, overlap, fill_value, dtype, allow_missing)
     if not lazy:
+        _check_fits_in_memory(plan)
         return _assemble(plan, (0,) * len(plan.spatial_shape), plan.spatial_shape)
     import dask.array as da
 
@@ -355,6 +363,27 @@ def stitch(
         dtype=plan.dtype,
         meta=np.empty((0,) * len(plan.shape), dtype=plan.dtype),
     )
+
+
+def memory_limit() -> int:
+    """Bytes an eager stitch may allocate: half the machine's memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _check_fits_in_memory(plan: _Stitching) -> None:
+    """Refuse an eager stitch larger than :func:`memory_limit` (e.g. a folder claiming a
+    huge image), before anything is allocated."""
+    n = int(np.prod(plan.shape, dtype=object))
+    need = n * plan.dtype.itemsize + (n * 16 if plan.overlap == "mean" else 0)
+    if need > memory_limit():
+        raise PatchFolderError(
+            f"stitching this folder needs {need / 2**30:,.1f} GiB in memory (output "
+            f"{plan.shape} {plan.dtype}); pass lazy=True for a dask array read block by "
+            "block, or use `napari-patchwork stitch`, which writes the result block by block."
+        )
 
 
 def _stitched_block(plan: _Stitching, block_info: dict | None = None) -> np.ndarray:

@@ -63,8 +63,8 @@ def test_version_1_folders_are_upgraded(tmp_path):
         ({"format_version": 99}, "newer napari-patchwork"),
         ({"format_version": "x"}, "not a version number"),
         ({"format": "other"}, "not a dataset.json of napari-patchwork"),
-        ({"image": 5}, "damaged"),
-        ({"patch_size": None}, "damaged"),
+        ({"image": 5}, "image must be an object with shape and dtype"),
+        ({"patch_size": None}, "patch_size must be 2 whole numbers"),
     ],
 )
 def test_damaged_dataset_json_is_a_patch_folder_error(tmp_path, change, message):

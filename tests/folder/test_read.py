@@ -1,12 +1,15 @@
 """Reading a patch folder."""
 
+import json
+
+import numpy as np
 import pytest
 from patch_folders import sample_pair
 
 from napari_patchwork.export import (
     export_patches,
 )
-from napari_patchwork.folder import PatchFolderError, read_patch_folder
+from napari_patchwork.folder import PatchFolderError, read_patch_folder, verify_patch_folder
 
 
 def test_read_patch_folder_refuses_foreign_and_damaged_folders(tmp_path):
@@ -20,3 +23,110 @@ def test_read_patch_folder_refuses_foreign_and_damaged_folders(tmp_path):
     (out / "manifest.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(PatchFolderError, match="does not match the grid"):
         read_patch_folder(out)
+
+
+def exported(tmp_path, fmt="tiff", **options):
+    image, mask = sample_pair()
+    out = tmp_path / "out"
+    export_patches(
+        out, image, mask.astype(np.uint16), patch_size=20, channel_axis=-1, fmt=fmt, **options
+    )
+    return out
+
+
+def edit_manifest(out, row, column, value):
+    lines = (out / "manifest.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[row].split(",")
+    cells[header.index(column)] = value
+    lines[row] = ",".join(cells)
+    (out / "manifest.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "path", ["../../x.tif", "/etc/passwd", "images/../../x.tif", "masks/a.tif"]
+)
+def test_manifest_paths_must_be_the_patch_own_files(tmp_path, path):
+    out = exported(tmp_path)
+    edit_manifest(out, 1, "image", path)
+    with pytest.raises(PatchFolderError, match="row 1 names"):
+        read_patch_folder(out)
+
+
+def test_a_patch_file_linking_outside_the_folder_is_refused(tmp_path):
+    out = exported(tmp_path)
+    secret = tmp_path / "secret.tif"
+    first = sorted((out / "images").iterdir())[0]
+    secret.write_bytes(first.read_bytes())
+    first.unlink()
+    first.symlink_to(secret)
+    with pytest.raises(PatchFolderError, match="points outside"):
+        read_patch_folder(out)
+
+
+def test_patch_files_must_hold_the_folder_dtype_and_shape(tmp_path):
+    import tifffile
+
+    out = exported(tmp_path)
+    first = sorted((out / "masks").iterdir())[0]
+    tifffile.imwrite(first, np.full((20, 20), 70000, np.uint32))  # would wrap to 4464 in uint16
+    with pytest.raises(PatchFolderError, match=rf"{first.name} \(manifest row 1\) holds uint32"):
+        read_patch_folder(out).mask()
+    assert any("holds uint32" in p for p in verify_patch_folder(out))
+    tifffile.imwrite(first, np.zeros((20, 19), np.uint16))
+    with pytest.raises(PatchFolderError, match=r"has shape \(20, 19\), expected \(20, 20\)"):
+        read_patch_folder(out).mask()
+
+
+@pytest.mark.parametrize("content", [b"", b"II*\x00\x08\x00\x00\x00"])
+def test_empty_or_truncated_files_are_named(tmp_path, content):
+    out = exported(tmp_path)
+    first = sorted((out / "images").iterdir())[0]
+    first.write_bytes(content)
+    with pytest.raises(PatchFolderError, match=rf"{first.name} \(manifest row 1\) (cannot be|has)"):
+        read_patch_folder(out).image()
+    assert [p for p in verify_patch_folder(out) if first.name in p]
+
+
+def test_claims_are_checked_before_they_are_used(tmp_path):
+    out = exported(tmp_path)
+    info = json.loads((out / "dataset.json").read_text())
+    for key, value, message in [
+        ("image", {"shape": [10**6, 10**6, 3], "dtype": "|u1"}, "mask shape"),
+        ("image", {"shape": [60, 80, 10**9], "dtype": "|u1"}, "channels"),
+        ("image", {"shape": [60, 80, 3], "dtype": "|O"}, "not a dtype patch folders hold"),
+        ("channel_axis", 9, "channel_axis has the wrong value"),
+        ("downsample", [0, 1], "downsample must be 2 whole numbers"),
+        ("stride", [1, 1], "n_grid_patches must be 2501"),
+    ]:
+        broken = {**info, key: value}
+        (out / "dataset.json").write_text(json.dumps(broken))
+        with pytest.raises(PatchFolderError, match=message):
+            read_patch_folder(out)
+
+
+def test_rows_must_agree_with_dataset_json(tmp_path):
+    out = exported(tmp_path)
+    manifest = (out / "manifest.csv").read_text()
+    (out / "manifest.csv").write_text(manifest.splitlines()[0] + "\n")  # header only
+    with pytest.raises(PatchFolderError, match="lists 0 patches, dataset.json says 12"):
+        read_patch_folder(out)
+    (out / "manifest.csv").write_text(manifest)
+    edit_manifest(out, 1, "valid_y1", "-5")
+    with pytest.raises(PatchFolderError, match="row 1 does not match the grid"):
+        read_patch_folder(out)
+    (out / "manifest.csv").write_text(manifest)
+    edit_manifest(out, 2, "y0", "1e23")
+    with pytest.raises(PatchFolderError, match="damaged"):
+        read_patch_folder(out)
+
+
+def test_eager_stitch_that_would_not_fit_is_refused_with_the_lazy_way(tmp_path, monkeypatch):
+    from napari_patchwork import stitch as stitch_module
+
+    out = exported(tmp_path)
+    monkeypatch.setattr(stitch_module, "memory_limit", lambda: 1000)
+    with pytest.raises(PatchFolderError, match="lazy=True"):
+        read_patch_folder(out).image()
+    image, _ = sample_pair()
+    np.testing.assert_array_equal(read_patch_folder(out).image(lazy=True).compute(), image)

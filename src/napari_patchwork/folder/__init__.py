@@ -97,13 +97,15 @@ from napari_patchwork.folder.dataset import (
 )
 from napari_patchwork.folder.errors import PatchFolderError
 from napari_patchwork.folder.files import atomic_write, patch_files_on_disk, write_text_atomic
-from napari_patchwork.folder.journal import PatchRecord, load_journal
+from napari_patchwork.folder.journal import PatchRecord, journal_files, load_journal
 from napari_patchwork.folder.manifest import (
+    ManifestBoxes,
     PatchInfo,
     box_columns,
     manifest_boxes,
     manifest_columns,
     manifest_row,
+    read_manifest_rows,
     write_manifest,
 )
 from napari_patchwork.folder.names import (
@@ -119,11 +121,15 @@ from napari_patchwork.folder.names import (
     patch_file_name,
     spatial_axis_names,
 )
-from napari_patchwork.folder.read import (
+from napari_patchwork.folder.patch_files import (
     PATCH_EXTENSIONS,
+    checked_patch,
+    inside,
+    read_patch_file,
+)
+from napari_patchwork.folder.read import (
     PatchFolder,
     is_patch_folder,
-    read_patch_file,
     read_patch_folder,
     read_patches,
     verify_patch_folder,
@@ -149,8 +155,13 @@ __all__ = [
     "PatchRecord",
     "atomic_write",
     "box_columns",
+    "checked_patch",
+    "inside",
     "is_patch_folder",
     "is_temp",
+    "journal_files",
+    "ManifestBoxes",
+    "read_manifest_rows",
     "load_journal",
     "manifest_boxes",
     "manifest_columns",

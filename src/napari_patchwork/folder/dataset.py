@@ -20,6 +20,7 @@ from typing import Any
 from napari_patchwork.folder.errors import PatchFolderError
 from napari_patchwork.folder.files import write_text_atomic
 from napari_patchwork.folder.names import DATASET_FILE, FOLDER_FORMAT, FORMAT_VERSION
+from napari_patchwork.folder.schema import check_dataset
 
 FILE = {"file": True}
 """Field metadata of the settings that decide the patch files' content."""
@@ -146,6 +147,7 @@ class DatasetInfo:
         missing = sorted(n for n in names if n not in data and not _has_default(cls, n))
         if missing:
             raise PatchFolderError(f"{where} lacks the keys {missing}; export again.")
+        check_dataset(data, where)
         values = {key: data[key] for key in names if key in data}
         try:
             values["image"] = _array_info(values["image"])
@@ -205,16 +207,21 @@ def _upgraded(data: dict[str, Any], where: str) -> dict[str, Any]:
         )
     data = dict(data)
     data["format_version"] = version
-    n_spatial = len(data.get("spatial_axes") or ())
+    axes = data.get("spatial_axes")
+    n_spatial = len(axes) if isinstance(axes, list) else 0
     # format 1: full resolution, and only_foreground did not exist yet
     if data.get("downsample") is None:
         data["downsample"] = [1] * n_spatial
     data["only_foreground"] = bool(data.get("only_foreground", False))
     data.setdefault("pixel_size", data.get("scale"))
-    if "output_shape" not in data and isinstance(data.get("image"), dict):
-        shape = list(data["image"].get("shape") or [])
+    image = data.get("image")
+    if (
+        "output_shape" not in data
+        and isinstance(image, dict)
+        and isinstance(image.get("shape"), list)
+    ):
         axis = data.get("channel_axis")
-        data["output_shape"] = [s for a, s in enumerate(shape) if a != axis]
+        data["output_shape"] = [s for a, s in enumerate(image["shape"]) if a != axis]
     data.setdefault("units", None)
     data.setdefault("n_grid_patches", 0)
     return data

@@ -26,9 +26,36 @@ class PatchRecord:
     foreground_fraction: float | None = None
     image_std: float | None = None
 
-    def journal_line(self) -> str:
-        """The record as one JSON line of the journal (``PatchRecord(**json.loads(line))``)."""
-        return json.dumps(vars(self)) + "\n"  # fields are plain values: no deep copy needed
+    def journal_line(self, files: tuple[str, ...] = ()) -> str:
+        """The record as one JSON line of the journal, with the ``files`` it wrote (relative
+        to the folder): the journal is how an export knows which files are its own."""
+        return json.dumps({**vars(self), "files": list(files)}) + "\n"
+
+
+def _journal_lines(out: Path) -> list[dict]:
+    """The journal's lines as dicts (a line cut short by an interruption is skipped)."""
+    try:
+        with open(out / JOURNAL_FILE, encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except FileNotFoundError:
+        return []
+    parsed = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            if isinstance(value, dict):
+                parsed.append(value)
+    return parsed
+
+
+def journal_files(out: Path) -> set[str]:
+    """Every file the journal says an export of this folder wrote (relative to ``out``)."""
+    files: set[str] = set()
+    for line in _journal_lines(out):
+        names = line.get("files")
+        if isinstance(names, list):
+            files.update(n for n in names if isinstance(n, str))
+    return files
 
 
 def load_journal(out: Path, files: Mapping[int, tuple[str, str | None]]) -> dict[int, PatchRecord]:
@@ -42,16 +69,12 @@ def load_journal(out: Path, files: Mapping[int, tuple[str, str | None]]) -> dict
         with contextlib.suppress(FileNotFoundError):
             on_disk.update(f"{sub}/{name}" for name in os.listdir(out / sub))
     records: dict[int, PatchRecord] = {}
-    try:
-        with open(out / JOURNAL_FILE, encoding="utf-8") as fh:
-            lines = fh.readlines()
-    except FileNotFoundError:
-        return records
-    for line in lines:
+    for line in _journal_lines(out):
+        line.pop("files", None)
         try:
-            record = PatchRecord(**json.loads(line))
-        except (ValueError, TypeError):
-            continue  # a line cut short by the interruption
+            record = PatchRecord(**line)
+        except TypeError:
+            continue  # not a line of ours
         if record.index not in files:
             continue
         image_file, mask_file = files[record.index]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_patchwork.folder.errors import PatchFolderError
 from napari_patchwork.folder.files import write_text_atomic
 from napari_patchwork.folder.journal import PatchRecord
 from napari_patchwork.folder.names import MANIFEST_FILE, spatial_axis_names
@@ -40,7 +42,7 @@ def manifest_boxes(
     """Starts, stops and valid stops ``(N, ndim)`` of the manifest columns with ``prefix``."""
 
     def column(template: str) -> np.ndarray:
-        values = [[int(r[template.format(n)]) for n in names] for r in rows]
+        values = [[_whole(r[template.format(n)]) for n in names] for r in rows]
         return np.array(values, dtype=np.int64).reshape(-1, len(names))
 
     return column(prefix + "{}0"), column(prefix + "{}1"), column(prefix + "valid_{}1")
@@ -117,3 +119,56 @@ def write_manifest(
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(Path(folder) / MANIFEST_FILE, buffer.getvalue(), fsync)
+
+
+@dataclass(frozen=True)
+class ManifestBoxes:
+    """The manifest's rows and their boxes, as :class:`~napari_patchwork.folder.read.PatchFolder`
+    holds them (``(N,)`` indices, ``(N, ndim)`` int64 starts/stops/valid stops)."""
+
+    rows: tuple[dict[str, str], ...]
+    indices: np.ndarray
+    starts: np.ndarray
+    stops: np.ndarray
+    valid_stops: np.ndarray
+    out_starts: np.ndarray
+    out_stops: np.ndarray
+    out_valid_stops: np.ndarray
+
+
+def read_manifest_rows(path: Path, names: Sequence[str], version: int) -> ManifestBoxes:
+    """Read ``manifest.csv`` (boxes as whole numbers; PatchFolderError if it is damaged).
+
+    Manifests of format version 1 have no output boxes: they equal the source boxes.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            columns = set(reader.fieldnames or ())
+            required = manifest_columns(names)
+            if version < 2:
+                required = [c for c in required if not c.startswith("out_")]
+            missing = set(required) - columns
+            if missing:
+                raise PatchFolderError(f"{path} lacks the columns {sorted(missing)}.")
+            rows = tuple(reader)
+        indices = np.array([_whole(r["index"]) for r in rows], dtype=np.int64)
+        starts, stops, valid = manifest_boxes(rows, names, "")
+        prefix = "out_" if f"out_{names[0]}0" in columns else ""
+        out_boxes = manifest_boxes(rows, names, prefix)
+    except FileNotFoundError:
+        raise PatchFolderError(
+            f"{path.parent} has no {path.name}; run the export again to write it."
+        ) from None
+    except PatchFolderError:
+        raise
+    except (ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError) as err:
+        raise PatchFolderError(f"{path} is damaged ({err}); export again.") from None
+    return ManifestBoxes(rows, indices, starts, stops, valid, *out_boxes)
+
+
+def _whole(text: str) -> int:
+    """A manifest number: a whole number of at most 12 digits (no exponent, no fraction)."""
+    if not isinstance(text, str) or not re.fullmatch(r"-?[0-9]{1,12}", text.strip()):
+        raise ValueError(f"{text!r} is not a pixel position")
+    return int(text)

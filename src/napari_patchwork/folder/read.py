@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,19 @@ import numpy as np
 from napari_patchwork.folder.dataset import DatasetInfo, read_dataset_info, read_dataset_json
 from napari_patchwork.folder.errors import PatchFolderError
 from napari_patchwork.folder.files import patch_files_on_disk
-from napari_patchwork.folder.manifest import manifest_boxes, manifest_columns
+from napari_patchwork.folder.manifest import ManifestBoxes, read_manifest_rows
 from napari_patchwork.folder.names import (
     DATASET_FILE,
+    FILE_FORMATS,
     IMAGES_DIR,
     MANIFEST_FILE,
+    MASKS_DIR,
+    patch_file_name,
 )
+from napari_patchwork.folder.patch_files import checked_patch, inside, read_patch_file
 from napari_patchwork.grid import PatchGrid, make_grid
 from napari_patchwork.io import LAZY_THRESHOLD_BYTES
 from napari_patchwork.resolution import downsampled_shape
-
-PATCH_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
-"""File extensions read as patches (and predictions)."""
 
 
 def is_patch_folder(path: str | os.PathLike) -> bool:
@@ -33,25 +33,6 @@ def is_patch_folder(path: str | os.PathLike) -> bool:
         return Path(path).is_dir() and read_dataset_json(path) is not None
     except OSError:
         return False
-
-
-def read_patch_file(path: str | os.PathLike) -> np.ndarray:
-    """One patch file (TIFF, PNG or NPY, by extension) as a numpy array."""
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    if ext == ".png":
-        import imageio.v3 as iio
-
-        return iio.imread(path, extension=".png")
-    if ext == ".npy":
-        return np.load(path, allow_pickle=False)
-    raise PatchFolderError(
-        f"{path.name}: cannot read {ext!r} files; use one of {', '.join(PATCH_EXTENSIONS)}."
-    )
 
 
 @dataclass(frozen=True)
@@ -134,6 +115,13 @@ class PatchFolder:
             covered[tuple(slice(a, b) for a, b in zip(start, stop))] = True
         return covered
 
+    def patch_shape(self, row: int, with_channels: bool) -> tuple[int, ...]:
+        """The shape of row ``row``'s patch files (output pixels; the image's with channels)."""
+        shape = [int(v) for v in self.out_stops[row] - self.out_starts[row]]
+        if with_channels and self.channel_axis is not None:
+            shape.insert(self.channel_axis, self.image_shape[self.channel_axis])
+        return tuple(shape)
+
     def column(self, name: str) -> list[str]:
         """One manifest column, as strings."""
         return [row[name] for row in self.rows]
@@ -164,9 +152,11 @@ class PatchFolder:
 def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
     """Open a patch folder written by :func:`napari_patchwork.export.export_patches`.
 
-    Raises :class:`PatchFolderError` if the folder is not one, is incomplete
-    (interrupted export: run the export again to resume), or its manifest does not
-    match the grid in ``dataset.json``.
+    Nothing it says is believed before it is checked: ``dataset.json`` against its
+    schema (:mod:`napari_patchwork.folder.schema`), every manifest row against the grid
+    it describes (box, valid region, file names inside the folder). Raises
+    :class:`PatchFolderError` if the folder is not one, is incomplete (interrupted
+    export: run the export again to resume), or is damaged.
     """
     path = Path(folder)
     if path.name == DATASET_FILE:
@@ -181,51 +171,74 @@ def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
             f"the export in {path} is incomplete (interrupted or still running); "
             "run the same export again to finish it."
         )
-    names = info.spatial_axes
-    try:
-        with open(path / MANIFEST_FILE, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            columns = set(reader.fieldnames or ())
-            # manifests of format version 1 have no output boxes: they equal the source boxes
-            required = manifest_columns(names)
-            if info.format_version < 2:
-                required = [c for c in required if not c.startswith("out_")]
-            missing = set(required) - columns
-            if missing:
-                raise PatchFolderError(
-                    f"{path / MANIFEST_FILE} lacks the columns {sorted(missing)}."
-                )
-            rows = tuple(reader)
-        indices = np.array([int(r["index"]) for r in rows], dtype=np.int64)
-        starts, stops, valid = manifest_boxes(rows, names, "")
-        prefix = "out_" if f"out_{names[0]}0" in columns else ""
-        out_starts, out_stops, out_valid = manifest_boxes(rows, names, prefix)
-    except FileNotFoundError:
+    boxes = read_manifest_rows(path / MANIFEST_FILE, info.spatial_axes, info.format_version)
+    patches = PatchFolder(path, info, *astuple_shallow(boxes))
+    _check_rows(patches)
+    return patches
+
+
+def astuple_shallow(boxes: ManifestBoxes) -> tuple:
+    return tuple(getattr(boxes, f.name) for f in fields(boxes))
+
+
+def _check_rows(patches: PatchFolder) -> None:
+    """Every manifest row is a patch of the folder's grid, named as the export names it."""
+    info, where = patches.info, patches.path / MANIFEST_FILE
+    if info.n_patches is not None and info.n_patches != len(patches.rows):
         raise PatchFolderError(
-            f"{path} has no {MANIFEST_FILE}; run the export again to write it."
-        ) from None
-    except (ValueError, KeyError) as err:
-        if isinstance(err, PatchFolderError):
-            raise
-        raise PatchFolderError(
-            f"{path / MANIFEST_FILE} is damaged ({err}); export again."
-        ) from None
-    folder_obj = PatchFolder(
-        path, info, rows, indices, starts, stops, valid, out_starts, out_stops, out_valid
-    )
-    grid = folder_obj.grid
-    factors = np.array(folder_obj.factors, dtype=np.int64)
-    if len(indices) and (
-        indices.max() >= grid.n_patches
-        or indices.min() < 0
-        or not np.array_equal(grid.boxes[indices, 0], out_starts)
-        or not np.array_equal(grid.boxes[indices, 1], out_stops)
-        or not np.array_equal(out_starts * factors, starts)
+            f"{where} lists {len(patches.rows)} patches, {DATASET_FILE} says {info.n_patches}; "
+            "the folder is damaged or half-copied: copy it again, or export again."
+        )
+    if not len(patches.rows):
+        return
+    grid, indices = patches.grid, patches.indices
+    if (
+        indices.min() < 0
+        or indices.max() >= grid.n_patches
+        or len(set(indices.tolist())) < len(indices)
     ):
         raise PatchFolderError(
-            f"{path / MANIFEST_FILE} does not match the grid in {DATASET_FILE}; export again."
+            f"{where} lists patch numbers that its grid does not have; export again."
         )
-    return folder_obj
+    factors = np.array(patches.factors, dtype=np.int64)
+    out_valid = np.minimum(grid.boxes[indices, 1], patches.output_spatial_shape)
+    valid = np.minimum(grid.boxes[indices, 1] * factors, patches.spatial_shape)
+    expected = (
+        (patches.out_starts, grid.boxes[indices, 0]),
+        (patches.out_stops, grid.boxes[indices, 1]),
+        (patches.out_valid_stops, out_valid),
+        (patches.starts, grid.boxes[indices, 0] * factors),
+        (patches.stops, grid.boxes[indices, 1] * factors),
+        (patches.valid_stops, valid),
+    )
+    for found, wanted in expected:
+        bad = np.flatnonzero(np.any(found != wanted, axis=1))
+        if bad.size:
+            raise PatchFolderError(
+                f"{where} row {int(bad[0]) + 1} does not match the grid in {DATASET_FILE} "
+                f"(patch {int(indices[bad[0]])}); export again."
+            )
+    _check_file_names(patches)
+
+
+def _check_file_names(patches: PatchFolder) -> None:
+    """Each row's files are the ones the export names for its patch (so inside the folder)."""
+    info = patches.info
+    width = len(str(max(patches.grid.n_patches - 1, 0)))
+    ext = FILE_FORMATS[info.file_format]
+    for row_number, (row, index, start) in enumerate(
+        zip(patches.rows, patches.indices, patches.starts), start=1
+    ):
+        name = patch_file_name(info.stem, int(index), start, width, ext)
+        wanted = (f"{IMAGES_DIR}/{name}", f"{MASKS_DIR}/{name}" if patches.has_mask else "")
+        if (row.get("image"), row.get("mask")) != wanted:
+            raise PatchFolderError(
+                f"{patches.path / MANIFEST_FILE} row {row_number} names "
+                f"{row.get('image')!r}/{row.get('mask')!r}, not this patch's files "
+                f"{wanted[0]!r}/{wanted[1]!r}; export again."
+            )
+        for file in filter(None, wanted):
+            inside(patches.path, file, f"row {row_number}'s {file}")
 
 
 def read_patches(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -236,16 +249,47 @@ def read_patches(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | No
 
 
 def verify_patch_folder(folder: str | os.PathLike) -> list[str]:
-    """Problems that make the manifest and the files disagree; an empty list if none.
+    """Every problem that makes the files disagree with the manifest; an empty list if none.
 
-    Reports manifest rows whose file is missing, patch files (of this export's
-    naming) that the manifest does not list, and leftover temporary files.
+    A damaged ``dataset.json`` or manifest raises :class:`PatchFolderError` (it cannot
+    be checked further). Then, without stitching: manifest rows whose file is missing,
+    a link leaving the folder, unreadable or of another shape or dtype than the folder
+    says; patch files (of this export's naming) that the manifest does not list; and
+    leftover temporary files.
     """
     patches = read_patch_folder(folder)
+    info = patches.info
     listed = {row[key] for row in patches.rows for key in ("image", "mask") if row[key]}
-    on_disk = set(patch_files_on_disk(patches.path, patches.info.stem, patches.info.file_format))
-    problems = [
-        f"missing: {name}" for name in sorted(listed) if not (patches.path / name).is_file()
-    ]
+    on_disk = set(patch_files_on_disk(patches.path, info.stem, info.file_format))
+    problems = []
+    for row_number, row in enumerate(patches.rows, start=1):
+        for key in ("image", "mask"):
+            if row[key]:
+                problem = _file_problem(patches, row_number - 1, key)
+                if problem:
+                    problems.append(f"{problem} (row {row_number})")
     problems += [f"not in the manifest: {name}" for name in sorted(on_disk - listed)]
     return problems
+
+
+def _file_problem(patches: PatchFolder, row: int, key: str) -> str | None:
+    name = patches.rows[row][key]
+    try:
+        path = inside(patches.path, name, name)
+    except PatchFolderError:
+        return f"outside the folder: {name}"
+    if not path.is_file():
+        return f"missing: {name}"
+    try:
+        expected = patches.patch_shape(row, with_channels=key == "image")
+        info = patches.info.image if key == "image" else patches.info.mask
+        checked_patch(
+            read_patch_file(path),
+            expected,
+            np.dtype(info.dtype),
+            patches.info.file_format == "png",
+            name,
+        )
+    except PatchFolderError as err:
+        return f"bad file: {err}"
+    return None
