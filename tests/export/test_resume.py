@@ -14,7 +14,13 @@ from napari_patchwork.export import (
     iter_export,
 )
 from napari_patchwork.export import patch as patch_module
-from napari_patchwork.folder import JOURNAL_FILE, PatchFolderError, read_patch_folder, read_patches
+from napari_patchwork.folder import (
+    JOURNAL_FILE,
+    PatchFolderError,
+    read_patch_folder,
+    read_patches,
+    verify_patch_folder,
+)
 
 
 def test_refuses_a_foreign_folder_unless_overwrite(tmp_path):
@@ -159,3 +165,67 @@ def test_cancelled_export_resumes_even_with_a_torn_journal(tmp_path, write_threa
     np.testing.assert_array_equal(
         read_patches(out)[1] > 0, (mask > 0) & read_patch_folder(out).coverage()
     )
+
+
+def test_overwrite_into_a_foreign_folder_touches_no_file_of_the_user(tmp_path):
+    image, mask = sample_pair()
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    mine = out / "images" / "patch_07_y0_x20.tif"  # looks like a patch file name
+    mine.write_text("my notes")
+    export_patches(out, image, mask, patch_size=30, channel_axis=-1, overwrite=True)
+    assert mine.read_text() == "my notes"
+    export_patches(out, image, mask, patch_size=20, channel_axis=-1, overwrite=True)
+    assert mine.read_text() == "my notes"  # redone from scratch: only files it wrote went
+    assert len(read_manifest(out)) == 12
+    assert verify_patch_folder(out) == ["not in the manifest: images/patch_07_y0_x20.tif"]
+
+
+def test_a_second_export_into_the_same_folder_fails_at_once(tmp_path):
+    image, mask = sample_pair()
+    out = tmp_path / "out"
+    first = iter_export(out, image, mask, patch_size=20, channel_axis=-1)
+    next(first)  # running: holds the folder
+    with pytest.raises(ExportError, match="another export is writing into"):
+        export_patches(out, image, mask, patch_size=20, channel_axis=-1)
+    first.close()  # cancelled: the folder is free again, and the export resumes
+    result = export_patches(out, image, mask, patch_size=20, channel_axis=-1)
+    assert result.n_patches == 12 and not (out / ".patchwork-export.lock").exists()
+    check_consistent(out)
+
+
+def test_resume_removes_every_temporary_file_of_ours(tmp_path):
+    image, mask = sample_pair()
+    out = tmp_path / "out"
+    steps = iter_export(out, image, mask, patch_size=20, channel_axis=-1)
+    next(steps), next(steps)
+    steps.close()
+    leftovers = [".manifest.csv.12-34.part", ".dataset.json.5-6.part", "images/.p.tif.1-2.part"]
+    for name in leftovers:
+        (out / name).write_bytes(b"cut short")
+    (out / "notes.part").write_text("mine")
+    export_patches(out, image, mask, patch_size=20, channel_axis=-1)
+    assert not any((out / name).exists() for name in leftovers)
+    assert (out / "notes.part").read_text() == "mine"
+
+
+def test_a_path_through_a_file_is_explained(tmp_path):
+    image, mask = sample_pair()
+    (tmp_path / "report.txt").write_text("x")
+    with pytest.raises(ExportError, match="report.txt is a file"):
+        export_patches(tmp_path / "report.txt" / "out", image, mask, patch_size=20, channel_axis=-1)
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt", "message"),
+    [
+        (np.zeros((20, 20), np.float16), "ome-tiff", "cannot hold this image's float16"),
+        (np.zeros((20, 20), np.int64), "ome-tif", "cannot hold this image's int64"),
+        (np.full((20, 20), "a"), "tiff", "must hold numbers"),
+        (np.zeros((20, 20), object), "npy", "must hold numbers"),
+    ],
+)
+def test_unwritable_data_is_refused_before_any_file(tmp_path, image, fmt, message):
+    with pytest.raises(ExportError, match=message):
+        export_patches(tmp_path / "out", image, patch_size=10, fmt=fmt)
+    assert not (tmp_path / "out").exists()

@@ -262,3 +262,34 @@ def ome_tiff_metadata(
             )
         metadata[f"PhysicalSize{name.upper()}Unit"] = OME_LENGTH_UNITS[unit]
     return metadata
+
+
+def check_writable(
+    fmt: str,
+    what: str,
+    dtype: np.dtype,
+    shape: Sequence[int],
+    *,
+    compression: str | None,
+    rgb: bool,
+    ome_metadata: Mapping[str, Any] | None,
+) -> None:
+    """Refuse, before any file is written, a dtype that format ``fmt`` cannot hold.
+
+    Writes one tiny patch of ``shape`` (the patch's axes, at most 2 px along y/x) with the
+    real encoder into memory; its failure becomes an :class:`ExportError` that says what
+    to use instead.
+    """
+    if fmt == "png":
+        return  # check_png and _png_array say what PNG holds
+    probe = np.zeros(tuple(shape), dtype=dtype)
+    encode = _encoder(
+        fmt, what, probe.ndim, compression=compression, rgb=rgb, ome_metadata=ome_metadata
+    )
+    try:
+        encode(io.BytesIO(), probe)
+    except Exception as err:  # noqa: BLE001 - the encoder's refusal, whatever its type
+        raise ExportError(
+            f"{fmt} files cannot hold this {what}'s {np.dtype(dtype)} values ({err}); use "
+            "fmt='npy' or 'tiff', or convert the data first."
+        ) from None

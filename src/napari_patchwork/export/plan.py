@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_patchwork._common import ints
 from napari_patchwork.export.errors import ExportError
-from napari_patchwork.export.formats import check_png, ome_tiff_metadata
+from napari_patchwork.export.formats import check_png, check_writable, ome_tiff_metadata
 from napari_patchwork.export.options import ExportOptions
 from napari_patchwork.export.patch import PatchInfo, PatchSettings
 from napari_patchwork.folder import (
@@ -106,6 +106,7 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
     )
     _check_arrays(image, mask, options, layout, grid)
     settings = _patch_settings(image, mask, options, layout)
+    _check_writable(image, mask, settings, layout)
     patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
     info = _dataset_info(image, mask, options, layout, grid, settings)
     return ExportPlan(options, layout, grid, patches, settings, info)
@@ -183,6 +184,11 @@ def _check_arrays(
 ) -> None:
     """What only the arrays can tell: the mask fits, the format holds the image, filters
     that need a mask have one."""
+    if np.dtype(image.dtype).kind not in "biuf":
+        raise ExportError(
+            f"images must hold numbers, this one holds {np.dtype(image.dtype)} values; convert "
+            "it to a numeric dtype (e.g. numpy.asarray(image, dtype=float)) first."
+        )
     if mask is not None:
         if tuple(mask.shape) != layout.source_shape:
             raise ExportError(
@@ -205,6 +211,27 @@ def _check_arrays(
         raise ExportError(
             "only_foreground keeps patches with mask foreground, so it needs a mask; give a "
             "mask (or annotations) or set only_foreground=False."
+        )
+
+
+def _check_writable(image: Any, mask: Any, settings: PatchSettings, layout: Layout) -> None:
+    """The file format holds the image's (and mask's) dtype: checked on a tiny probe."""
+    spatial = [min(2, s) for s in layout.source_shape]
+    image_shape = list(spatial)
+    if layout.channel_axis is not None:
+        image_shape.insert(layout.channel_axis, int(layout.channels))
+    arrays = [("image", np.dtype(image.dtype), image_shape)]
+    if mask is not None:
+        arrays.append(("mask", np.dtype(mask.dtype), spatial))
+    for what, dtype, shape in arrays:
+        check_writable(
+            settings.fmt,
+            what,
+            dtype,
+            shape,
+            compression=settings.compression,
+            rgb=settings.rgb,
+            ome_metadata=settings.ome_metadata,
         )
 
 

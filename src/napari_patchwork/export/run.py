@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork._common import is_dask, run_steps
-from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.options import DEFAULT_WRITE_THREADS, ExportOptions
 from napari_patchwork.export.patch import (
     PatchSettings,
@@ -28,20 +27,15 @@ from napari_patchwork.export.patch import (
 )
 from napari_patchwork.export.plan import ExportPlan, array_like, plan_export
 from napari_patchwork.export.result import ExportProgress, ExportResult
+from napari_patchwork.export.resume import FolderLock, make_folder, our_files, prepare_folder
 from napari_patchwork.export.split import assign_splits
 from napari_patchwork.folder import (
     DATASET_FILE,
-    IMAGES_DIR,
     JOURNAL_FILE,
     MANIFEST_FILE,
-    MASKS_DIR,
     PatchInfo,
     PatchRecord,
-    is_temp,
-    load_journal,
     manifest_row,
-    patch_files_on_disk,
-    read_dataset_info,
     write_dataset_info,
     write_manifest,
 )
@@ -157,23 +151,39 @@ def run_export(
     image = array_like(image, "image")
     mask = None if mask is None else array_like(mask, "mask")
     out = Path(out_dir)
-    records = prepare_folder(out, plan)
-    resumed = sum(r.kept for r in records.values())
-    progress = ExportProgress(done=len(records), total=plan.n_patches, resumed=resumed)
-    yield replace(progress)
-    decisions = _decisions(
-        out, plan, image, mask, [p for p in plan.patches if p.index not in records]
-    )
+    make_folder(out)
+    with FolderLock(out):
+        records = prepare_folder(out, plan)
+        resumed = sum(r.kept for r in records.values())
+        progress = ExportProgress(done=len(records), total=plan.n_patches, resumed=resumed)
+        yield replace(progress)
+        yield from _write_patches(out, plan, image, mask, records, progress)
+        return finish_folder(out, plan, records, progress.written, resumed)
+
+
+def _write_patches(
+    out: Path,
+    plan: ExportPlan,
+    image: Any,
+    mask: Any,
+    records: dict[int, PatchRecord],
+    progress: ExportProgress,
+) -> Generator[ExportProgress, None, None]:
+    """Decide and write the patches not in ``records``, journalling each with its files."""
+    by_index = {p.index: p for p in plan.patches}
+    todo = [p for p in plan.patches if p.index not in records]
+    decisions = _decisions(out, plan, image, mask, todo)
     with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal, contextlib.closing(decisions):
         for decided in decisions:
             for record in decided:
-                journal.write(record.journal_line())
+                info = by_index[record.index]
+                files = (info.image_file, info.mask_file) if record.kept else ()
+                journal.write(record.journal_line(tuple(f for f in files if f)))
                 records[record.index] = record
                 progress.written += record.kept
             journal.flush()
             progress.done += len(decided)
             yield replace(progress)
-    return finish_folder(out, plan, records, progress.written, resumed)
 
 
 def _decisions(
@@ -190,50 +200,6 @@ def _decisions(
     return _export_batches_here(image, mask, batches, settings, out, options.write_threads)
 
 
-def prepare_folder(out: Path, plan: ExportPlan) -> dict[int, PatchRecord]:
-    """Check and set up ``out``; return the records an interrupted run left (to resume)."""
-    overwrite = plan.options.overwrite
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} is a file; choose a folder for the patches.")
-    out.mkdir(parents=True, exist_ok=True)
-    old = read_dataset_info(out)
-    resumed: dict[int, PatchRecord] = {}
-    if old is None:
-        if any(os.scandir(out)) and not overwrite:
-            raise ExportError(
-                f"{out} is not empty and holds no patch export of ours; choose an empty or new "
-                "folder, or pass overwrite=True to write into it (files of the same name are "
-                "replaced)."
-            )
-        # a journal without its dataset.json belongs to no export here: never resume from it
-        with contextlib.suppress(FileNotFoundError):
-            (out / JOURNAL_FILE).unlink()
-    else:
-        differences = old.differences(plan.info)
-        if differences and not overwrite:
-            raise ExportError(
-                f"{out} holds a patch export with other settings ({'; '.join(differences)}); "
-                "choose another folder, or pass overwrite=True to replace that export."
-            )
-        # overwrite: remove that export (also with the same settings: the source may have
-        # changed) and leave other files alone; else resume it
-        for name in patch_files_on_disk(out, old.stem, old.file_format):
-            if overwrite or is_temp(name):
-                (out / name).unlink()
-        if overwrite:
-            for name in (JOURNAL_FILE, MANIFEST_FILE):
-                with contextlib.suppress(FileNotFoundError):
-                    (out / name).unlink()
-        else:
-            files = {p.index: (p.image_file, p.mask_file) for p in plan.patches}
-            resumed = load_journal(out, files)
-    (out / IMAGES_DIR).mkdir(exist_ok=True)
-    if plan.info.mask is not None:
-        (out / MASKS_DIR).mkdir(exist_ok=True)
-    write_dataset_info(out, plan.info, plan.options.fsync)
-    return resumed
-
-
 def finish_folder(
     out: Path, plan: ExportPlan, records: dict[int, PatchRecord], written: int, resumed: int
 ) -> ExportResult:
@@ -246,8 +212,10 @@ def finish_folder(
     rows = [manifest_row(by_index[r.index], r, s) for r, s in zip(kept, splits)]
     write_manifest(out, rows, plan.grid.ndim, options.fsync)
     listed = {row[key] for row in rows for key in ("image", "mask") if row[key]}
-    for name in patch_files_on_disk(out, options.stem, options.fmt):
-        if name not in listed:  # e.g. a patch dropped by a filter after the source changed
+    for name in (
+        our_files(out) - listed
+    ):  # e.g. a patch dropped by a filter after the source changed
+        with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
     split_counts = {name: splits.count(name) for name in (options.split or {})}
     written_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
