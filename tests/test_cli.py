@@ -403,11 +403,22 @@ def test_cluster_model_file_is_never_lost(slide_files):
     assert same.returncode == 2 and "-o and --save-model both name" in same.stderr
     assert not (d / "x.tif").exists()
     (d / "model.json").write_text("an earlier model")
-    kept = run("cluster", d / "a.tif", "-k", "3", "--save-model", d / "model.json", "-o", d / "l.tif")
+    kept = run(
+        "cluster", d / "a.tif", "-k", "3", "--save-model", d / "model.json", "-o", d / "l.tif"
+    )
     assert kept.returncode == 2 and "--overwrite" in kept.stderr
     assert (d / "model.json").read_text() == "an earlier model"
-    replaced = run("cluster", d / "a.tif", "-k", "3", "--save-model", d / "model.json",
-                   "--overwrite", "-o", d / "l.tif")
+    replaced = run(
+        "cluster",
+        d / "a.tif",
+        "-k",
+        "3",
+        "--save-model",
+        d / "model.json",
+        "--overwrite",
+        "-o",
+        d / "l.tif",
+    )
     assert replaced.returncode == 0, replaced.stderr
     assert '"napari-patchwork/cluster-model"' in (d / "model.json").read_text()
     assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []  # no temporary file
@@ -415,15 +426,20 @@ def test_cluster_model_file_is_never_lost(slide_files):
 
 def test_cluster_refuses_another_dtype_unless_allowed(slide_files):
     d = slide_files
-    assert run("cluster", d / "a.tif", "-k", "3", "--save-model", d / "m.json",
-               "-o", d / "l.tif").returncode == 0
+    assert (
+        run(
+            "cluster", d / "a.tif", "-k", "3", "--save-model", d / "m.json", "-o", d / "l.tif"
+        ).returncode
+        == 0
+    )
     tifffile.imwrite(d / "float.tif", sample_image().astype(np.float32) / 255, photometric="rgb")
     refused = run("cluster", d / "float.tif", "--model", d / "m.json", "-o", d / "f.tif")
     assert refused.returncode == 2 and "fitted on a uint8 image" in refused.stderr
     assert "--allow-other-units" in refused.stderr and not (d / "f.tif").exists()
     tifffile.imwrite(d / "same.tif", sample_image().astype(np.float32), photometric="rgb")
-    allowed = run("cluster", d / "same.tif", "--model", d / "m.json", "--allow-other-units",
-                  "-o", d / "s.tif")
+    allowed = run(
+        "cluster", d / "same.tif", "--model", d / "m.json", "--allow-other-units", "-o", d / "s.tif"
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert np.array_equal(tifffile.imread(d / "s.tif"), tifffile.imread(d / "l.tif"))
 
@@ -448,3 +464,32 @@ def test_cluster_huge_float_pixels_get_a_clear_message(tmp_path):
     result = run("cluster", tmp_path / "huge.tif", "-k", "2", "-o", tmp_path / "l.tif")
     assert result.returncode == 2 and "too large to cluster" in result.stderr, result.stderr
     assert "contains NaN" not in result.stderr
+
+
+def test_inputs_with_spaces_and_accents_are_tiled_with_a_safe_or_chosen_stem(tmp_path):
+    image = np.zeros((40, 40), np.uint8)
+    source = tmp_path / "slide 1 é.tif"
+    tifffile.imwrite(source, image)
+    assert run("tile", source, "--size", "20", "-o", tmp_path / "a").returncode == 0
+    assert (
+        sorted(p.name for p in (tmp_path / "a" / "images").iterdir())[0] == "slide_1___0_y0_x0.tif"
+    )
+    assert run("tile", source, "--size", "20", "--stem", "s1", "-o", tmp_path / "b").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "b" / "images").iterdir())[0] == "s1_0_y0_x0.tif"
+
+
+def test_scale_must_have_one_value_per_spatial_axis(tmp_path):
+    source = tmp_path / "rgb.tif"
+    tifffile.imwrite(source, np.zeros((40, 40, 3), np.uint8), photometric="rgb")
+    result = run("tile", source, "--size", "20", "--scale", "1", "1", "1", "-o", tmp_path / "o")
+    assert (
+        result.returncode == 2
+        and "--scale has 3 values, the image has 2 spatial axes" in result.stderr
+    )
+
+
+def test_a_file_without_pixels_is_named(tmp_path):
+    source = tmp_path / "empty.npy"
+    np.save(source, np.zeros((0, 5), np.uint8))
+    result = run("tile", str(source), "--size", "20", "-o", str(tmp_path / "o"))
+    assert result.returncode == 1 and "empty.npy: the file holds no pixels" in result.stderr

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import glob
 import math
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -186,6 +187,24 @@ def iter_inputs(
 
 
 # -- commands --------------------------------------------------------------------------
+def patch_stem(args: argparse.Namespace, image_path: Path) -> str:
+    """``--stem``, else the input's name made safe for file names (``slide 1 é.tif`` gives
+    ``slide_1__``): letters, digits, ``.``, ``_`` and ``-`` only."""
+    if args.stem is not None:
+        return args.stem
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", file_stem(image_path))
+    return stem if re.match(r"[A-Za-z0-9]", stem) else f"patch{stem}"
+
+
+def check_scale(scale: Sequence[float] | None, n_spatial: int) -> None:
+    """``--scale`` has one value per spatial axis of the image (nothing is cut off silently)."""
+    if scale is not None and len(scale) != n_spatial:
+        raise CLIError(
+            f"--scale has {len(scale)} values, the image has {n_spatial} spatial axes; give "
+            f"one pixel size per spatial axis, e.g. --scale {' '.join(['0.5'] * n_spatial)}."
+        )
+
+
 def export_options(args: argparse.Namespace, image_path: Path) -> dict[str, Any]:
     """``export_patches`` keywords from the ``tile`` arguments, for one input file."""
     from napari_patchwork.io import read_pixel_size
@@ -211,7 +230,7 @@ def export_options(args: argparse.Namespace, image_path: Path) -> dict[str, Any]
         split=tuple(args.split) if args.split else None,
         seed=args.seed,
         overwrite=args.overwrite,
-        stem=file_stem(image_path),
+        stem=patch_stem(args, image_path),
         write_threads=args.write_threads,
     )
 
@@ -262,6 +281,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
             out = (
                 Path(args.output) if len(images) == 1 else Path(args.output) / file_stem(image_path)
             )
+            check_scale(args.scale, len(image.shape) - (channel_axis is not None))
             progress = TqdmProgress(image_path.name, disable=args.quiet)
             try:
                 result = export_patches(
@@ -697,6 +717,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tile.add_argument(
         "--units", default=None, help="units of --scale, e.g. micrometer (recorded, OME-TIFF)"
+    )
+    tile.add_argument(
+        "--stem",
+        default=None,
+        help="file name prefix of the patches (letters, digits, '.', '_', '-'); default: the "
+        "input's name, other characters replaced by '_'",
     )
     tile.add_argument(
         "--split",

@@ -53,6 +53,16 @@ def read_image(path: str | os.PathLike, lazy: bool | None = None):
     if lazy is None:
         size = path.stat().st_size if path.is_file() else LAZY_THRESHOLD_BYTES + 1
         lazy = size > LAZY_THRESHOLD_BYTES
+    image = _read(path, suffix, lazy)
+    if 0 in tuple(image.shape):
+        raise ImageReadError(
+            f"{path}: the file holds no pixels (shape {tuple(image.shape)}); is it cut short?"
+        )
+    return image
+
+
+def _read(path: Path, suffix: str, lazy: bool):
+    """:func:`read_image` for one file type (errors that name the file)."""
     try:
         if suffix in TIFF_SUFFIXES:
             return _read_tiff(path, lazy)
