@@ -18,7 +18,8 @@ shape still wins.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -154,109 +155,79 @@ def _paint_block(polygons, background, dtype, block_info=None):
     return labels
 
 
-def rasterize_shapes(
-    shapes: Sequence[np.ndarray],
-    shape_types: Sequence[str],
-    image_shape: Sequence[int],
-    *,
-    classes: Sequence | None = None,
-    class_ids: Mapping[str, int] | None = None,
-    instance: bool = False,
-    background: int = 0,
-    priority: Sequence[str] | None = None,
-    shapes_scale: Sequence[float] | None = None,
-    shapes_translate: Sequence[float] | None = None,
-    image_scale: Sequence[float] | None = None,
-    image_translate: Sequence[float] | None = None,
-    dtype=None,
-    chunks: int | Sequence[int] | None = None,
-) -> RasterizedAnnotations:
-    """Paint shapes into a label image of ``image_shape`` (spatial axes, ``yx`` or ``zyx``).
+@dataclass(frozen=True, kw_only=True)
+class RasterOptions:
+    """How :func:`rasterize_shapes` turns shapes into labels.
 
-    Parameters
-    ----------
-    shapes, shape_types : napari's ``Shapes.data`` and ``Shapes.shape_type``.
     classes : one class name per shape (e.g. the ``class`` feature column); ids from
         ``class_ids`` (name -> id) or 1, 2, ... in order of first appearance.
         Without ``classes`` every shape gets id 1.
     instance : each painted shape gets its own id 1..N (layer order); ``classes`` ignored.
     background : the id of unannotated pixels.
     priority : class names, most important first (see the module's overlap rule).
-    shapes_scale, ... : the layers' transforms (see :func:`to_pixel_coordinates`).
+    shapes_scale, shapes_translate, image_scale, image_translate : the layers'
+        transforms (see :func:`to_pixel_coordinates`).
     dtype : default uint8 when ids fit, else uint16/uint32.
     chunks : return a lazy dask array with these chunks (e.g. 4096) instead of numpy:
         each block paints only the shapes that reach it, so a whole-slide mask is
         never in memory. ``n_painted`` then counts the area shapes that reach the
         image (without painting them).
-
-    3D shapes are painted into the z-plane of their vertices (napari draws a
-    shape on one plane).
     """
+
+    classes: Sequence | None = None
+    class_ids: Mapping[str, int] | None = None
+    instance: bool = False
+    background: int = 0
+    priority: Sequence[str] | None = None
+    shapes_scale: Sequence[float] | None = None
+    shapes_translate: Sequence[float] | None = None
+    image_scale: Sequence[float] | None = None
+    image_translate: Sequence[float] | None = None
+    dtype: Any = None
+    chunks: int | Sequence[int] | None = None
+
+
+def rasterize_shapes(
+    shapes: Sequence[np.ndarray],
+    shape_types: Sequence[str],
+    image_shape: Sequence[int],
+    options: RasterOptions | None = None,
+    **overrides: Any,
+) -> RasterizedAnnotations:
+    """Paint shapes (napari's ``Shapes.data`` and ``Shapes.shape_type``) into a label image
+    of ``image_shape`` (spatial axes, ``yx`` or ``zyx``).
+
+    ``options`` (:class:`RasterOptions`), or its fields as keyword arguments, say how.
+    3D shapes are painted into the z-plane of their vertices (napari draws a shape on
+    one plane).
+    """
+    unknown = sorted(set(overrides) - {f.name for f in fields(RasterOptions)})
+    if unknown:
+        raise AnnotationError(f"unknown options {unknown}; see RasterOptions for the names.")
+    options = replace(options or RasterOptions(), **overrides)
     image_shape = tuple(int(s) for s in image_shape)
-    if len(shapes) != len(shape_types):
-        raise AnnotationError(f"{len(shapes)} shapes but {len(shape_types)} shape types.")
-    if classes is not None and len(classes) != len(shapes) and not instance:
-        raise AnnotationError(
-            f"{len(classes)} class values for {len(shapes)} shapes; give one class per shape."
-        )
-    if len(image_shape) < 2:
-        raise AnnotationError(
-            "the image needs at least two spatial axes (y, x) to paint shapes into."
-        )
-    ids_by_class: dict[str, int] = {}
-    if instance:
-        values = np.arange(1, len(shapes) + 1)
-    elif classes is not None:
-        ids_by_class = class_ids_from_names(classes, class_ids)
-        values = np.array([ids_by_class[str(c)] for c in classes], dtype=np.int64)
-    else:
-        values = np.ones(len(shapes), dtype=np.int64)
-    order = np.arange(len(shapes))
-    if priority is not None and classes is not None and not instance:
-        rank = {str(name): i for i, name in enumerate(priority)}
-        missing = sorted({str(c) for c in classes} - set(rank))
-        if missing:
-            raise AnnotationError(
-                f"classes {missing} are not in the priority list {list(priority)}."
-            )
-        # paint low priority first; stable sort keeps layer order within a class
-        order = np.argsort([-rank[str(c)] for c in classes], kind="stable")
-    top = int(max(int(values.max(initial=0)), background))
+    _check_counts(shapes, shape_types, image_shape, options)
+    values, ids_by_class, order = _label_values(len(shapes), options)
+    top = int(max(int(values.max(initial=0)), options.background))
+    dtype = options.dtype
     if dtype is None:
         dtype = np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.uint32
     if top > np.iinfo(dtype).max:
         raise AnnotationError(f"label id {top} does not fit in {np.dtype(dtype).name}.")
-    polygons: list[_Polygon] = []
-    skipped = 0
-    for i in order:
-        kind = shape_types[i]
-        if kind not in AREA_SHAPES:
-            skipped += 1
-            continue
-        vertices = to_pixel_coordinates(
-            shapes[i], shapes_scale, shapes_translate, image_scale, image_translate
-        )
-        if vertices.shape[1] != len(image_shape):
-            raise AnnotationError(
-                f"shape {i} has {vertices.shape[1]} dimensions but the image has {len(image_shape)} "
-                "spatial axes; draw the annotations on a Shapes layer with the image's dimensions."
-            )
-        yx = ellipse_polygon(vertices[:, -2:]) if kind == "ellipse" else vertices[:, -2:]
-        polygons.append(
-            _Polygon(int(values[i]), tuple(int(round(v)) for v in vertices[0, :-2]), yx)
-        )
-    if chunks is None:
-        labels = np.full(image_shape, background, dtype=dtype)
+    polygons = _polygons(shapes, shape_types, image_shape, values, order, options)
+    if options.chunks is None:
+        labels = np.full(image_shape, options.background, dtype=dtype)
         painted = _paint(labels, polygons, (0,) * len(image_shape))
         return RasterizedAnnotations(labels, ids_by_class, painted, len(shapes) - painted)
     import dask.array as da
 
+    chunks = options.chunks
     if np.ndim(chunks) == 0:  # y and x blocks of this size, one plane deep
         chunks = (1,) * (len(image_shape) - 2) + (int(chunks),) * 2
     labels = da.map_blocks(
         _paint_block,
         polygons,
-        background,
+        options.background,
         np.dtype(dtype),
         chunks=da.core.normalize_chunks(chunks, image_shape),
         dtype=dtype,
@@ -264,6 +235,82 @@ def rasterize_shapes(
     )
     reach = sum(_reaches(shape, image_shape) for shape in polygons)
     return RasterizedAnnotations(labels, ids_by_class, reach, len(shapes) - reach)
+
+
+def _check_counts(
+    shapes: Sequence, shape_types: Sequence[str], image_shape: tuple, options: RasterOptions
+) -> None:
+    if len(shapes) != len(shape_types):
+        raise AnnotationError(f"{len(shapes)} shapes but {len(shape_types)} shape types.")
+    classes = options.classes
+    if classes is not None and len(classes) != len(shapes) and not options.instance:
+        raise AnnotationError(
+            f"{len(classes)} class values for {len(shapes)} shapes; give one class per shape."
+        )
+    if len(image_shape) < 2:
+        raise AnnotationError(
+            "the image needs at least two spatial axes (y, x) to paint shapes into."
+        )
+
+
+def _label_values(
+    n_shapes: int, options: RasterOptions
+) -> tuple[np.ndarray, dict[str, int], np.ndarray]:
+    """The label id of each shape, the class -> id table, and the painting order."""
+    classes = options.classes
+    ids_by_class: dict[str, int] = {}
+    if options.instance:
+        values = np.arange(1, n_shapes + 1)
+    elif classes is not None:
+        ids_by_class = class_ids_from_names(classes, options.class_ids)
+        values = np.array([ids_by_class[str(c)] for c in classes], dtype=np.int64)
+    else:
+        values = np.ones(n_shapes, dtype=np.int64)
+    order = np.arange(n_shapes)
+    if options.priority is not None and classes is not None and not options.instance:
+        rank = {str(name): i for i, name in enumerate(options.priority)}
+        missing = sorted({str(c) for c in classes} - set(rank))
+        if missing:
+            raise AnnotationError(
+                f"classes {missing} are not in the priority list {list(options.priority)}."
+            )
+        # paint low priority first; stable sort keeps layer order within a class
+        order = np.argsort([-rank[str(c)] for c in classes], kind="stable")
+    return values, ids_by_class, order
+
+
+def _polygons(
+    shapes: Sequence[np.ndarray],
+    shape_types: Sequence[str],
+    image_shape: tuple[int, ...],
+    values: np.ndarray,
+    order: np.ndarray,
+    options: RasterOptions,
+) -> list[_Polygon]:
+    """The area shapes in painting order, in the image's pixel coordinates."""
+    polygons: list[_Polygon] = []
+    for i in order:
+        kind = shape_types[i]
+        if kind not in AREA_SHAPES:
+            continue
+        vertices = to_pixel_coordinates(
+            shapes[i],
+            options.shapes_scale,
+            options.shapes_translate,
+            options.image_scale,
+            options.image_translate,
+        )
+        if vertices.shape[1] != len(image_shape):
+            raise AnnotationError(
+                f"shape {i} has {vertices.shape[1]} dimensions but the image has "
+                f"{len(image_shape)} spatial axes; draw the annotations on a Shapes layer with "
+                "the image's dimensions."
+            )
+        yx = ellipse_polygon(vertices[:, -2:]) if kind == "ellipse" else vertices[:, -2:]
+        polygons.append(
+            _Polygon(int(values[i]), tuple(int(round(v)) for v in vertices[0, :-2]), yx)
+        )
+    return polygons
 
 
 def _reaches(shape: _Polygon, image_shape: Sequence[int]) -> bool:

@@ -107,31 +107,10 @@ def resolve_factors(
                 "downsampling factor; fix the layer's scale or give downsample instead."
             )
         targets = _per_axis(pixel_size, n_spatial, "pixel_size")
-        factors = []
-        for axis, (target, source) in enumerate(zip(targets, scale)):
-            if target is None:
-                factors.append(1)
-                continue
-            if not (np.isfinite(target) and target > 0):
-                raise ResolutionError(f"pixel_size must be > 0, got {target}.")
-            ratio = target / source
-            if ratio < 1 - FACTOR_TOLERANCE:
-                raise ResolutionError(
-                    f"pixel_size {target:g} is smaller than the image's pixel size "
-                    f"{source:g} on axis {axis}: exports can only lower the resolution; "
-                    f"use a pixel_size >= {source:g}."
-                )
-            factor = _whole(ratio, FACTOR_TOLERANCE)
-            if factor is None:
-                low = max(int(np.floor(ratio)), 1)
-                raise ResolutionError(
-                    f"pixel_size {target:g} is {ratio:.4g} source pixels of {source:g} on axis "
-                    f"{axis}; only whole-number factors average exact pixel blocks: use "
-                    f"pixel_size={low * source:g} (downsample {low}) or "
-                    f"pixel_size={(low + 1) * source:g} (downsample {low + 1})."
-                )
-            factors.append(factor)
-        return tuple(factors)
+        return tuple(
+            1 if target is None else _pixel_size_factor(target, source, axis)
+            for axis, (target, source) in enumerate(zip(targets, scale))
+        )
     if downsample is None:
         return (1,) * n_spatial
     factors = []
@@ -147,6 +126,29 @@ def resolve_factors(
             )
         factors.append(factor)
     return tuple(factors)
+
+
+def _pixel_size_factor(target: float, source: float, axis: int) -> int:
+    """The whole downsampling factor that turns pixels of ``source`` into ``target``."""
+    if not (np.isfinite(target) and target > 0):
+        raise ResolutionError(f"pixel_size must be > 0, got {target}.")
+    ratio = target / source
+    if ratio < 1 - FACTOR_TOLERANCE:
+        raise ResolutionError(
+            f"pixel_size {target:g} is smaller than the image's pixel size "
+            f"{source:g} on axis {axis}: exports can only lower the resolution; "
+            f"use a pixel_size >= {source:g}."
+        )
+    factor = _whole(ratio, FACTOR_TOLERANCE)
+    if factor is None:
+        low = max(int(np.floor(ratio)), 1)
+        raise ResolutionError(
+            f"pixel_size {target:g} is {ratio:.4g} source pixels of {source:g} on axis "
+            f"{axis}; only whole-number factors average exact pixel blocks: use "
+            f"pixel_size={low * source:g} (downsample {low}) or "
+            f"pixel_size={(low + 1) * source:g} (downsample {low + 1})."
+        )
+    return factor
 
 
 def downsampled_shape(spatial_shape: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
