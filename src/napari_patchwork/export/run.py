@@ -157,33 +157,24 @@ def run_export(
         resumed = sum(r.kept for r in records.values())
         progress = ExportProgress(done=len(records), total=plan.n_patches, resumed=resumed)
         yield replace(progress)
-        yield from _write_patches(out, plan, image, mask, records, progress)
+        by_index = {p.index: p for p in plan.patches}
+        todo = [p for p in plan.patches if p.index not in records]
+        decisions = _decisions(out, plan, image, mask, todo)
+        with (
+            open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal,
+            contextlib.closing(decisions),
+        ):
+            for decided in decisions:
+                for record in decided:  # journalled with the files it wrote: they are ours
+                    info = by_index[record.index]
+                    files = (info.image_file, info.mask_file) if record.kept else ()
+                    journal.write(record.journal_line(tuple(f for f in files if f)))
+                    records[record.index] = record
+                    progress.written += record.kept
+                journal.flush()
+                progress.done += len(decided)
+                yield replace(progress)
         return finish_folder(out, plan, records, progress.written, resumed)
-
-
-def _write_patches(
-    out: Path,
-    plan: ExportPlan,
-    image: Any,
-    mask: Any,
-    records: dict[int, PatchRecord],
-    progress: ExportProgress,
-) -> Generator[ExportProgress, None, None]:
-    """Decide and write the patches not in ``records``, journalling each with its files."""
-    by_index = {p.index: p for p in plan.patches}
-    todo = [p for p in plan.patches if p.index not in records]
-    decisions = _decisions(out, plan, image, mask, todo)
-    with open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal, contextlib.closing(decisions):
-        for decided in decisions:
-            for record in decided:
-                info = by_index[record.index]
-                files = (info.image_file, info.mask_file) if record.kept else ()
-                journal.write(record.journal_line(tuple(f for f in files if f)))
-                records[record.index] = record
-                progress.written += record.kept
-            journal.flush()
-            progress.done += len(decided)
-            yield replace(progress)
 
 
 def _decisions(
