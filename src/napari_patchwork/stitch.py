@@ -1,8 +1,8 @@
 """Read a patch folder back: stitch its patches, or predictions named like them, into full arrays.
 
 GUI-free (no napari, no Qt). A patch folder is what
-:func:`napari_patchwork.export.export_patches` writes; see that module for the
-layout. Stitching an export's ``images``/``masks`` gives back the source image and
+:func:`napari_patchwork.export.export_patches` writes; :mod:`napari_patchwork.folder`
+describes it and reads it. Stitching an export's ``images``/``masks`` gives back the source image and
 mask exactly, dtype included, wherever a kept patch covers them (pixels outside
 every kept patch, e.g. the remainder in ``drop`` mode or filtered patches, get
 ``fill_value``; :meth:`PatchFolder.coverage` says which). Padding is cropped.

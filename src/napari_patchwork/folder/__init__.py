@@ -1,4 +1,14 @@
-"""Export image (+ mask) patches to a folder, with a manifest. GUI-free: no napari, no Qt.
+"""The patch-folder format, in one place: what an export writes and the reader and stitching
+read. GUI-free: no napari, no Qt.
+
+Modules: :mod:`~napari_patchwork.folder.names` (files, folders, patch file names),
+:mod:`~napari_patchwork.folder.dataset` (``dataset.json`` as a typed, versioned
+:class:`DatasetInfo`), :mod:`~napari_patchwork.folder.schema` (its checks),
+:mod:`~napari_patchwork.folder.manifest` (``manifest.csv``),
+:mod:`~napari_patchwork.folder.journal` (the export's journal),
+:mod:`~napari_patchwork.folder.files` (atomic writes),
+:mod:`~napari_patchwork.folder.patch_files` (reading and checking patch files),
+:mod:`~napari_patchwork.folder.read` (:func:`read_patch_folder`, :class:`PatchFolder`).
 
 A *patch folder* looks like this::
 
