@@ -169,8 +169,13 @@ def test_help_explains_every_option():
         "--scheduler",
         "--overwrite",
         "--channel-axis",
+        "--preview",
+        "--no-preview",
     ):
         assert option in result.stdout
+    assert "ome-tif" in result.stdout  # the format aliases are offered
+    cluster = run("cluster", "--help")
+    assert cluster.returncode == 0 and "--posterized" in cluster.stdout
 
 
 def test_cluster_writes_labels_and_reapplies_a_saved_model(slide_files):
