@@ -120,3 +120,16 @@ def test_overview_has_one_titled_panel_each():
     assert pixels.shape[1] == 400 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000
     with pytest.raises(PreviewError, match="kind"):
         draw_overview([Panel("x", mask, "blobs")])
+
+
+def test_pictures_use_no_pyplot_state():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from napari_patchwork.preview import draw_patch_preview, render\n"
+        "render(draw_patch_preview(np.zeros((64, 64), np.uint8), [[[0, 0], [32, 32]]], [True]))\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
