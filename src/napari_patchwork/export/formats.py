@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from napari_patchwork.export.errors import ExportError
-from napari_patchwork.folder import FILE_FORMATS, atomic_write
+from napari_patchwork.folder import FILE_FORMATS, atomic_write, atomic_write_buffers
 
 OME_LENGTH_UNITS: dict[str, str] = {
     "micrometer": "µm",
@@ -181,12 +181,7 @@ def write_patch(
             layout = _fixed_layout(fmt, what, array.shape, array.dtype.str, rgb)
         if layout is not None:
             raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-
-            def write(fh, raw=raw, layout=layout):
-                fh.write(layout[0])
-                fh.write(raw)
-                fh.write(layout[1])
-
+            atomic_write_buffers(path, (layout[0], raw, layout[1]), fsync)
         else:
             if fmt == "png":
                 array = _png_array(array, what)  # refuses unwritable data before a file is opened
@@ -197,7 +192,7 @@ def write_patch(
             def write(fh, data=array, encode=encode):
                 encode(fh, data)
 
-        atomic_write(path, write, fsync)
+            atomic_write(path, write, fsync)
 
 
 def check_png(

@@ -255,22 +255,33 @@ def _patch_infos(
     """Where each candidate patch comes from (source pixels) and goes (file names)."""
     width = len(str(max(grid.n_patches - 1, 0)))
     ext = FILE_FORMATS[options.fmt]
-    out_valid_stops = grid.clipped_boxes()[:, 1]
     factors, source_stop = np.array(layout.factors), np.array(layout.source_shape)
+    # every box at once (numpy), then plain ints per patch: no numpy call per patch
+    out_starts, out_stops = grid.boxes[candidates, 0], grid.boxes[candidates, 1]
+    out_valid_stops = grid.clipped_boxes()[candidates, 1]
+    starts = out_starts * factors
+    valid_stops = np.minimum(out_valid_stops * factors, source_stop)
+    columns = zip(
+        candidates.tolist(),
+        starts.tolist(),
+        (out_stops * factors).tolist(),
+        valid_stops.tolist(),
+        out_starts.tolist(),
+        out_stops.tolist(),
+        out_valid_stops.tolist(),
+    )
     patches = []
-    for i in candidates.tolist():
-        out_start, out_stop = grid.boxes[i, 0], grid.boxes[i, 1]
-        start = out_start * factors
+    for i, start, stop, valid_stop, out_start, out_stop, out_valid_stop in columns:
         name = patch_file_name(options.stem, i, start, width, ext)
         patches.append(
             PatchInfo(
                 index=i,
-                start=ints(start),
-                stop=ints(out_stop * factors),
-                valid_stop=ints(np.minimum(out_valid_stops[i] * factors, source_stop)),
-                out_start=ints(out_start),
-                out_stop=ints(out_stop),
-                out_valid_stop=ints(out_valid_stops[i]),
+                start=tuple(start),
+                stop=tuple(stop),
+                valid_stop=tuple(valid_stop),
+                out_start=tuple(out_start),
+                out_stop=tuple(out_stop),
+                out_valid_stop=tuple(out_valid_stop),
                 image_file=f"{IMAGES_DIR}/{name}",
                 mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
             )

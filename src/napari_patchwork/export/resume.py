@@ -90,9 +90,10 @@ def make_folder(out: Path) -> None:
         ) from None
 
 
-def prepare_folder(out: Path, plan: ExportPlan) -> dict[int, PatchRecord]:
+def prepare_folder(out: Path, plan: ExportPlan) -> tuple[dict[int, PatchRecord], set[str]]:
     """Check and set up ``out`` (locked by the caller); return the records an interrupted
-    run left, to resume."""
+    run left, to resume, and the patch files earlier exports of ours named (the export
+    removes those its manifest does not list when it finishes)."""
     overwrite = plan.options.overwrite
     try:
         old = read_dataset_info(out)
@@ -103,6 +104,7 @@ def prepare_folder(out: Path, plan: ExportPlan) -> dict[int, PatchRecord]:
             ) from None
         old = None
     resumed: dict[int, PatchRecord] = {}
+    earlier: set[str] = set()
     if old is None:
         if _foreign_files(out) and not overwrite:
             raise ExportError(
@@ -128,12 +130,13 @@ def prepare_folder(out: Path, plan: ExportPlan) -> dict[int, PatchRecord]:
         else:
             files = {p.index: (p.image_file, p.mask_file) for p in plan.patches}
             resumed = load_journal(out, files)
+            earlier = our_files(out)
     _remove(out, temporary_files(out))
     (out / IMAGES_DIR).mkdir(exist_ok=True)
     if plan.info.mask is not None:
         (out / MASKS_DIR).mkdir(exist_ok=True)
     write_dataset_info(out, plan.info, plan.options.fsync)
-    return resumed
+    return resumed, earlier
 
 
 def our_files(out: Path) -> set[str]:

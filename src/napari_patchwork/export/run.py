@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +28,7 @@ from napari_patchwork.export.patch import (
 )
 from napari_patchwork.export.plan import ExportPlan, array_like, plan_export
 from napari_patchwork.export.result import ExportProgress, ExportResult
-from napari_patchwork.export.resume import FolderLock, make_folder, our_files, prepare_folder
+from napari_patchwork.export.resume import FolderLock, make_folder, prepare_folder
 from napari_patchwork.export.split import assign_splits
 from napari_patchwork.folder import (
     DATASET_FILE,
@@ -39,6 +40,9 @@ from napari_patchwork.folder import (
     write_dataset_info,
     write_manifest,
 )
+
+JOURNAL_FLUSH_SECONDS = 0.2
+"""The export journal is flushed at least this often while patches are written."""
 
 
 def export_patches(
@@ -147,34 +151,44 @@ def run_export(
     Under a ``dask.distributed`` Client (the default scheduler once created) the
     tasks run on the cluster's workers, which must see ``out_dir``; the journal,
     manifest and ``dataset.json`` are written here.
+
+    Journal lines are buffered, and flushed once :data:`JOURNAL_FLUSH_SECONDS` have
+    passed since the last flush (and when the run ends or stops: the file is closed). A
+    line is only ever written after its patch's files are complete; a process killed
+    outright loses at most the last fraction of a second of lines (those patches are
+    written again on resume).
     """
     image = array_like(image, "image")
     mask = None if mask is None else array_like(mask, "mask")
     out = Path(out_dir)
     make_folder(out)
     with FolderLock(out):
-        records = prepare_folder(out, plan)
+        records, earlier_files = prepare_folder(out, plan)
         resumed = sum(r.kept for r in records.values())
         progress = ExportProgress(done=len(records), total=plan.n_patches, resumed=resumed)
         yield replace(progress)
         by_index = {p.index: p for p in plan.patches}
         todo = [p for p in plan.patches if p.index not in records]
         decisions = _decisions(out, plan, image, mask, todo)
+        done, total, written = progress.done, progress.total, 0
         with (
             open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal,
             contextlib.closing(decisions),
         ):
+            flushed = time.monotonic()
             for decided in decisions:
                 for record in decided:  # journalled with the files it wrote: they are ours
                     info = by_index[record.index]
                     files = (info.image_file, info.mask_file) if record.kept else ()
                     journal.write(record.journal_line(tuple(f for f in files if f)))
                     records[record.index] = record
-                    progress.written += record.kept
-                journal.flush()
-                progress.done += len(decided)
-                yield replace(progress)
-        return finish_folder(out, plan, records, progress.written, resumed)
+                    written += record.kept
+                    done += 1
+                    yield ExportProgress(done, total, written, resumed)
+                if time.monotonic() - flushed > JOURNAL_FLUSH_SECONDS:
+                    journal.flush()
+                    flushed = time.monotonic()
+        return finish_folder(out, plan, records, written, resumed, earlier_files)
 
 
 def _decisions(
@@ -192,9 +206,15 @@ def _decisions(
 
 
 def finish_folder(
-    out: Path, plan: ExportPlan, records: dict[int, PatchRecord], written: int, resumed: int
+    out: Path,
+    plan: ExportPlan,
+    records: dict[int, PatchRecord],
+    written: int,
+    resumed: int,
+    earlier_files: set[str] = frozenset(),
 ) -> ExportResult:
-    """Write the manifest, drop stale patch files, mark the export complete."""
+    """Write the manifest, drop stale patch files (``earlier_files``, the files earlier
+    exports of ours named, that the manifest does not list), mark the export complete."""
     options = plan.options
     ordered = [records[p.index] for p in plan.patches]
     kept = [r for r in ordered if r.kept]
@@ -203,9 +223,8 @@ def finish_folder(
     rows = [manifest_row(by_index[r.index], r, s) for r, s in zip(kept, splits)]
     write_manifest(out, rows, plan.grid.ndim, options.fsync)
     listed = {row[key] for row in rows for key in ("image", "mask") if row[key]}
-    for name in (
-        our_files(out) - listed
-    ):  # e.g. a patch dropped by a filter after the source changed
+    # e.g. a patch dropped by a filter after the source changed
+    for name in earlier_files - listed:
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
     split_counts = {name: splits.count(name) for name in (options.split or {})}
@@ -310,15 +329,17 @@ def _export_batches_here(
                         )
                 pending.append(record)
                 # a few patches in flight per thread keep the threads busy, and memory small
-                while len(pending) > 2 * write_threads or (
-                    pending and not isinstance(pending[0], Future)
-                ):
+                while len(pending) > 2 * write_threads or (pending and _is_done(pending[0])):
                     yield [_record_of(pending.popleft())]
         while pending:
             yield [_record_of(pending.popleft())]
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _is_done(item: Future | PatchRecord) -> bool:
+    return not isinstance(item, Future) or item.done()
 
 
 def _record_of(item: Future | PatchRecord) -> PatchRecord:

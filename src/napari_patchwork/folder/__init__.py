@@ -106,7 +106,12 @@ from napari_patchwork.folder.dataset import (
     write_dataset_info,
 )
 from napari_patchwork.folder.errors import PatchFolderError
-from napari_patchwork.folder.files import atomic_write, patch_files_on_disk, write_text_atomic
+from napari_patchwork.folder.files import (
+    atomic_write,
+    atomic_write_buffers,
+    patch_files_on_disk,
+    write_text_atomic,
+)
 from napari_patchwork.folder.journal import PatchRecord, journal_files, load_journal
 from napari_patchwork.folder.manifest import (
     ManifestBoxes,
@@ -164,6 +169,7 @@ __all__ = [
     "PatchInfo",
     "PatchRecord",
     "atomic_write",
+    "atomic_write_buffers",
     "box_columns",
     "checked_patch",
     "inside",

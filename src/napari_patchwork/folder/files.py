@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from napari_patchwork.folder.names import (
     FILE_FORMATS,
@@ -41,6 +41,42 @@ def atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_buffers(
+    path: str | os.PathLike, buffers: Sequence[Any], fsync: bool = False
+) -> None:
+    """:func:`atomic_write` of the concatenation of ``buffers`` (bytes-like objects such
+    as contiguous numpy arrays), written with one ``writev`` system call where the
+    platform has it, without Python's file objects."""
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            _write_all(fd, buffers)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_all(fd: int, buffers: Sequence[Any]) -> None:
+    views = [memoryview(b).cast("B") for b in buffers]
+    if hasattr(os, "writev") and len(views) <= 1024:
+        written = os.writev(fd, views)
+        if written == sum(v.nbytes for v in views):
+            return
+        rest = memoryview(b"".join(views))[written:]  # a short write (rare): finish it
+        views = [rest]
+    for view in views:
+        while view.nbytes:
+            view = view[os.write(fd, view) :]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
