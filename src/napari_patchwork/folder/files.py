@@ -52,7 +52,7 @@ def atomic_write_buffers(
     folder, name = os.path.split(os.fspath(path))
     tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+        fd = os.open(tmp, _NEW_FILE_FLAGS, 0o666)
         try:
             _write_all(fd, buffers)
             if fsync:
@@ -66,15 +66,19 @@ def atomic_write_buffers(
         raise
 
 
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+_WRITEV = getattr(os, "writev", None)  # not on Windows
+
+
 def _write_all(fd: int, buffers: Sequence[Any]) -> None:
-    views = [memoryview(b).cast("B") for b in buffers]
-    if hasattr(os, "writev") and len(views) <= 1024:
-        written = os.writev(fd, views)
+    views = [memoryview(b) for b in buffers]
+    if _WRITEV is not None and len(views) <= 1024:
+        written = _WRITEV(fd, views)
         if written == sum(v.nbytes for v in views):
             return
-        rest = memoryview(b"".join(views))[written:]  # a short write (rare): finish it
-        views = [rest]
+        views = [memoryview(b"".join(views))[written:]]  # a short write (rare): finish it
     for view in views:
+        view = view.cast("B")
         while view.nbytes:
             view = view[os.write(fd, view) :]
 
