@@ -35,6 +35,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,14 +59,21 @@ def make_data(size: int) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-def timed(write, out: Path, sync: bool) -> float:
-    """Seconds ``write(out)`` takes (plus an ``os.sync()`` if ``sync``), after an ``os.sync()``."""
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(write, out: Path, sync: bool) -> tuple[float, float]:
+    """Wall-clock and CPU seconds ``write(out)`` takes (plus an ``os.sync()`` if ``sync``),
+    after an ``os.sync()``."""
     os.sync()
-    start = time.perf_counter()
+    cpu, start = cpu_seconds(), time.perf_counter()
     write(out)
     if sync:
         os.sync()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def baseline(folder: Path, image: np.ndarray, mask: np.ndarray) -> None:
@@ -174,14 +182,18 @@ def writers_for(image: np.ndarray, mask: np.ndarray, patch: int) -> dict:
     return writers
 
 
-def report(label: str, times: dict[str, list[float]], nbytes: int) -> dict:
+def report(label: str, runs: dict[str, list[tuple[float, float]]], nbytes: int) -> dict:
     """Print one table of medians and ratios; return ``{name: (floor x, {peer: peer x})}``."""
+    times = {name: [wall for wall, _ in r] for name, r in runs.items()}
+    cpu = {name: float(np.median([c for _, c in r])) for name, r in runs.items()}
     median = {name: float(np.median(t)) for name, t in times.items()}
     floor = median["bare bytes"]
     peers = [name for name in median if name.endswith("+ tifffile")]
     print(
         f"{label}: {nbytes / 1e6:.0f} MB; ms median / best; floor x = bare bytes' time / this "
-        f"(target {FLOOR_TARGET} for exports); peer x = peer's time / this (target {PEER_TARGET})"
+        f"(target {FLOOR_TARGET} for exports); peer x = peer's time / this (target {PEER_TARGET}); "
+        "cpu = median CPU time of the process (all threads): on a busy machine the wall-clock "
+        "times wait for other processes, cpu ratios do not"
     )
     results = {}
     for name, t in times.items():
@@ -189,6 +201,7 @@ def report(label: str, times: dict[str, list[float]], nbytes: int) -> dict:
             f"  {name:22s} {median[name] * 1e3:7.1f} / {min(t) * 1e3:7.1f} ms "
             f"({nbytes / median[name] / 1e6:5.0f} MB/s)  floor x {floor / median[name]:4.2f}"
             f"  numpy.save x {median['numpy.save'] / median[name]:4.2f}"
+            f"  cpu {cpu[name] * 1e3:6.1f} ms (floor x {cpu['bare bytes'] / cpu[name]:4.2f})"
         )
         if "export" in name:
             ok = floor / median[name] >= FLOOR_TARGET
@@ -222,7 +235,7 @@ def throughput(
     results = {}
     for sync in (False, True) if synced else (False,):
         label = "synced" if sync else "cached"
-        times: dict[str, list[float]] = {name: [] for name in writers}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in writers}
         for repeat in range(repeats):
             for name, write in writers.items():
                 # a new folder each run; deleting files between runs would make the file system
