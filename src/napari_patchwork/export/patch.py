@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ class PatchSettings:
     only_foreground: bool = False
     ome_metadata: dict[str, Any] | None = None  # write_patch's, for fmt="ome-tiff"
 
-    @property
+    @functools.cached_property
     def downsampled(self) -> bool:
         return any(f != 1 for f in self.factors)
 

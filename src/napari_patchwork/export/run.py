@@ -4,6 +4,7 @@ threads or as dask tasks, the journal kept, the manifest and ``dataset.json`` wr
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections import deque
@@ -269,7 +270,7 @@ def _batches(
     batch: list[PatchInfo] = []
     size = 0
     for info in patches:
-        n = bytes_per_pixel * int(np.prod([b - a for a, b in zip(info.start, info.valid_stop)]))
+        n = bytes_per_pixel * math.prod(b - a for a, b in zip(info.start, info.valid_stop))
         if batch and size + n > budget:
             yield batch
             batch, size = [], 0

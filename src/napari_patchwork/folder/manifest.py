@@ -71,8 +71,10 @@ class PatchInfo:
 
     def region(self, ndim: int, channel_axis: int | None) -> tuple[slice, ...]:
         """Slices of the valid source region in an array of ``ndim`` axes (channel axis whole)."""
-        spatial = iter(slice(a, b) for a, b in zip(self.start, self.valid_stop))
-        return tuple(slice(None) if axis == channel_axis else next(spatial) for axis in range(ndim))
+        region = list(map(slice, self.start, self.valid_stop))
+        if channel_axis is not None and ndim > len(region):
+            region.insert(channel_axis, slice(None))
+        return tuple(region)
 
     def pad_width(self, ndim: int, channel_axis: int | None) -> list[tuple[int, int]]:
         """``numpy.pad`` widths that grow the valid output region to the full output box."""
@@ -113,11 +115,12 @@ def write_manifest(
 ) -> None:
     """Write ``manifest.csv`` atomically."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=manifest_columns(spatial_axis_names(n_spatial)), lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
+    columns = manifest_columns(spatial_axis_names(n_spatial))
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    # the rows hold exactly these keys (manifest_row): plain lists, as csv.DictWriter would
+    # write them without its per-row key checks
+    writer.writerows([row[key] for key in columns] for row in rows)
     write_text_atomic(Path(folder) / MANIFEST_FILE, buffer.getvalue(), fsync)
 
 
