@@ -87,7 +87,9 @@ in the folder is always redone from scratch, whatever its settings: its patch
 files, journal and manifest are removed first. At the end, patch files named like this export's (same stem and
 extension in ``images/``/``masks/``) that the manifest does not list are
 removed. Every file is written under a temporary name in its final folder and renamed (``os.replace``), so a file with its final name is complete.
-Each decided patch is appended to a journal (``.patchwork-journal.jsonl``); a
+Each decided patch is appended to a journal (``.patchwork-journal.jsonl``) once its
+files are complete; the lines are flushed every 0.2 s and when the export stops (a
+process killed outright writes the patches of its last fraction of a second again). A
 re-run with the same file settings into the same folder (without ``overwrite``) resumes: it skips the
 patches already on disk and ends with a manifest that lists exactly the patch
 files in the folder. The journal stays after the export, so re-running a finished
