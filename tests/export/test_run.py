@@ -22,9 +22,16 @@ from patch_folders import (
 from napari_patchwork.export import (
     ExportError,
     export_patches,
+    iter_export,
 )
 from napari_patchwork.export import patch as patch_module
-from napari_patchwork.folder import read_patch_file, read_patch_folder, read_patches
+from napari_patchwork.export import run as run_module
+from napari_patchwork.folder import (
+    JOURNAL_FILE,
+    read_patch_file,
+    read_patch_folder,
+    read_patches,
+)
 from napari_patchwork.grid import EDGE_MODES, make_grid
 from napari_patchwork.stitch import stitch
 
@@ -394,3 +401,29 @@ def test_dask_skips_reading_image_patches_the_mask_filters_out(tmp_path):
         min_foreground=0.5,
     )
     assert result.n_patches == 1 and sum(recorder.reads) == 20 * 20 * 3
+
+
+@pytest.mark.parametrize("write_threads", [1, 2])
+def test_journal_lines_reach_the_file_while_the_export_runs(tmp_path, monkeypatch, write_threads):
+    """Lines are flushed as the export goes (here after every patch), never before the files
+    they name are complete, so a process killed outright resumes from them."""
+    monkeypatch.setattr(run_module, "JOURNAL_FLUSH_SECONDS", 0.0)
+    image, mask = sample_pair()
+    out = tmp_path / "out"
+    steps = iter_export(
+        out, image, mask, patch_size=20, channel_axis=-1, write_threads=write_threads
+    )
+    for step in steps:
+        if step.done == 5:
+            break
+    # read while the export is suspended, its journal file still open
+    lines = [json.loads(line) for line in (out / JOURNAL_FILE).read_text().splitlines()]
+    assert 4 <= len(lines) <= 5
+    assert [line["index"] for line in lines] == list(range(len(lines)))
+    export_patches(tmp_path / "ref", image, mask, patch_size=20, channel_axis=-1)
+    for line in lines:
+        assert len(line["files"]) == 2
+        for name in line["files"]:
+            assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    steps.close()
+    assert len((out / JOURNAL_FILE).read_text().splitlines()) == 5
