@@ -9,6 +9,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -212,7 +213,7 @@ def finish_folder(
     records: dict[int, PatchRecord],
     written: int,
     resumed: int,
-    earlier_files: set[str] = frozenset(),
+    earlier_files: AbstractSet[str] = frozenset(),
 ) -> ExportResult:
     """Write the manifest, drop stale patch files (``earlier_files``, the files earlier
     exports of ours named, that the manifest does not list), mark the export complete."""
