@@ -1,4 +1,5 @@
-"""Small helpers every core module uses: dask checks, axes, per-axis values, progress steps.
+"""Small helpers every core module uses: dask checks, axes, per-axis values, progress steps,
+atomic file writes.
 
 Each helper takes the caller's error class (``error=``), so a bad value is reported as
 the module's own error (``GridError``, ``ClusterError``, ``ExportError``...; all
@@ -7,13 +8,18 @@ the module's own error (``GridError``, ``ClusterError``, ``ExportError``...; all
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
+TEMP_SUFFIX = ".part"
+"""Suffix of the temporary files of :func:`atomic_write`."""
 
 
 def is_dask(array: Any) -> bool:
@@ -87,3 +93,53 @@ def rescaled(
             yield start + (stop - start) * fraction
     finally:
         steps.close()
+
+
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[BinaryIO], None],
+    fsync: bool = False,
+    *,
+    replace: bool = True,
+) -> None:
+    """Write ``path`` through a temporary file in the same folder, then give it its name.
+
+    A file with the final name is therefore always complete. The temporary file
+    (``.<name>.<pid>-<thread>.part``) is removed if ``write`` fails; its name holds the
+    process and thread id, so writers of the same file never share it. With
+    ``replace=False`` an existing ``path`` is never replaced, even one that another
+    process creates meanwhile (FileExistsError; atomic where hard links work).
+    """
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, os.fspath(path))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # after os.replace there is nothing left to remove
+
+
+def temporary_name(path: str | os.PathLike) -> str:
+    """``.<name>.<pid>-<thread>.part`` beside ``path``: never shared by two writers."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
+
+
+def _link_new(tmp: str, path: str) -> None:
+    """Give ``tmp`` the name ``path`` only if no file has it."""
+    message = f"{path} exists; choose another name or pass overwrite=True."
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(message) from None
+    except OSError:  # no hard links on this file system: check just before the rename
+        if os.path.exists(path):
+            raise FileExistsError(message) from None
+        os.replace(tmp, path)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_patchwork._common import atomic_write
 from napari_patchwork.cluster.errors import ClusterError
 from napari_patchwork.cluster.features import CHANNEL_SCALINGS
 from napari_patchwork.cluster.ids import MAX_CLUSTERS
@@ -269,34 +269,5 @@ def write_json_atomic(path: str | os.PathLike, data: Any, *, overwrite: bool = F
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another name or pass overwrite=True.")
     text = json.dumps(data, indent=1, allow_nan=False)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            _link_new(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), fsync=True, replace=overwrite)
     return path
-
-
-def _link_new(temporary: str, path: Path) -> None:
-    """Give ``temporary`` the name ``path`` only if no file has it (atomic where hard links
-    work; elsewhere a check just before the rename)."""
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        raise FileExistsError(
-            f"{path} exists; choose another name or pass overwrite=True."
-        ) from None
-    except OSError:  # no hard links on this file system
-        if path.exists():
-            raise FileExistsError(
-                f"{path} exists; choose another name or pass overwrite=True."
-            ) from None
-        os.replace(temporary, path)

@@ -4,43 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from napari_patchwork._common import atomic_write, temporary_name
 from napari_patchwork.folder.names import (
     FILE_FORMATS,
     IMAGES_DIR,
     MASKS_DIR,
-    TEMP_SUFFIX,
     is_temp,
     patch_name_pattern,
 )
-
-
-def atomic_write(
-    path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = False
-) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place.
-
-    A file with the final name is therefore always complete. The temporary file is
-    removed if ``write`` fails. Its name holds the process and thread id, so writers
-    of the same file in other threads or processes never share it.
-    """
-    folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_buffers(
@@ -49,8 +24,7 @@ def atomic_write_buffers(
     """:func:`atomic_write` of the concatenation of ``buffers`` (bytes-like objects such
     as contiguous numpy arrays), written with one ``writev`` system call where the
     platform has it, without Python's file objects."""
-    folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
+    tmp = temporary_name(path)
     try:
         fd = os.open(tmp, _NEW_FILE_FLAGS, 0o666)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from napari_patchwork._common import TEMP_SUFFIX
 from napari_patchwork.folder.errors import PatchFolderError
 
 FOLDER_FORMAT = "napari-patchwork/patch-folder"
@@ -36,9 +37,6 @@ FILE_FORMATS: dict[str, str] = {
     "png": ".png",
 }
 """Patch file formats and their file extension."""
-
-
-TEMP_SUFFIX = ".part"
 
 
 _AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x"), 4: ("t", "z", "y", "x")}
