@@ -52,11 +52,11 @@ from napari_patchwork.export import (
     ExportResult,
     export_grid,
     indices_of_source_boxes,
-    iter_export,
     plan_export,
+    run_export,
 )
+from napari_patchwork.export.plan import image_layout
 from napari_patchwork.grid import EDGE_MODES, GridError, make_grid, spatial_shape
-from napari_patchwork.resolution import ResolutionError, resolve_factors
 
 
 def _parse_numbers(
@@ -303,25 +303,34 @@ class ExportWidget(Container):
             self.image_combo.value = self._viewer.layers[image_name]
         self._fit_sizes_to_grid()
 
-    def _factors(self, n_spatial: int) -> list[int]:
-        """Downsampling factor per spatial axis from the widget (ExportError if invalid)."""
-        downsample = int(self.downsample.value)
-        pixel_size = parse_pixel_size(self.pixel_size.value)
-        if pixel_size is not None and downsample != 1:
-            raise ExportError(
-                "give downsample or pixel size, not both: set downsample to 1 or clear pixel size."
-            )
+    def _factors(self, patch_size: Any) -> list[int]:
+        """Downsampling factor per spatial axis of the form's resolution, as an export of
+        ``patch_size`` will resolve it (ExportError if invalid)."""
         image = self.image_combo.value
-        scale = None if image is None else list(image.scale)[-n_spatial:]
-        try:
-            return resolve_factors(
-                n_spatial,
-                downsample=None if pixel_size is not None else downsample,
-                pixel_size=pixel_size,
-                scale=scale,
-            )
-        except ResolutionError as err:
-            raise ExportError(str(err)) from None
+        if image is None:
+            raise ExportError("no Image layer: open or add an image, then pick it under 'image'.")
+        data = full_resolution_data(image)
+        options = ExportOptions(
+            patch_size=tuple(int(v) for v in patch_size),
+            channel_axis=image_channel_axis(image, channels_first=self.channels_first.value),
+            **self._resolution(image, data),
+        )
+        return list(image_layout(data, options).factors)
+
+    def _resolution(self, image, data) -> dict[str, Any]:
+        """The form's resolution and the image's transform, as export options."""
+        downsample = int(self.downsample.value)
+        scale, translate = list(image.scale), list(image.translate)
+        n_spatial = len(
+            spatial_shape(data.shape, image_channel_axis(image, self.channels_first.value))
+        )
+        return {
+            "downsample": None if downsample == 1 else downsample,
+            "pixel_size": parse_pixel_size(self.pixel_size.value),
+            "scale": scale if len(scale) in (n_spatial, len(data.shape)) else None,
+            "translate": translate if len(translate) in (n_spatial, len(data.shape)) else None,
+            "units": [str(u) for u in image.units],
+        }
 
     def _fit_sizes_to_grid(self, _value=None) -> None:
         """Patch size and stride: the chosen grid's, divided by the downsampling.
@@ -335,7 +344,7 @@ class ExportWidget(Container):
         patch = np.asarray(meta["patch_size"], dtype=np.int64)
         stride = np.asarray(meta.get("stride") or meta["patch_size"], dtype=np.int64)
         try:
-            factors = np.asarray(self._factors(len(patch)), dtype=np.int64)
+            factors = np.asarray(self._factors(patch), dtype=np.int64)
         except ExportError:
             return
         if np.any(patch % factors) or np.any(stride % factors):
@@ -368,23 +377,18 @@ class ExportWidget(Container):
             )
         return sorted({int(i) for i in np.asarray(grid.features["index"])[selected]})
 
-    def selected_export_indices(
-        self, image_shape: tuple, factors: list[int], **layout: Any
-    ) -> list[int]:
-        """The export's patch indices that cover the rectangles selected in the grid layer.
-
-        ``layout`` is the export's ``patch_size``, ``stride``, ``edge``, ``channel_axis``.
-        """
+    def selected_export_indices(self, image: Any, options: ExportOptions) -> list[int]:
+        """The export's patch indices that cover the rectangles selected in the grid layer."""
         selected = self.selected_indices()  # says what to do without a grid or a selection
         grid_layer = self.grid_combo.value
         meta = _grid_metadata(grid_layer) or {}
         grid_shape = tuple(meta.get("shape", ()))  # spatial
-        source_shape = spatial_shape(image_shape, layout["channel_axis"])
-        if grid_shape != source_shape:
+        layout = image_layout(image, options)
+        if grid_shape != layout.source_shape:
             raise ExportError(
                 f"the grid '{grid_layer.name}' was made for an image of {grid_shape} px, this "
-                f"one has {source_shape} px: pick its grid, or make a new one with the Patch "
-                "grid widget."
+                f"one has {layout.source_shape} px: pick its grid, or make a new one with the "
+                "Patch grid widget."
             )
         try:
             grid = make_grid(
@@ -392,11 +396,23 @@ class ExportWidget(Container):
             )
         except (GridError, KeyError) as err:
             raise ExportError(f"the grid layer '{grid_layer.name}' is damaged: {err}") from None
-        export = export_grid(image_shape, factors, **layout)
-        return indices_of_source_boxes(grid.boxes[selected], export, factors, source_shape)
+        export = export_grid(
+            image.shape,
+            layout.factors,
+            patch_size=options.patch_size,
+            stride=options.stride,
+            edge=options.edge,
+            channel_axis=layout.channel_axis,
+        )
+        return indices_of_source_boxes(
+            grid.boxes[selected], export, layout.factors, layout.source_shape
+        )
 
-    def export_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`iter_export` from the widget (ExportError if incomplete)."""
+    def export_request(self) -> tuple[str, Any, Any, ExportOptions]:
+        """``(out_dir, image, mask, options)`` from the form (ExportError if incomplete).
+
+        An annotation Shapes layer is painted into the mask here (lazily when large).
+        """
         image = self.image_combo.value
         if image is None:
             raise ExportError("no Image layer: open or add an image, then pick it under 'image'.")
@@ -405,62 +421,58 @@ class ExportWidget(Container):
             raise ExportError("choose the folder to export to under 'folder'.")
         channel_axis = image_channel_axis(image, channels_first=self.channels_first.value)
         data = full_resolution_data(image)
-        spatial = spatial_shape(data.shape, channel_axis)
         patch = parse_sizes(self.patch_size.value, "patch size")
         if patch is None:
             raise ExportError("patch size is empty: give a size in pixels, e.g. 256.")
+        mask, class_ids = self._mask(image, data, channel_axis)
         mask_layer = self.mask_combo.value
-        mask = annotations = None
-        if isinstance(mask_layer, napari.layers.Shapes):
-            # painted in the worker (_export_job); its layer data is a copy
-            annotations = mask_layer.as_layer_data_tuple()[:2]
-        elif mask_layer is not None:
-            mask = full_resolution_data(mask_layer)
-            if isinstance(mask, np.ndarray):
-                mask = mask.copy()  # painting during the export must not change what is written
-        scale, translate = list(image.scale), list(image.translate)
-        downsample = int(self.downsample.value)
-        pixel_size = parse_pixel_size(self.pixel_size.value)
-        factors = self._factors(len(spatial))
-        layout = {
-            "patch_size": _single(patch),
-            "stride": _single(parse_sizes(self.stride.value, "stride")),
-            "edge": self.edge.value,
-            "channel_axis": channel_axis,
-        }
-        indices = None
+        options = ExportOptions(
+            patch_size=_single(patch),
+            stride=_single(parse_sizes(self.stride.value, "stride")),
+            edge=self.edge.value,
+            channel_axis=channel_axis,
+            fmt=self.fmt.value,
+            compression=None if self.compression.value == "none" else self.compression.value,
+            min_foreground=float(self.min_foreground.value),
+            only_foreground=bool(self.only_annotated.value),
+            min_std=float(self.min_std.value) if self.min_std.value > 0 else None,
+            split=parse_split(self.split.value),
+            seed=int(self.seed.value),
+            pad_mode=self.pad_mode.value,
+            pad_value=self.pad_value.value,
+            relabel=bool(self.relabel.value),
+            overwrite=bool(self.overwrite.value),
+            stem=self.stem.value.strip(),
+            image_name=image.name,
+            mask_name=None if mask_layer is None else mask_layer.name,
+            mask_class_ids=class_ids,
+            **self._resolution(image, data),
+        )
         if self.only_selected.value:
             try:
-                indices = self.selected_export_indices(tuple(data.shape), factors, **layout)
+                indices = self.selected_export_indices(data, options)
             except GridError as err:  # the export's own layout is invalid
                 raise ExportError(str(err)) from None
-        return {
-            "out_dir": out_dir,
-            "image": data,
-            "mask": mask,
-            **layout,
-            "fmt": self.fmt.value,
-            "compression": None if self.compression.value == "none" else self.compression.value,
-            "min_foreground": float(self.min_foreground.value),
-            "min_std": float(self.min_std.value) if self.min_std.value > 0 else None,
-            "indices": indices,
-            "split": parse_split(self.split.value),
-            "seed": int(self.seed.value),
-            "pad_mode": self.pad_mode.value,
-            "pad_value": self.pad_value.value,
-            "relabel": bool(self.relabel.value),
-            "overwrite": bool(self.overwrite.value),
-            "stem": self.stem.value.strip(),
-            "scale": scale if len(scale) in (len(spatial), len(data.shape)) else None,
-            "translate": translate if len(translate) in (len(spatial), len(data.shape)) else None,
-            "image_name": image.name,
-            "mask_name": None if mask_layer is None else mask_layer.name,
-            "annotations": annotations,
-            "downsample": None if pixel_size is not None or downsample == 1 else downsample,
-            "pixel_size": pixel_size,
-            "units": [str(u) for u in image.units],
-            "only_foreground": bool(self.only_annotated.value),
-        }
+            options = options.replace(indices=indices)
+        return out_dir, data, mask, options
+
+    def _mask(self, image, data, channel_axis) -> tuple[Any, Optional[dict]]:
+        """The chosen mask's array (annotations painted) and its class ids (or None)."""
+        mask_layer = self.mask_combo.value
+        if isinstance(mask_layer, napari.layers.Shapes):
+            painted = annotation_mask(
+                *mask_layer.as_layer_data_tuple()[:2],
+                spatial_shape(data.shape, channel_axis),
+                list(image.scale),
+                list(image.translate),
+            )
+            return painted.labels, painted.class_ids or None
+        if mask_layer is None:
+            return None, None
+        mask = full_resolution_data(mask_layer)
+        if isinstance(mask, np.ndarray):
+            mask = mask.copy()  # painting during the export must not change what is written
+        return mask, None
 
     # -- running -------------------------------------------------------------------
     @property
@@ -479,22 +491,16 @@ class ExportWidget(Container):
             self.jobs.report_error(err)
 
     def start_export(self):
-        """Check the options, then export in a worker thread; returns the worker."""
+        """Plan the export from the form (checked once, here), then run the plan in a
+        worker thread; returns the worker."""
         if self.running:
             raise JobError("an export is already running; wait for it or cancel it.")
-        options = self.export_options()
-        check = {
-            k: v for k, v in options.items() if k not in ("out_dir", "overwrite", "annotations")
-        }
-        if options["annotations"] is not None:  # painted later: check with a mask's shape
-            spatial = spatial_shape(options["image"].shape, options["channel_axis"])
-            check["mask"] = np.broadcast_to(np.zeros((), np.uint8), spatial)
-        image, mask = check.pop("image"), check.pop("mask")
-        plan_export(image, mask, ExportOptions(**check))  # fail fast, before any file is touched
+        out_dir, image, mask, options = self.export_request()
+        plan = plan_export(image, mask, options)  # before any file is touched
         return self.jobs.start(
-            _export_job(options),
+            run_export(out_dir, plan, image, mask),
             self._on_done,
-            message="exporting...",
+            message=f"exporting {plan.n_patches:,} patches...",
             describe=lambda step: f"{step.done} / {step.total} patches",
             cancelled=_cancelled_message,
             inputs=[self.image_combo.value, self.mask_combo.value],
@@ -518,17 +524,3 @@ def _cancelled_message(step: Optional[ExportProgress]) -> str:
 def _single(values: list | None) -> Any:
     """One number for a list of one (it then applies to every axis), else the list or None."""
     return values[0] if values is not None and len(values) == 1 else values
-
-
-def _export_job(options: dict[str, Any]):
-    """The export job: yields :class:`ExportProgress`, returns the :class:`ExportResult`."""
-    options = dict(options)
-    out_dir, image, mask = options.pop("out_dir"), options.pop("image"), options.pop("mask")
-    annotations = options.pop("annotations", None)
-    if annotations is not None:
-        spatial = spatial_shape(image.shape, options["channel_axis"])
-        painted = annotation_mask(*annotations, spatial, options["scale"], options["translate"])
-        mask = painted.labels
-        if painted.class_ids:
-            options["mask_class_ids"] = painted.class_ids
-    return (yield from iter_export(out_dir, image, mask, **options))
