@@ -310,3 +310,63 @@ def test_closing_the_viewer_mid_export_closes_files_and_threads(
     qtbot.waitUntil(lambda: python_threads() <= threads_before, timeout=5_000)
     assert len(list((out / "images").iterdir())) < 4096  # stopped, not run to the end
     assert json.loads((out / "dataset.json").read_text())["complete"] is False
+
+
+def test_grid_hands_its_foreground_filter_to_the_export_with_a_preview(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """A grid drawn with a mask and min foreground 0.2: the export widget takes the mask
+    and the filter from it, says how many patch pairs it will write before it runs, and
+    writes exactly the patches the grid shows (as the writer does from the same grid)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(sample_image(), name="ihc")
+    viewer.add_labels(sample_mask(), name="nuclei")
+    viewer.add_labels(np.zeros((8, 8), np.uint8), name="unrelated")  # fits no image
+    grid_widget = GridWidget(viewer)
+    grid_widget.mask_combo.value = viewer.layers["nuclei"]
+    grid_widget.min_foreground.value = 0.2
+    grid_widget.patch_height.value = grid_widget.patch_width.value = 64
+    grid_widget.show_button.native.click()
+    grid = viewer.layers["ihc grid"]
+    shown = sorted(set(int(i) for i in grid.features["index"]))
+    assert 0 < len(shown) < 64
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.grid_combo.value is grid
+    assert widget.mask_combo.value is viewer.layers["nuclei"]
+    assert widget.min_foreground.value == pytest.approx(0.2)
+    skipped = 64 - len(shown)
+    assert widget.preview.value == (
+        f"will write {len(shown)} patch pairs ({skipped} skipped: under min foreground 0.2)."
+    )
+    widget.min_foreground.value = 0.0  # the user's change is kept and previewed at once
+    assert widget.preview.value == "will write 64 patch pairs."
+    widget.min_foreground.value = 0.2
+    widget.out_dir.value = tmp_path / "out"
+    run_export(qtbot, widget)
+    assert widget.last_result is not None, widget.status.value
+    assert manifest_indices(tmp_path / "out") == shown
+    # the writer, from the same layers, writes the same patches
+    viewer.layers.selection = {viewer.layers["ihc"], viewer.layers["nuclei"], grid}
+    from napari_patchwork._writer import write_patch_folder
+
+    write_patch_folder(
+        str(tmp_path / "saved"),
+        [viewer.layers[n].as_layer_data_tuple() for n in ("ihc", "nuclei", "ihc grid")],
+    )
+    assert manifest_indices(tmp_path / "saved") == shown
+
+
+def test_preview_says_why_it_cannot_export_yet_and_filters_applied_while_writing(
+    viewer_widget,
+):
+    viewer, widget = viewer_widget
+    assert widget.mask_combo.value is viewer.layers["nuclei"]  # the one Labels layer that fits
+    widget.patch_size.value = "100"
+    assert widget.preview.value == "will write 25 patch pairs."
+    widget.min_std.value = 5
+    assert widget.preview.value == (
+        "will write at most 25 patch pairs; patches blank below std 5 are skipped while writing."
+    )
+    widget.patch_size.value = "abc"
+    assert widget.preview.value.startswith("cannot export yet: patch size: 'abc'")

@@ -48,6 +48,7 @@ from napari_patchwork.export import (
     PAD_MODES,
     ExportError,
     ExportOptions,
+    ExportPlan,
     ExportProgress,
     ExportResult,
     export_grid,
@@ -56,7 +57,13 @@ from napari_patchwork.export import (
     run_export,
 )
 from napari_patchwork.export.plan import image_layout
-from napari_patchwork.grid import EDGE_MODES, GridError, make_grid, spatial_shape
+from napari_patchwork.grid import (
+    EDGE_MODES,
+    GridError,
+    foreground_fraction,
+    make_grid,
+    spatial_shape,
+)
 
 
 def _parse_numbers(
@@ -191,6 +198,8 @@ class ExportWidget(Container):
             "(also one with the same settings, e.g. after editing the image or mask).",
         )
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.preview = Label(value="", tooltip="What the export will write, before it runs.")
+        self.preview.native.setWordWrap(True)
         self.export_button = PushButton(text="Export")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
@@ -219,6 +228,7 @@ class ExportWidget(Container):
                 self.stem,
                 self.out_dir,
                 self.overwrite,
+                self.preview,
                 self.progress,
                 self.export_button,
                 self.cancel_button,
@@ -243,6 +253,22 @@ class ExportWidget(Container):
         self.fmt.changed.connect(self._update_visibility)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
+        for field in (
+            self.image_combo,
+            self.mask_combo,
+            self.grid_combo,
+            self.channels_first,
+            self.patch_size,
+            self.stride,
+            self.edge,
+            self.downsample,
+            self.pixel_size,
+            self.min_foreground,
+            self.only_annotated,
+            self.min_std,
+            self.only_selected,
+        ):
+            field.changed.connect(self.update_preview)
         self._on_layers_changed()
 
     # -- layer choices -------------------------------------------------------------
@@ -265,7 +291,32 @@ class ExportWidget(Container):
         self.reset_choices()
         if grid_before is None and self.grid_combo.value is None:
             self._pick_grid_for_image()
+        if self.mask_combo.value is None:
+            self._pick_mask_for_image()
         self._on_image_changed()
+        self.update_preview()
+
+    def _fitting_labels(self) -> list:
+        """The Labels layers with the chosen image's spatial shape."""
+        image = self.image_combo.value
+        if image is None:
+            return []
+        shape = spatial_shape(
+            full_resolution_data(image).shape,
+            image_channel_axis(image, channels_first=self.channels_first.value),
+        )
+        return [
+            layer
+            for layer in layer_choices(self._viewer, "labels")
+            if tuple(full_resolution_data(layer).shape) == shape
+        ]
+
+    def _pick_mask_for_image(self) -> None:
+        """Pre-select the mask when exactly one Labels layer fits the image (e.g. the
+        cluster widget's foreground mask)."""
+        fitting = self._fitting_labels()
+        if len(fitting) == 1:
+            self.mask_combo.value = fitting[0]
 
     def _pick_grid_for_image(self) -> None:
         image = self.image_combo.value
@@ -280,6 +331,10 @@ class ExportWidget(Container):
 
     def _on_image_changed(self, _value=None) -> None:
         image = self.image_combo.value
+        mask = self.mask_combo.value
+        if isinstance(mask, napari.layers.Labels) and mask not in self._fitting_labels():
+            self.mask_combo.value = None  # drawn on another image
+            self._pick_mask_for_image()
         self.channels_first.visible = image is not None and not image.rgb
         if image is not None:
             sizes = ", ".join(f"{s:g}" for s in image.scale[-2:])
@@ -301,6 +356,14 @@ class ExportWidget(Container):
             and self._viewer.layers[image_name] in self._image_choices()
         ):
             self.image_combo.value = self._viewer.layers[image_name]
+        # the grid's foreground filter: its mask and min foreground (the user may change them)
+        mask_name = meta.get("mask_layer")
+        if mask_name in self._viewer.layers and self._viewer.layers[mask_name] in (
+            self._mask_choices()
+        ):
+            self.mask_combo.value = self._viewer.layers[mask_name]
+        if mask_name is not None:
+            self.min_foreground.value = float(meta.get("min_foreground") or 0.0)
         self._fit_sizes_to_grid()
 
     def _factors(self, patch_size: Any) -> list[int]:
@@ -408,7 +471,7 @@ class ExportWidget(Container):
             grid.boxes[selected], export, layout.factors, layout.source_shape
         )
 
-    def export_request(self) -> tuple[str, Any, Any, ExportOptions]:
+    def export_request(self, need_folder: bool = True) -> tuple[str, Any, Any, ExportOptions]:
         """``(out_dir, image, mask, options)`` from the form (ExportError if incomplete).
 
         An annotation Shapes layer is painted into the mask here (lazily when large).
@@ -417,7 +480,7 @@ class ExportWidget(Container):
         if image is None:
             raise ExportError("no Image layer: open or add an image, then pick it under 'image'.")
         out_dir = str(self.out_dir.value).strip()
-        if out_dir in ("", "."):
+        if need_folder and out_dir in ("", "."):
             raise ExportError("choose the folder to export to under 'folder'.")
         channel_axis = image_channel_axis(image, channels_first=self.channels_first.value)
         data = full_resolution_data(image)
@@ -474,6 +537,20 @@ class ExportWidget(Container):
             mask = mask.copy()  # painting during the export must not change what is written
         return mask, None
 
+    def update_preview(self, _value: Any = None) -> str:
+        """Show what the export will write (or why it cannot run yet); returns the text."""
+        if not hasattr(self, "preview"):  # still being built
+            return ""
+        try:
+            _out, image, mask, options = self.export_request(need_folder=False)
+            plan = plan_export(image, mask, options)
+        except ValueError as err:  # ExportError, GridError
+            text = f"cannot export yet: {err}"
+        else:
+            text = preview_text(plan, mask)
+        self.preview.value = text
+        return text
+
     # -- running -------------------------------------------------------------------
     @property
     def worker(self):
@@ -514,6 +591,39 @@ class ExportWidget(Container):
         self.last_result = result
         self.status.value = f"exported {result.message}"
         show_info(f"Exported {result.message}")
+
+
+def preview_text(plan: ExportPlan, mask: Any) -> str:
+    """ "will write N patch pairs (M skipped: why)" for a plan, before anything is written.
+
+    The foreground filters are counted here for an in-memory mask at full resolution;
+    otherwise they are applied while writing and the text says so. The blank filter
+    (``min_std``) needs the image's pixels: it is always applied while writing.
+    """
+    options, n = plan.options, plan.n_patches
+    what = "patches" if mask is None else "patch pairs"
+    filtered = mask is not None and (options.min_foreground > 0 or options.only_foreground)
+    why = (
+        f"under min foreground {options.min_foreground:g}"
+        if options.min_foreground > 0
+        else "no foreground"
+    )
+    later = [] if options.min_std is None else [f"blank below std {options.min_std:g}"]
+    if filtered and (not isinstance(mask, np.ndarray) or any(f != 1 for f in plan.layout.factors)):
+        later.insert(0, why)
+        filtered = False
+    text = f"will write {n:,} {what}"
+    if filtered:
+        fractions = foreground_fraction(mask, plan.grid)[[p.index for p in plan.patches]]
+        keep = fractions >= options.min_foreground
+        if options.only_foreground:
+            keep &= fractions > 0
+        kept = int(keep.sum())
+        text = f"will write {kept:,} {what} ({n - kept:,} skipped: {why})"
+    if later:
+        text = text.replace("will write", "will write at most", 1)
+        text += f"; patches {' or '.join(later)} are skipped while writing"
+    return text + "."
 
 
 def _cancelled_message(step: Optional[ExportProgress]) -> str:
