@@ -20,6 +20,9 @@ from napari_patchwork.grid import PatchGrid, boxes_to_rectangles
 
 GRID_METADATA_KEY = "napari_patchwork"
 """Key of the grid description in a grid Shapes layer's ``metadata``."""
+CLUSTERS_METADATA_KEY = "napari_patchwork.cluster"
+"""Key of the clustering parameters and model in a cluster Labels layer's ``metadata``
+(ids 1..k everywhere: not a foreground mask)."""
 ANNOTATION_CLASS_COLUMN = "class"
 """Feature column of an annotation Shapes layer that names each shape's class."""
 

@@ -316,3 +316,29 @@ def test_running_again_keeps_the_users_layer_appearance(viewer_widget, qtbot):
     assert viewer.layers["ihc clusters"] is layer and layer.opacity == 0.25
     assert set(np.unique(layer.data)) == {1, 2, 3, 4}
     assert layer.metadata[METADATA_KEY]["params"]["n_clusters"] == 4
+
+
+def test_foreground_mask_is_ready_in_the_grid_and_export_widgets(viewer_widget, qtbot):
+    """The foreground mask is the one Labels layer that fits the image: the grid and
+    export widgets pre-select it, and a grid drawn with it hands it to the export."""
+    from napari_patchwork._widgets.export_widget import ExportWidget
+    from napari_patchwork._widgets.grid_widget import GridWidget
+
+    viewer, widget = viewer_widget
+    grid_widget, export_widget = GridWidget(viewer), ExportWidget(viewer)
+    viewer.add_labels(np.zeros((8, 8), np.uint8), name="unrelated")  # fits no image
+    widget.n_clusters.value = 3
+    click_and_wait(qtbot, widget, widget.run_button)
+    # the clusters layer (ids everywhere) is no mask: nothing is pre-selected yet
+    assert grid_widget.mask_combo.value is None and export_widget.mask_combo.value is None
+    widget.foreground_select.value = [1]
+    foreground = widget.make_foreground_mask()
+    assert grid_widget.mask_combo.value is foreground
+    assert export_widget.mask_combo.value is foreground
+    grid_widget.min_foreground.value = 0.1
+    grid_widget.patch_height.value = grid_widget.patch_width.value = 128
+    grid_widget.show_button.native.click()
+    assert "foreground_fraction" in viewer.layers["ihc grid"].features
+    assert export_widget.grid_combo.value is viewer.layers["ihc grid"]
+    assert export_widget.min_foreground.value == pytest.approx(0.1)
+    assert export_widget.preview.value.startswith("will write")

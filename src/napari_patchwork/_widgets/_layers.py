@@ -5,11 +5,16 @@ from typing import Any, Optional
 import napari
 import numpy as np
 
-from napari_patchwork._layer_data import grid_layer_data
-from napari_patchwork.grid import PatchGrid
+from napari_patchwork._layer_data import (
+    CLUSTERS_METADATA_KEY,
+    full_resolution_data,
+    grid_layer_data,
+)
+from napari_patchwork.grid import PatchGrid, spatial_shape
 
 __all__ = [
     "build_grid_layer_kwargs",
+    "fitting_labels",
     "image_channel_axis",
     "layer_choices",
     "spatial_transform",
@@ -25,6 +30,20 @@ def layer_choices(viewer: "napari.viewer.Viewer", layer_type: str) -> list:
         "shapes": napari.layers.Shapes,
     }
     return [layer for layer in viewer.layers if isinstance(layer, cls[layer_type])]
+
+
+def fitting_labels(viewer: "napari.viewer.Viewer", image, channel_axis: Optional[int]) -> list:
+    """The Labels layers of ``viewer`` that can be masks of ``image`` (None: []): its
+    spatial shape, and not a cluster-labels layer (non-zero everywhere)."""
+    if image is None:
+        return []
+    shape = spatial_shape(full_resolution_data(image).shape, channel_axis)
+    return [
+        layer
+        for layer in layer_choices(viewer, "labels")
+        if tuple(full_resolution_data(layer).shape) == shape
+        and CLUSTERS_METADATA_KEY not in layer.metadata
+    ]
 
 
 def image_channel_axis(image: "napari.layers.Image", channels_first: bool = False) -> Optional[int]:

@@ -32,7 +32,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info
 
-from napari_patchwork._layer_data import full_resolution_data
+from napari_patchwork._layer_data import CLUSTERS_METADATA_KEY, full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
     image_channel_axis,
@@ -50,7 +50,7 @@ from napari_patchwork.cluster import (
     cluster_pixels_steps,
 )
 
-METADATA_KEY = "napari_patchwork.cluster"
+METADATA_KEY = CLUSTERS_METADATA_KEY
 FOREGROUND_METADATA_KEY = "napari_patchwork.foreground"
 CLUSTERS_SUFFIX = " clusters"
 POSTERISED_SUFFIX = " posterised"

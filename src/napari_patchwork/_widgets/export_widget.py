@@ -42,7 +42,7 @@ from napari_patchwork._layer_data import (
     is_grid_layer,
 )
 from napari_patchwork._widgets._jobs import JobError, JobRunner
-from napari_patchwork._widgets._layers import image_channel_axis, layer_choices
+from napari_patchwork._widgets._layers import fitting_labels, image_channel_axis, layer_choices
 from napari_patchwork.export import (
     FILE_FORMATS,
     PAD_MODES,
@@ -299,17 +299,9 @@ class ExportWidget(Container):
     def _fitting_labels(self) -> list:
         """The Labels layers with the chosen image's spatial shape."""
         image = self.image_combo.value
-        if image is None:
-            return []
-        shape = spatial_shape(
-            full_resolution_data(image).shape,
-            image_channel_axis(image, channels_first=self.channels_first.value),
-        )
-        return [
-            layer
-            for layer in layer_choices(self._viewer, "labels")
-            if tuple(full_resolution_data(layer).shape) == shape
-        ]
+        channels_first = self.channels_first.value
+        axis = None if image is None else image_channel_axis(image, channels_first)
+        return fitting_labels(self._viewer, image, axis)
 
     def _pick_mask_for_image(self) -> None:
         """Pre-select the mask when exactly one Labels layer fits the image (e.g. the

@@ -25,6 +25,7 @@ from napari_patchwork._layer_data import full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
     build_grid_layer_kwargs,
+    fitting_labels,
     image_channel_axis,
     layer_choices,
     update_or_add_layer,
@@ -138,8 +139,8 @@ class GridWidget(Container):
         self.show_button.changed.connect(self._on_show)
         self.image_combo.changed.connect(self._on_image_changed)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self.reset_choices)
-        self.reset_choices()
+            event.connect(self._on_layers_changed)
+        self._on_layers_changed()
         self._on_image_changed()
 
     # -- layer choices -------------------------------------------------------------
@@ -148,6 +149,17 @@ class GridWidget(Container):
 
     def _mask_choices(self, _widget=None) -> list:
         return layer_choices(self._viewer, "labels")
+
+    def _on_layers_changed(self, _event=None) -> None:
+        self.reset_choices()
+        if self.mask_combo.value is None:  # e.g. the cluster widget's foreground mask
+            fitting = fitting_labels(self._viewer, self.image_combo.value, self._image_axis())
+            if len(fitting) == 1:
+                self.mask_combo.value = fitting[0]
+
+    def _image_axis(self) -> Optional[int]:
+        image = self.image_combo.value
+        return None if image is None else self._channel_axis(image)
 
     def _on_image_changed(self, _value=None) -> None:
         image = self.image_combo.value
