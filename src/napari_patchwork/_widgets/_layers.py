@@ -13,6 +13,8 @@ from napari_patchwork._layer_data import (
 from napari_patchwork.grid import PatchGrid, spatial_shape
 
 __all__ = [
+    "EDGE_TOOLTIP",
+    "add_tooltips",
     "build_grid_layer_kwargs",
     "fitting_labels",
     "image_channel_axis",
@@ -20,6 +22,23 @@ __all__ = [
     "spatial_transform",
     "update_or_add_layer",
 ]
+
+
+EDGE_TOOLTIP = (
+    "What the last patch along each axis does at the image edge. "
+    "drop: only whole patches inside the image, the remainder is left out. "
+    "pad: it runs past the edge and is padded (the manifest records the valid region). "
+    "shift: it moves inward to end at the edge (full-size patches, overlapping there). "
+    "partial: it is clipped at the edge (smaller)."
+)
+
+
+def add_tooltips(widget, tooltips: dict[str, str]) -> None:
+    """Give the widget's fields (attribute name -> text) a tooltip where they have none."""
+    for name, text in tooltips.items():
+        field = getattr(widget, name)
+        if not (field.tooltip or "").strip():
+            field.tooltip = text
 
 
 def layer_choices(viewer: "napari.viewer.Viewer", layer_type: str) -> list:

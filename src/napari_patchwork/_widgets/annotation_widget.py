@@ -11,6 +11,7 @@ from napari.utils.notifications import show_error, show_info
 
 from napari_patchwork._layer_data import full_resolution_data
 from napari_patchwork._widgets._layers import (
+    add_tooltips,
     image_channel_axis,
     layer_choices,
     spatial_transform,
@@ -22,6 +23,19 @@ from napari_patchwork.grid import spatial_shape
 NO_COLUMN = "(none: every shape is class 1)"
 OVERLAP_LATER = "later shape wins"
 OVERLAP_TABLE = "table order wins (first row on top)"
+
+
+ANNOTATION_TOOLTIPS = {
+    "image_combo": "The image whose pixel grid the mask uses (scale and translate respected).",
+    "shapes_combo": "The Shapes layer of annotations: polygons, rectangles and ellipses are painted.",
+    "column_combo": "The feature column that names each shape's class (none: every shape is 1).",
+    "class_table": "Label id of each class; edit the ids here.",
+    "instance": "Each shape gets its own id instead of its class's.",
+    "overlap": "Where shapes overlap: the later shape wins, or the class higher in the table.",
+    "background": "The id of pixels outside every shape.",
+    "run_button": "Paint the shapes into the Labels layer '<shapes> mask'.",
+}
+"""Tooltips of the fields that have none where they are made."""
 
 
 def shapes_to_labels_kwargs(
@@ -111,6 +125,7 @@ class AnnotationWidget(Container):
                 self.status,
             ]
         )
+        add_tooltips(self, ANNOTATION_TOOLTIPS)
         self.shapes_combo.changed.connect(self._on_shapes_changed)
         self.column_combo.changed.connect(self.refresh_table)
         self.run_button.changed.connect(self._on_run)

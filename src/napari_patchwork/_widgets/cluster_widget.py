@@ -35,6 +35,7 @@ from napari.utils.notifications import show_info
 from napari_patchwork._layer_data import CLUSTERS_METADATA_KEY, full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
+    add_tooltips,
     image_channel_axis,
     layer_choices,
     spatial_transform,
@@ -56,6 +57,23 @@ CLUSTERS_SUFFIX = " clusters"
 POSTERISED_SUFFIX = " posterised"
 FOREGROUND_SUFFIX = " foreground"
 TABLE_COLUMNS = ["centre", "pixels", "%"]
+
+
+CLUSTER_TOOLTIPS = {
+    "image_combo": "The Image layer whose pixels are clustered (RGB, grey or any number of channels).",
+    "n_clusters": "k: how many clusters. Ids 1..k are numbered by brightness (1 = darkest centre).",
+    "seed": "Random seed of the sampling and k-means; the same seed gives the same labels.",
+    "posterise": "Also add '<image> posterised': every pixel replaced by its cluster centre.",
+    "run_button": "Cluster the image in the background; the result is '<image> clusters'.",
+    "cancel_button": "Stop the running job at its next step; no layer is changed.",
+    "table": "Cluster centres (channel values), pixel counts and shares of the clustered pixels.",
+    "foreground_select": "The clusters that make up the foreground (ctrl/shift-click to pick several).",
+    "mask_button": "Make '<image> foreground' (0/1 Labels) from the chosen clusters, for the grid and the export.",
+    "k_min": "Smallest k compared by the elbow plot.",
+    "k_max": "Largest k compared by the elbow plot.",
+    "elbow_button": "Score k min..k max on a sample (inertia, silhouette, Calinski-Harabasz, Davies-Bouldin).",
+}
+"""Tooltips of the fields that have none where they are made."""
 
 
 def _format_centre(centre: np.ndarray) -> str:
@@ -165,6 +183,7 @@ class ClusterWidget(Container):
                 self.status,
             ]
         )
+        add_tooltips(self, CLUSTER_TOOLTIPS)
         self.jobs = JobRunner(
             self,
             title="Cluster segmentation",

@@ -42,7 +42,13 @@ from napari_patchwork._layer_data import (
     is_grid_layer,
 )
 from napari_patchwork._widgets._jobs import JobError, JobRunner
-from napari_patchwork._widgets._layers import fitting_labels, image_channel_axis, layer_choices
+from napari_patchwork._widgets._layers import (
+    EDGE_TOOLTIP,
+    add_tooltips,
+    fitting_labels,
+    image_channel_axis,
+    layer_choices,
+)
 from napari_patchwork.export import (
     FILE_FORMATS,
     PAD_MODES,
@@ -64,6 +70,25 @@ from napari_patchwork.grid import (
     make_grid,
     spatial_shape,
 )
+
+EXPORT_TOOLTIPS = {
+    "image_combo": "The Image layer to export (multiscale layers: the full-resolution level).",
+    "edge": EDGE_TOOLTIP,
+    "pad_mode": "How padded pixels are filled: constant (pad value) or reflect (mirror the image).",
+    "pad_value": "The value of padded image pixels with 'constant' (masks are padded with 0).",
+    "fmt": "File format: tiff, ome-tiff (with the physical pixel size), npy, "
+    "png (8/16-bit greyscale or RGB).",
+    "compression": "TIFF compression: none (fastest) or zlib (lossless, smaller).",
+    "only_selected": "Export only the patches whose rectangles are selected in the grid layer.",
+    "relabel": "Renumber the instance labels of each mask patch 1..n (0 stays background).",
+    "seed": "Seed of the train/val/test split: the same seed gives the same split.",
+    "stem": "Start of every file name: <stem>_<index>_y<y0>_x<x0>.<ext>.",
+    "out_dir": "The folder to write (new or empty; the same export in it resumes).",
+    "export_button": "Check the settings, then write the patches in the background.",
+    "cancel_button": "Stop after the current patch; exporting again with the same settings "
+    "resumes.",
+}
+"""Tooltips of the fields that have none where they are made."""
 
 
 def _parse_numbers(
@@ -235,6 +260,7 @@ class ExportWidget(Container):
                 self.status,
             ]
         )
+        add_tooltips(self, EXPORT_TOOLTIPS)
         self.jobs = JobRunner(
             self,
             title="Export patches",

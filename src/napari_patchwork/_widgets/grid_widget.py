@@ -24,6 +24,8 @@ from napari.utils.notifications import show_info
 from napari_patchwork._layer_data import full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
+    EDGE_TOOLTIP,
+    add_tooltips,
     build_grid_layer_kwargs,
     fitting_labels,
     image_channel_axis,
@@ -41,6 +43,19 @@ from napari_patchwork.grid import (
 )
 
 GRID_SUFFIX = " grid"
+
+
+GRID_TOOLTIPS = {
+    "image_combo": "The Image layer to cut into patches (its scale and translate are respected).",
+    "mask_combo": "Optional Labels layer on the same pixels: each patch gets its foreground_fraction (share of non-zero pixels).",
+    "patch_height": "Patch height in image pixels.",
+    "patch_width": "Patch width in image pixels.",
+    "edge": EDGE_TOOLTIP,
+    "color_by": "The feature that colours the rectangles' edges (foreground_fraction needs a mask).",
+    "show_button": "Draw (or redraw) the grid as the Shapes layer '<image> grid'.",
+    "cancel_button": "Stop measuring a lazy mask's foreground; no grid is drawn.",
+}
+"""Tooltips of the fields that have none where they are made."""
 
 
 class _GridPlan(NamedTuple):
@@ -127,6 +142,7 @@ class GridWidget(Container):
                 self.status,
             ]
         )
+        add_tooltips(self, GRID_TOOLTIPS)
         self.jobs = JobRunner(
             self,
             title="Patch grid",
