@@ -3,6 +3,7 @@
 Run with ``xvfb-run -a python -m pytest tests/widgets/test_cluster_widget.py``.
 """
 
+import re
 import time
 
 import numpy as np
@@ -342,3 +343,27 @@ def test_foreground_mask_is_ready_in_the_grid_and_export_widgets(viewer_widget, 
     assert export_widget.grid_combo.value is viewer.layers["ihc grid"]
     assert export_widget.min_foreground.value == pytest.approx(0.1)
     assert export_widget.preview.value.startswith("will write")
+
+
+def test_table_has_one_precision_and_swatches_of_the_label_colours(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget.n_clusters.value = 4
+    click_and_wait(qtbot, widget, widget.run_button)
+    rows = widget.table.value["data"]
+    # 8-bit RGB centres: whole numbers, all alike; % with one decimal
+    assert all(re.fullmatch(r"\d+, \d+, \d+", row[0]) for row in rows), rows
+    assert all(re.fullmatch(r"\d+\.\d", row[2]) for row in rows), rows
+    assert sum(float(row[2]) for row in rows) == pytest.approx(100, abs=0.3)
+    layer = viewer.layers["ihc clusters"]
+    for row in range(4):
+        icon = widget.table.native.verticalHeaderItem(row).icon()
+        pixel = icon.pixmap(12, 12).toImage().pixelColor(6, 6)
+        expected = np.asarray(layer.get_color(row + 1)) * 255
+        assert np.allclose(pixel.getRgb()[:3], expected[:3], atol=2), (row, pixel.getRgb())
+
+
+@pytest.mark.parametrize(
+    "centres, decimals", [([[127.4, 92.1, 61.1]], 0), ([[0.51, 0.2]], 3), ([[12.5]], 1)]
+)
+def test_centre_decimals(centres, decimals):
+    assert widget_module.centre_decimals(np.array(centres)) == decimals

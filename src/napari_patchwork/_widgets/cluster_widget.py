@@ -31,6 +31,7 @@ from magicgui.widgets import (
     Table,
 )
 from napari.utils.notifications import show_info
+from qtpy.QtGui import QColor, QIcon, QPixmap
 
 from napari_patchwork._layer_data import CLUSTERS_METADATA_KEY, full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
@@ -76,8 +77,15 @@ CLUSTER_TOOLTIPS = {
 """Tooltips of the fields that have none where they are made."""
 
 
-def _format_centre(centre: np.ndarray) -> str:
-    return ", ".join(f"{v:.3g}" for v in centre)
+def centre_decimals(centres: np.ndarray) -> int:
+    """Decimals that show every centre of a table with 3 significant digits of the
+    largest value (0 for 0..255 images, 3 for 0..1 floats), the same for all of them."""
+    largest = float(np.max(np.abs(centres))) if np.size(centres) else 0.0
+    return int(max(0, 2 - np.floor(np.log10(largest)))) if largest > 0 else 0
+
+
+def format_centre(centre: np.ndarray, decimals: int) -> str:
+    return ", ".join(f"{v:.{decimals}f}" for v in centre)
 
 
 class ClusterWidget(Container):
@@ -216,7 +224,8 @@ class ClusterWidget(Container):
         if self.result is None:
             return []
         centres = self.result.centers
-        return [(f"{i}: {_format_centre(c)}", i) for i, c in enumerate(centres, start=1)]
+        decimals = centre_decimals(centres)
+        return [(f"{i}: {format_centre(c, decimals)}", i) for i, c in enumerate(centres, start=1)]
 
     def _on_image_changed(self, _value=None) -> None:
         image = self.image_combo.value
@@ -359,17 +368,20 @@ class ClusterWidget(Container):
         self.result = result
         self._result_layer_name = labels_layer.name
         self._result_image = image
-        self._fill_table(result, counts)
+        self._fill_table(result, counts, labels_layer)
         self.status.value = (
             f"{result.model.n_clusters} clusters in '{labels_layer.name}' "
             f"(fitted on {result.params['n_samples']:,} pixels, seed {result.params['random_state']})."
         )
         show_info(self.status.value)
 
-    def _fill_table(self, result: ClusterResult, counts: np.ndarray) -> None:
+    def _fill_table(self, result: ClusterResult, counts: np.ndarray, labels_layer) -> None:
+        """Centres (one precision for all), pixel counts and % (one decimal); each row's
+        id carries a swatch of its colour in the labels layer."""
         total = max(int(counts.sum()), 1)
+        decimals = centre_decimals(result.centers)
         rows = [
-            [_format_centre(centre), int(count), round(100 * int(count) / total, 2)]
+            [format_centre(centre, decimals), int(count), f"{100 * int(count) / total:.1f}"]
             for centre, count in zip(result.centers, counts)
         ]
         # the row headers are the cluster ids 1..k
@@ -378,6 +390,11 @@ class ClusterWidget(Container):
             "index": list(range(1, len(rows) + 1)),
             "columns": TABLE_COLUMNS,
         }
+        for row in range(len(rows)):
+            rgba = np.asarray(labels_layer.get_color(row + 1), dtype=float)
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor.fromRgbF(*(float(v) for v in rgba)))
+            self.table.native.verticalHeaderItem(row).setIcon(QIcon(swatch))
         self.table.native.resizeColumnsToContents()
         self.foreground_select.reset_choices()
 
