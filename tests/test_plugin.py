@@ -17,17 +17,25 @@ def plugin_viewer(make_napari_viewer, npe2pm):
 def test_every_widget_opens_from_the_plugins_menu(plugin_viewer, widget_name):
     dock, widget = plugin_viewer.window.add_plugin_dock_widget("napari-patchwork", widget_name)
     assert dock.name and widget is not None
-    assert widget_name in {title for title, _ in _plugins_menu_items(plugin_viewer)}
+    titles = {title for title, _ in _plugins_menu_items(plugin_viewer)}
+    # in a submenu under its own name, or (the only widget) "<name> (<plugin display name>)"
+    assert titles & {widget_name, f"{widget_name} ({MANIFEST.display_name})"}, titles
 
 
 def _plugins_menu_items(viewer):
+    """(title, command id) of the plugin's items in the Plugins menu (a plugin with one
+    widget gets an item there, one with several a submenu)."""
     from napari._app_model import get_app_model
 
     app = get_app_model()
-    for item in app.menus.get_menu("napari/plugins/napari-patchwork"):
-        command = getattr(item, "command", None)
-        if command is not None:
-            yield command.title, command.id
+    menus = [app.menus.get_menu("napari/plugins")]
+    if "napari/plugins/napari-patchwork" in app.menus:
+        menus.append(app.menus.get_menu("napari/plugins/napari-patchwork"))
+    for menu in menus:
+        for item in menu:
+            command = getattr(item, "command", None)
+            if command is not None and command.id.startswith("napari-patchwork"):
+                yield command.title, command.id
 
 
 def test_sample_data_opens(plugin_viewer):
@@ -43,7 +51,10 @@ def test_reader_is_offered_for_patch_folders_only(npe2pm, tmp_path):
     (tmp_path / "folder").mkdir()
 
     def ours(path):
-        return any(r.command.startswith("napari-patchwork.") for r in npe2pm.iter_compatible_readers(str(path)))
+        return any(
+            r.command.startswith("napari-patchwork.")
+            for r in npe2pm.iter_compatible_readers(str(path))
+        )
 
     assert ours(tmp_path / "folder")
     assert ours(tmp_path / "folder" / "dataset.json")

@@ -11,7 +11,7 @@ import pytest
 
 from napari_patchwork import cluster
 from napari_patchwork._widgets import cluster_widget as widget_module
-from napari_patchwork._widgets.cluster_widget import METADATA_KEY, ClusterWidget
+from napari_patchwork._widgets.cluster_widget import ELBOW_DOCK_NAME, METADATA_KEY, ClusterWidget
 from napari_patchwork.sample import sample_image, sample_mask
 
 SCALE = (0.5, 0.25)
@@ -234,7 +234,10 @@ def test_elbow_plot_draws_the_scores(viewer_widget, qtbot, notifications):
     axes = widget._canvas.figure.axes
     assert len(axes) == 4
     np.testing.assert_allclose(axes[0].lines[0].get_ydata(), scores.inertia)
-    assert widget._canvas.parent() is widget.native  # drawn in the dock widget
+    # drawn in a dock of its own, not in the form (which stays short)
+    assert not widget.form.isAncestorOf(widget._canvas)
+    assert _viewer.window.dock_widgets[ELBOW_DOCK_NAME] is widget._canvas
+    assert widget._elbow_dock.isVisible()
     assert "best silhouette" in widget.status.value
     assert not error_messages(notifications)
 
@@ -303,7 +306,10 @@ def test_nan_pixels_are_an_error_unless_background_is_ticked(viewer_widget, qtbo
     click_and_wait(qtbot, widget, widget.run_button)
     labels = viewer.layers["holes clusters"].data
     assert (labels[:40] == 0).all() and (labels[40:] > 0).all()
-    assert viewer.layers["holes clusters"].metadata[METADATA_KEY]["params"]["nan_pixels"] == "background"
+    assert (
+        viewer.layers["holes clusters"].metadata[METADATA_KEY]["params"]["nan_pixels"]
+        == "background"
+    )
 
 
 def test_running_again_keeps_the_users_layer_appearance(viewer_widget, qtbot):

@@ -6,7 +6,7 @@ Thin GUI over :func:`napari_patchwork.annotations.rasterize_shapes`.
 from typing import Optional
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox, Table
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox, Table
 from napari.utils.notifications import show_error, show_info
 
 from napari_patchwork._layer_data import full_resolution_data
@@ -17,6 +17,7 @@ from napari_patchwork._widgets._layers import (
     spatial_transform,
     update_or_add_layer,
 )
+from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.annotations import AnnotationError, class_ids_from_names, rasterize_shapes
 from napari_patchwork.grid import spatial_shape
 
@@ -91,7 +92,7 @@ def shapes_to_labels_kwargs(
     return kwargs, result
 
 
-class AnnotationWidget(Container):
+class AnnotationWidget(ScrollingForm):
     """Shapes annotations -> a Labels mask on an image's pixel grid.
 
     Pick the image (whose pixel grid the mask uses), the Shapes layer and the
@@ -100,7 +101,7 @@ class AnnotationWidget(Container):
     """
 
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.shapes_combo = ComboBox(label="annotations", choices=self._shapes_choices)

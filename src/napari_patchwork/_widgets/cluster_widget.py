@@ -21,7 +21,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
     Label,
     ProgressBar,
@@ -42,6 +41,7 @@ from napari_patchwork._widgets._layers import (
     spatial_transform,
     update_or_add_layer,
 )
+from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.cluster import (
     CHANNEL_SCALINGS,
     ClusterError,
@@ -58,6 +58,7 @@ CLUSTERS_SUFFIX = " clusters"
 POSTERISED_SUFFIX = " posterised"
 FOREGROUND_SUFFIX = " foreground"
 TABLE_COLUMNS = ["centre", "pixels", "%"]
+ELBOW_DOCK_NAME = "k scores (Patchwork)"
 
 
 CLUSTER_TOOLTIPS = {
@@ -88,7 +89,7 @@ def format_centre(centre: np.ndarray, decimals: int) -> str:
     return ", ".join(f"{v:.{decimals}f}" for v in centre)
 
 
-class ClusterWidget(Container):
+class ClusterWidget(ScrollingForm):
     """Cluster the pixels of an Image layer (k-means) into a Labels layer.
 
     Choose the image, an optional ROI (a Labels layer: non-zero = cluster), k,
@@ -99,13 +100,13 @@ class ClusterWidget(Container):
     """
 
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.result: ClusterResult | None = None
         self.scores: KScores | None = None
         self._result_layer_name: str | None = None
         self._result_image = None  # the Image layer the result was computed from
-        self._canvas = None
+        self._canvas = self._elbow_dock = None  # the k-scores plot and its dock
 
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.roi_combo = ComboBox(
@@ -462,12 +463,27 @@ class ClusterWidget(Container):
         )
 
     def _plot_canvas(self):
-        """The matplotlib canvas at the bottom of the widget, made on first use."""
+        """The matplotlib canvas of the k scores, in a dock of its own, made on first use.
+
+        Its own dock (floating, beside the viewer) keeps the cluster form short; closing
+        it deletes the canvas, and the next elbow plot makes a new one.
+        """
         if self._canvas is None:
             from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
             from matplotlib.figure import Figure
 
-            self._canvas = FigureCanvasQTAgg(Figure(figsize=(4, 3.2)))
-            self._canvas.setMinimumHeight(260)
-            self.native.layout().addWidget(self._canvas)
+            canvas = FigureCanvasQTAgg(Figure(figsize=(4.8, 3.6)))
+            canvas.setMinimumSize(320, 240)
+            dock = self._viewer.window.add_dock_widget(
+                canvas, name=ELBOW_DOCK_NAME, area="right", add_vertical_stretch=False
+            )
+            dock.setFloating(True)
+            dock.resize(520, 420)
+            canvas.destroyed.connect(self._forget_canvas)
+            self._canvas, self._elbow_dock = canvas, dock
+        self._elbow_dock.show()  # again, if the user closed it
+        self._elbow_dock.raise_()
         return self._canvas
+
+    def _forget_canvas(self, _object=None) -> None:
+        self._canvas = self._elbow_dock = None

@@ -24,7 +24,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -49,6 +48,7 @@ from napari_patchwork._widgets._layers import (
     image_channel_axis,
     layer_choices,
 )
+from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.export import (
     FILE_FORMATS,
     PAD_MODES,
@@ -123,7 +123,7 @@ def _grid_metadata(layer) -> dict | None:
     return None if layer is None else layer.metadata.get(GRID_METADATA_KEY)
 
 
-class ExportWidget(Container):
+class ExportWidget(ScrollingForm):
     """Export image (+ mask) patches to a folder of files with a manifest.
 
     Patch size, stride, edge mode and channel axis are taken from the chosen grid
@@ -132,7 +132,7 @@ class ExportWidget(Container):
     """
 
     def __init__(self, viewer: "napari.viewer.Viewer"):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.last_result: ExportResult | None = None
         self.image_combo = ComboBox(label="image", choices=self._image_choices)

@@ -12,7 +12,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
     Label,
     ProgressBar,
@@ -32,6 +31,7 @@ from napari_patchwork._widgets._layers import (
     layer_choices,
     update_or_add_layer,
 )
+from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.grid import (
     EDGE_MODES,
     GridError,
@@ -68,7 +68,7 @@ class _GridPlan(NamedTuple):
     channel_axis: Optional[int]
 
 
-class GridWidget(Container):
+class GridWidget(ScrollingForm):
     """Choose an image (and mask), patch size, stride and edge mode; "Show grid".
 
     The grid is a Shapes layer named ``"<image> grid"`` with one rectangle per patch
@@ -77,7 +77,7 @@ class GridWidget(Container):
     """
 
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.mask_combo = ComboBox(label="mask (labels)", choices=self._mask_choices, nullable=True)
