@@ -36,12 +36,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from napari_patchwork._layer_data import (
     GRID_METADATA_KEY,
     annotation_mask,
     is_grid_layer,
+    kept_patches,
     level0,
 )
 from napari_patchwork.export import ExportError, export_patches
@@ -56,11 +55,14 @@ FullLayerData = tuple[Any, dict, str]
 
 
 def _grid_indices(meta: dict, n_patches: int | None) -> list[int] | None:
-    """Patch indices that have a rectangle in the grid layer (None: all of them)."""
+    """Patch indices the grid layer shows (None: all of them)."""
     features = meta.get("features")
-    if features is None or "index" not in features:
+    described = meta["metadata"][GRID_METADATA_KEY]
+    if described.get("kind", "shapes") == "shapes" and (
+        features is None or "index" not in features
+    ):
         return None
-    indices = np.unique(np.asarray(features["index"], dtype=np.int64))
+    indices = kept_patches(meta["metadata"], features)
     if len(indices) == 0:
         raise ExportError(
             "the grid layer has no rectangle left, so no patch would be saved; show the grid "
@@ -80,8 +82,10 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
     by_type: dict[str, list[FullLayerData]] = {}
     for item in layer_data:
         by_type.setdefault(item[2], []).append(item)
-    images, labels = by_type.get("image", []), by_type.get("labels", [])
-    grids = [item for item in by_type.get("shapes", []) if is_grid_layer(item[1])]
+    images = by_type.get("image", [])
+    labels = [item for item in by_type.get("labels", []) if not is_grid_layer(item[1])]
+    shapes_and_labels = by_type.get("shapes", []) + by_type.get("labels", [])
+    grids = [item for item in shapes_and_labels if is_grid_layer(item[1])]
     annotations = [item for item in by_type.get("shapes", []) if not is_grid_layer(item[1])]
     if (
         len(images) != 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from itertools import product
 from typing import Literal, get_args
 
 import numpy as np
@@ -188,8 +187,8 @@ def make_grid(
             )
     per_axis = [axis_starts_stops(s, p, st, edge) for s, p, st in zip(spatial, patch, step)]
     counts = [len(starts) for starts, _ in per_axis]
-    grid_index = np.array(list(product(*(range(c) for c in counts))), dtype=np.int64)
-    grid_index = grid_index.reshape(-1, ndim)
+    # C order (the last axis fastest), as itertools.product would give, without a Python loop
+    grid_index = np.indices(counts, dtype=np.int64).reshape(ndim, -1).T.copy()
     boxes = np.empty((len(grid_index), 2, ndim), dtype=np.int64)
     for axis, (starts, stops) in enumerate(per_axis):
         boxes[:, 0, axis] = starts[grid_index[:, axis]]

@@ -15,6 +15,7 @@ that starts last before it: the image shows each patch's *stride cell*.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
@@ -106,8 +107,10 @@ def lazy_label_pyramid(grid: PatchGrid, labels: np.ndarray) -> list:
     import dask.array as da
 
     labels = np.asarray(labels, dtype=LABEL_DTYPE)
+    # a key of our own: dask would otherwise hash the grid's boxes for every level
+    key = f"patch-labels-{uuid.uuid4().hex}"
     levels = []
-    for factor in pyramid_factors(grid.shape):
+    for level, factor in enumerate(pyramid_factors(grid.shape)):
         shape = tuple(-(-s // f) for s, f in zip(grid.shape, factor))
         chunks = tuple(
             s if axis < grid.ndim - 2 else min(PYRAMID_CHUNK, s) for axis, s in enumerate(shape)
@@ -120,7 +123,10 @@ def lazy_label_pyramid(grid: PatchGrid, labels: np.ndarray) -> list:
             )
 
         chunks = da.core.normalize_chunks(chunks, shape)
-        levels.append(da.map_blocks(block, dtype=LABEL_DTYPE, chunks=chunks))
+        meta = np.empty((0,) * grid.ndim, dtype=LABEL_DTYPE)  # dask must not call block()
+        levels.append(
+            da.map_blocks(block, dtype=LABEL_DTYPE, chunks=chunks, meta=meta, name=f"{key}-{level}")
+        )
     return levels
 
 

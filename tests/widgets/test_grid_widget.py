@@ -56,7 +56,13 @@ def test_update_replaces_layer_and_filters_by_foreground(grid_widget):
     assert len(viewer.layers["Image grid"].data) == 16
     widget.min_foreground.value = 0.5
     widget.show_button.native.click()
-    assert [layer.name for layer in viewer.layers] == ["Image", "cells", "Image grid"]
+    # the grid on top, its colour layer (colour by foreground fraction, with a mask) under it
+    assert [layer.name for layer in viewer.layers] == [
+        "Image",
+        "cells",
+        "Image grid colour",
+        "Image grid",
+    ]
     grid = viewer.layers["Image grid"]
     assert len(grid.data) == 1 and list(grid.features["index"]) == [0]
     assert "1 of 16 patches" in widget.status.value

@@ -39,6 +39,7 @@ from napari_patchwork._layer_data import (
     annotation_mask,
     full_resolution_data,
     is_grid_layer,
+    selected_patches,
 )
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
@@ -302,15 +303,16 @@ class ExportWidget(ScrollingForm):
         return layer_choices(self._viewer, "image")
 
     def _mask_choices(self, _widget=None) -> list:
-        annotations = [
+        return [
             layer
-            for layer in layer_choices(self._viewer, "shapes")
+            for layer in layer_choices(self._viewer, "labels")
+            + layer_choices(self._viewer, "shapes")
             if not is_grid_layer({"metadata": layer.metadata})
         ]
-        return layer_choices(self._viewer, "labels") + annotations
 
     def _grid_choices(self, _widget=None) -> list:
-        return [layer for layer in layer_choices(self._viewer, "shapes") if _grid_metadata(layer)]
+        layers = layer_choices(self._viewer, "shapes") + layer_choices(self._viewer, "labels")
+        return [layer for layer in layers if _grid_metadata(layer)]
 
     def _on_layers_changed(self, _event=None) -> None:
         grid_before = self.grid_combo.value
@@ -444,19 +446,26 @@ class ExportWidget(ScrollingForm):
 
     # -- options -------------------------------------------------------------------
     def selected_indices(self) -> list[int]:
-        """Patch indices (of the grid layer's grid) of the rectangles selected in it."""
+        """Patch indices (of the grid layer's grid) of the patches selected in it."""
         grid = self.grid_combo.value
-        if grid is None or "index" not in grid.features:
+        if grid is None or not _grid_metadata(grid):
             raise ExportError(
                 "'only selected patches' needs a grid layer made by the Patch grid widget."
             )
-        selected = sorted(grid.selected_data)
-        if not selected:
+        selected = selected_patches(
+            grid.metadata, grid.features, getattr(grid, "selected_data", ())
+        )
+        if not len(selected):
+            how = (
+                "Ctrl+click patches"
+                if _grid_metadata(grid).get("kind") == "labels"
+                else ("select rectangles (select tool)")
+            )
             raise ExportError(
-                f"no patch is selected in '{grid.name}'; select rectangles (select tool) "
+                f"no patch is selected in '{grid.name}'; {how} "
                 "or untick 'only patches selected in the grid'."
             )
-        return sorted({int(i) for i in np.asarray(grid.features["index"])[selected]})
+        return [int(i) for i in selected]
 
     def selected_export_indices(self, image: Any, options: ExportOptions) -> list[int]:
         """The export's patch indices that cover the rectangles selected in the grid layer."""

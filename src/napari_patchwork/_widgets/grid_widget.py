@@ -25,11 +25,15 @@ from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
     EDGE_TOOLTIP,
     add_tooltips,
-    build_grid_layer_kwargs,
     fitting_labels,
     image_channel_axis,
     layer_choices,
-    update_or_add_layer,
+)
+from napari_patchwork._widgets.grid_display import (
+    LABELS_GRID_MIN_PATCHES,
+    ONE_COLOUR,
+    OutlineZoom,
+    show_grid_layers,
 )
 from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.grid import (
@@ -114,8 +118,8 @@ class GridWidget(ScrollingForm):
         )
         self.color_by = ComboBox(
             label="colour by",
-            choices=["foreground_fraction", "row", "col", "index"],
-            value="foreground_fraction",
+            choices=[ONE_COLOUR, "foreground_fraction", "row", "col", "index"],
+            value=ONE_COLOUR,
         )
         self.show_button = PushButton(text="Show grid")
         self.cancel_button = PushButton(
@@ -154,10 +158,13 @@ class GridWidget(ScrollingForm):
         )
         self.show_button.changed.connect(self._on_show)
         self.image_combo.changed.connect(self._on_image_changed)
+        self.mask_combo.changed.connect(self._on_mask_changed)
+        self._outline_zoom = OutlineZoom(viewer)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
         self._on_layers_changed()
         self._on_image_changed()
+        self._on_mask_changed()
 
     # -- layer choices -------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list:
@@ -186,6 +193,14 @@ class GridWidget(ScrollingForm):
         self.patch_depth.visible = is_volume
         self.channels_first.visible = image is not None and not image.rgb
 
+    def _on_mask_changed(self, _value=None) -> None:
+        """Colour by the foreground fraction with a mask; outlines only without one."""
+        if self.mask_combo.value is not None:
+            if self.color_by.value == ONE_COLOUR:
+                self.color_by.value = "foreground_fraction"
+        elif self.color_by.value == "foreground_fraction":
+            self.color_by.value = ONE_COLOUR
+
     def _channel_axis(self, image) -> Optional[int]:
         return image_channel_axis(image, channels_first=self.channels_first.value)
 
@@ -209,7 +224,8 @@ class GridWidget(ScrollingForm):
             if self.jobs.running:
                 raise JobError("the grid is being measured; wait for it or cancel it.")
             plan = self._plan()
-            if plan.mask is None or isinstance(plan.mask, np.ndarray):
+            small = plan.grid.n_patches <= LABELS_GRID_MIN_PATCHES
+            if plan.mask is None or (isinstance(plan.mask, np.ndarray) and small):
                 self._finish(plan, grid_features(plan.grid, plan.mask))
                 return
             self.jobs.start(
@@ -223,7 +239,7 @@ class GridWidget(ScrollingForm):
             self.jobs.report_error(err)
 
     def show_grid(self):
-        """Compute the grid and add or replace the grid Shapes layer (in this thread); returns it."""
+        """Compute the grid and add or replace the grid layer (in this thread); returns it."""
         plan = self._plan()
         return self._finish(plan, grid_features(plan.grid, plan.mask))
 
@@ -263,26 +279,22 @@ class GridWidget(ScrollingForm):
             keep = features["foreground_fraction"] >= self.min_foreground.value
         color_by = self.color_by.value
         if color_by not in features:
-            color_by = "index"
+            color_by = ONE_COLOUR  # e.g. foreground_fraction without a mask: outlines only
+        grid_size = " x ".join(map(str, grid.grid_shape))
+        patch_size = " x ".join(map(str, grid.patch_size))
         summary = (
             f"{int(keep.sum()):,} of {grid.n_patches:,} patches shown "
-            f"(grid {' x '.join(map(str, grid.grid_shape))}, patch {' x '.join(map(str, grid.patch_size))} px)"
+            f"(grid {grid_size}, patch {patch_size} px)"
         )
-        kwargs = build_grid_layer_kwargs(
-            image,
-            grid,
-            features,
-            keep,
-            color_by=color_by,
-            channel_axis=channel_axis,
-            metadata={
-                "image_layer": image.name,
-                "mask_layer": None if mask_layer is None else mask_layer.name,
-                "min_foreground": float(self.min_foreground.value),
-                "summary": summary,
-            },
-        )
-        layer = update_or_add_layer(self._viewer, image.name + GRID_SUFFIX, "shapes", **kwargs)
+        metadata = {
+            "image_layer": image.name,
+            "mask_layer": None if mask_layer is None else mask_layer.name,
+            "min_foreground": float(self.min_foreground.value),
+            "summary": summary,
+        }
+        options = {"name": image.name + GRID_SUFFIX, "color_by": color_by, "metadata": metadata}
+        layer = show_grid_layers(self._viewer, image, plan, features, keep, options)
+        self._outline_zoom.update()
         self.status.value = summary
         show_info(summary)
         return layer
