@@ -1,14 +1,17 @@
 """The npe2 reader (File > Open Folder on a patch folder): as a function and in a real viewer."""
 
 import json
+import os
 
 import npe2
 import numpy as np
 import pytest
 
-from napari_patchwork._reader import get_reader
-from napari_patchwork.export import export_patches, iter_export
+from napari_patchwork._reader import PLUGIN_NAME, get_reader, remember_reader_for
+from napari_patchwork._writer import SAVE_DIALOG_ADVICE, write_patch_folder
+from napari_patchwork.export import ExportError, export_patches, iter_export
 from napari_patchwork.folder import PatchFolderError, read_patch_folder
+from napari_patchwork.sample import sample_image, sample_mask
 
 MANIFEST = npe2.PluginManifest.from_distribution("napari-patchwork")
 SCALE, TRANSLATE = (0.5, 0.25), (10.0, -4.0)  # the sample_layers fixture's (conftest.py)
@@ -159,3 +162,90 @@ def test_reader_opens_a_large_folder_lazily(
     assert len(reads) == 1  # one 32 px patch holds that region
     np.testing.assert_array_equal(np.asarray(img.data), image.data)
     np.testing.assert_array_equal(np.asarray(mask.data), labels.data)
+
+
+# -- opening without a 'Choose reader' dialog ------------------------------------------
+
+BUILTINS = npe2.PluginManifest.from_distribution("napari")  # its reader takes any folder
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, npe2pm):
+    npe2pm.register(MANIFEST)
+    npe2pm.register(BUILTINS)
+    return make_napari_viewer()
+
+
+def _readers(path) -> set:
+    from napari.plugins import _npe2
+
+    return set(_npe2.get_readers(str(path)))
+
+
+def _refuse_reader_dialog(monkeypatch):
+    """Make napari's 'Choose reader' dialog fail the test if it is ever shown."""
+    from napari._qt.dialogs import qt_reader_dialog
+
+    def fail(*args, **kwargs):
+        raise AssertionError("napari asked which reader to use")
+
+    monkeypatch.setattr(qt_reader_dialog.QtReaderDialog, "get_user_choices", fail)
+
+
+def _export(path):
+    export_patches(
+        path, sample_image()[:128, :128], sample_mask()[:128, :128], patch_size=64, channel_axis=-1
+    )
+
+
+def test_a_folder_saved_from_napari_opens_without_a_reader_dialog(viewer, tmp_path, monkeypatch):
+    image = viewer.add_image(sample_image()[:128, :128], name="ihc", rgb=True)
+    labels = viewer.add_labels(sample_mask()[:128, :128], name="nuclei")
+    viewer.layers.selection = {image, labels}
+    folder = tmp_path / "saved"
+    viewer.layers.save(str(folder), selected=True, plugin=PLUGIN_NAME)
+    # napari's builtin reader takes any folder too: without a preference it would ask
+    assert {PLUGIN_NAME, "napari"} <= _readers(folder)
+    viewer.layers.clear()
+    _refuse_reader_dialog(monkeypatch)
+    viewer.window._qt_viewer._qt_open([str(folder)], stack=False)  # File > Open Folder
+    assert [layer.name for layer in viewer.layers] == ["ihc", "nuclei", "ihc grid"]
+    viewer.layers.clear()
+    viewer.open(str(folder), plugin=None)  # the preference, as File > Open Folder uses it
+    assert [layer.name for layer in viewer.layers] == ["ihc", "nuclei", "ihc grid"]
+
+
+def test_a_folder_from_the_command_line_asks_at_most_once(viewer, tmp_path):
+    from napari.errors import MultipleReaderError
+
+    folder = tmp_path / "from-cli"
+    _export(folder)
+    with pytest.raises(MultipleReaderError):  # napari's own rule: several readers, no choice
+        viewer.open(str(folder), plugin=None)
+    viewer.open(str(folder), plugin=PLUGIN_NAME)  # what choosing us in the dialog does
+    viewer.layers.clear()
+    viewer.open(str(folder), plugin=None)  # from now on: no question
+    assert len(viewer.layers) == 3
+
+
+def test_the_users_own_reader_choice_is_kept(viewer, tmp_path):
+    from napari.settings import get_settings
+
+    folder = tmp_path / "mine"
+    _export(folder)
+    key = os.path.realpath(folder) + os.sep
+    get_settings().plugins.extension2reader = {key: "napari"}
+    assert not remember_reader_for(folder)
+    assert get_settings().plugins.extension2reader[key] == "napari"
+
+
+def test_writer_refusal_gives_advice_for_the_save_dialog(tmp_path):
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    layer_data = [(sample_image()[:64, :64], {"name": "ihc", "rgb": True}, "image")]
+    with pytest.raises(ExportError) as err:
+        write_patch_folder(str(folder), layer_data)
+    assert SAVE_DIALOG_ADVICE in str(err.value)
+    assert "overwrite=True" not in str(err.value)
+    assert (folder / "notes.txt").read_text() == "mine" and len(os.listdir(folder)) == 1

@@ -24,6 +24,7 @@ An incomplete export (interrupted) raises an error that says to run it again.
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -58,12 +59,42 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] |
         return None
 
 
+PLUGIN_NAME = "napari-patchwork"
+
+
+def remember_reader_for(folder: str | os.PathLike) -> bool:
+    """Have napari open ``folder`` with this plugin from now on, without asking.
+
+    napari offers every reader that accepts folders (its own builtin reader too) and
+    asks "Choose reader" unless a preference names one for the folder. Ticking
+    "remember" in that dialog stores the folder's real path plus a separator in
+    ``settings.plugins.extension2reader``; this stores the same entry, for folders
+    this plugin wrote or opened, unless the user already chose a reader for it.
+    Returns whether a preference was added. Does nothing without napari.
+    """
+    try:
+        from napari.settings import get_settings
+    except ImportError:
+        return False
+    pattern = glob.escape(os.path.realpath(folder)) + os.sep
+    preferences = get_settings().plugins.extension2reader
+    if pattern in preferences:
+        return False
+    get_settings().plugins.extension2reader = {**preferences, pattern: PLUGIN_NAME}
+    return True
+
+
 def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
-    """Layer data tuples for a patch folder: stitched image, mask (if any) and grid."""
+    """Layer data tuples for a patch folder: stitched image, mask (if any) and grid.
+
+    The folder is remembered as ours (:func:`remember_reader_for`), so opening it
+    again never asks which reader to use.
+    """
     folder = _folder(path)
     if folder is None:
         raise ValueError(f"{path} is not a patch folder of napari-patchwork.")
     patches = read_patch_folder(folder)
+    remember_reader_for(folder)
     info = patches.info
     image_name = info.image.name or folder.name
     spatial_scale, spatial_translate = info.scale, info.translate

@@ -43,7 +43,8 @@ from napari_patchwork._layer_data import (
     kept_patches,
     level0,
 )
-from napari_patchwork.export import ExportError, export_patches
+from napari_patchwork._reader import remember_reader_for
+from napari_patchwork.export import ExportError, FolderInUseError, export_patches
 from napari_patchwork.grid import spatial_shape
 
 DEFAULT_PATCH_SIZE = 256
@@ -71,6 +72,13 @@ def _grid_indices(meta: dict, n_patches: int | None) -> list[int] | None:
     if n_patches is not None and len(indices) == n_patches:
         return None
     return indices.tolist()
+
+
+SAVE_DIALOG_ADVICE = (
+    "in the Save dialog, type the name of a new folder; or, to write into this one, use "
+    "Plugins > Patch tools > Export with 'overwrite' ticked."
+)
+"""What to do when File > Save Selected Layers meets a folder in use (advice for the GUI)."""
 
 
 def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
@@ -159,5 +167,9 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
 def write_patch_folder(path: str, layer_data: list[FullLayerData]) -> list[str]:
     """npe2 writer: export the layers as a patch folder at ``path``; returns ``[path]``."""
     options = writer_options(layer_data)
-    result = export_patches(path, **options)
+    try:
+        result = export_patches(path, **options)
+    except FolderInUseError as err:  # "pass overwrite=True" cannot be done in the Save dialog
+        raise ExportError(f"{err.folder} {err.problem}; {SAVE_DIALOG_ADVICE}") from None
+    remember_reader_for(result.out_dir)  # File > Open Folder on it never asks for a reader
     return [str(result.out_dir)]

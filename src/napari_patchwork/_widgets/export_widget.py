@@ -41,6 +41,7 @@ from napari_patchwork._layer_data import (
     is_grid_layer,
     selected_patches,
 )
+from napari_patchwork._reader import remember_reader_for
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
     EDGE_TOOLTIP,
@@ -616,6 +617,7 @@ class ExportWidget(ScrollingForm):
 
     def _on_done(self, result: ExportResult) -> None:
         self.last_result = result
+        remember_reader_for(result.out_dir)  # File > Open Folder on it never asks for a reader
         self.status.value = f"exported {result.message}"
         show_info(f"Exported {result.message}")
 

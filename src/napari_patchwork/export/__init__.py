@@ -18,7 +18,7 @@ builds :class:`ExportOptions` (checked once), plans once (:func:`plan_export`) a
 the plan (:func:`run_export`).
 """
 
-from napari_patchwork.export.errors import ExportError
+from napari_patchwork.export.errors import ExportError, FolderInUseError
 from napari_patchwork.export.formats import OME_LENGTH_UNITS, write_patch
 from napari_patchwork.export.options import (
     COMPRESSIONS,
@@ -57,6 +57,7 @@ __all__ = [
     "SPLIT_NAMES",
     "ExportError",
     "ExportOptions",
+    "FolderInUseError",
     "ExportPlan",
     "ExportProgress",
     "ExportResult",

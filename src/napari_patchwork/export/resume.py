@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from napari_patchwork.export.errors import ExportError
+from napari_patchwork.export.errors import ExportError, FolderInUseError
 from napari_patchwork.export.plan import ExportPlan
 from napari_patchwork.folder import (
     DATASET_FILE,
@@ -99,18 +99,19 @@ def prepare_folder(out: Path, plan: ExportPlan) -> tuple[dict[int, PatchRecord],
         old = read_dataset_info(out)
     except PatchFolderError as err:
         if not overwrite:
-            raise ExportError(
-                f"{out} holds a damaged patch export ({err}); pass overwrite=True to replace it."
+            raise FolderInUseError(
+                out, f"holds a damaged patch export ({err})", "pass overwrite=True to replace it."
             ) from None
         old = None
     resumed: dict[int, PatchRecord] = {}
     earlier: set[str] = set()
     if old is None:
         if _foreign_files(out) and not overwrite:
-            raise ExportError(
-                f"{out} is not empty and holds no patch export of ours; choose an empty or new "
-                "folder, or pass overwrite=True to write into it (files of the same name are "
-                "replaced, no other file is touched)."
+            raise FolderInUseError(
+                out,
+                "is not empty and holds no patch export of ours",
+                "choose an empty or new folder, or pass overwrite=True to write into it (files "
+                "of the same name are replaced, no other file is touched).",
             )
         # a journal without its dataset.json belongs to no export here: never resume from it
         with contextlib.suppress(FileNotFoundError):
@@ -118,9 +119,10 @@ def prepare_folder(out: Path, plan: ExportPlan) -> tuple[dict[int, PatchRecord],
     else:
         differences = old.differences(plan.info)
         if differences and not overwrite:
-            raise ExportError(
-                f"{out} holds a patch export with other settings ({'; '.join(differences)}); "
-                "choose another folder, or pass overwrite=True to replace that export."
+            raise FolderInUseError(
+                out,
+                f"holds a patch export with other settings ({'; '.join(differences)})",
+                "choose another folder, or pass overwrite=True to replace that export.",
             )
         if overwrite:  # redo from scratch (also with the same settings: the source may differ)
             _remove(out, our_files(out))
