@@ -1,6 +1,9 @@
 """Take the README's screenshots of the real viewer (run under Xvfb):
 
     xvfb-run -a -s "-screen 0 1400x900x24" python scripts/screenshot.py docs/
+
+The viewer fills a 1,400 x 900 screen with the plugin's dock (all its tabs) on the
+right, as `napari -w napari-patchwork` shows it.
 """
 
 import sys
@@ -9,27 +12,47 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_patchwork._widgets.grid_widget import GridWidget
+from napari_patchwork._widgets.panel import PatchworkPanel
 from napari_patchwork.sample import sample_image, sample_mask
+
+SCREEN = (1400, 900)
+
+
+def docked_viewer():
+    """A viewer the size of the screen with the plugin's dock; returns (viewer, panel)."""
+    viewer = napari.Viewer(show=True)
+    panel = PatchworkPanel(viewer)
+    viewer.window.add_dock_widget(panel, name="Patch tools (napari-patchwork)", area="right")
+    viewer.window._qt_window.resize(*SCREEN)
+    QApplication.processEvents()
+    return viewer, panel
+
+
+def close_notifications(viewer) -> None:
+    """Close the pop-up notifications (they would cover the canvas in the picture)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+    QApplication.processEvents()
 
 
 def grid_screenshot(out_dir: Path) -> Path:
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1400, 850)
+    viewer, panel = docked_viewer()
     image = viewer.add_image(sample_image(), name="ihc", rgb=True, scale=(0.5, 0.5))
     viewer.add_labels(sample_mask(), name="nuclei", scale=(0.5, 0.5), opacity=0.4)
-    widget = GridWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Patch grid", area="right")
-    viewer.window._qt_window.show()
+    widget = panel.grid
+    panel.show_form(widget)
     widget.image_combo.value = image
     widget.mask_combo.value = viewer.layers["nuclei"]
     widget.patch_height.value = widget.patch_width.value = 64
     widget.edge.value = "pad"
     widget.show_button.native.click()
-    widget.native.setMaximumWidth(420)
+    viewer.layers["nuclei"].visible = False  # the grid's colours show the mask's share
     QApplication.processEvents()
     viewer.reset_view()
     QApplication.processEvents()
+    close_notifications(viewer)
     path = out_dir / "grid-widget.png"
     viewer.screenshot(str(path), canvas_only=False)
     viewer.close()
@@ -49,15 +72,10 @@ def wait_for(condition, seconds: float = 60.0) -> None:
 
 
 def cluster_screenshot(out_dir: Path) -> Path:
-    from napari_patchwork._widgets.cluster_widget import ClusterWidget
-
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1400, 850)
+    viewer, panel = docked_viewer()
     image = viewer.add_image(sample_image(), name="ihc", rgb=True)
-    widget = ClusterWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Cluster segmentation", area="right")
-    viewer.window._qt_window.show()
-    widget.native.setMaximumWidth(460)
+    widget = panel.cluster
+    panel.show_form(widget)
     widget.image_combo.value = image
     widget.n_clusters.value = 4
     widget.posterise.value = True
@@ -68,6 +86,7 @@ def cluster_screenshot(out_dir: Path) -> Path:
     QApplication.processEvents()
     viewer.reset_view()
     QApplication.processEvents()
+    close_notifications(viewer)
     path = out_dir / "cluster-widget.png"
     viewer.screenshot(str(path), canvas_only=False)
     viewer.close()

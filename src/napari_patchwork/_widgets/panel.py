@@ -14,7 +14,7 @@ becomes the main window's. Two things keep the window within a laptop screen
 
 from magicgui.widgets import Container, FileEdit
 from qtpy.QtCore import QSize
-from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QFrame, QScrollArea, QTabWidget
+from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QFrame, QLabel, QScrollArea, QTabWidget
 
 FORM_MIN_WIDTH = 260
 """Narrowest a form gets before it scrolls sideways (pixels)."""
@@ -32,11 +32,13 @@ item or largest value otherwise: one long layer name or a maximum of 1e12 widens
 def compact_fields(field) -> None:
     """Let the Qt widget ``field`` and the fields in it shrink to fit a narrow dock.
 
-    Drop-down lists and number fields may get as narrow as :data:`FIELD_MIN_WIDTH`
-    (they still ask for their natural width when there is room).
+    Drop-down lists, number fields and word-wrapped texts may get as narrow as
+    :data:`FIELD_MIN_WIDTH` (they still ask for their natural width when there is room).
     """
-    for child in [field, *field.findChildren((QComboBox, QAbstractSpinBox))]:
+    for child in [field, *field.findChildren((QComboBox, QAbstractSpinBox, QLabel))]:
         if isinstance(child, (QComboBox, QAbstractSpinBox)):
+            child.setMinimumWidth(FIELD_MIN_WIDTH)
+        elif isinstance(child, QLabel) and child.wordWrap():  # status lines wrap, not widen
             child.setMinimumWidth(FIELD_MIN_WIDTH)
 
 
@@ -61,6 +63,7 @@ class ScrollingForm(Container):
         super().__init__(labels=True, **kwargs)
         self.margins = (4, 4, 4, 4)  # Qt's 9 px leave too little of a narrow dock
         form = self._widget._mgui_get_native_widget()
+        form.layout().addStretch(1)  # rows stay together at the top of a tall dock
         self._scroll = _FormScrollArea()
         self._scroll.setWidgetResizable(True)
         self._scroll.setFrameShape(QFrame.NoFrame)
