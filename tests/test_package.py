@@ -41,7 +41,7 @@ def test_manifest_is_valid_and_found_through_the_entry_point():
     manifest = npe2.PluginManifest.from_distribution("napari-patchwork")
     assert manifest.name == "napari-patchwork"
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert {"Patch grid"} <= widgets
+    assert widgets == {"Patch tools"}  # one dock, the forms as its tabs
     packaged = files("napari_patchwork") / "napari.yaml"
     assert packaged.is_file()
     # every command points at an importable callable

@@ -80,6 +80,10 @@ def test_with_a_mask_the_grid_is_coloured_by_foreground_with_a_colour_bar(viewer
     # pixel (1, 1) of the colour layer lies on patch (1, 1): y, x 16..31 px, world 32..63
     assert np.allclose(colour.data_to_world((1, 1)), [(16 + 7.5) * 2] * 2)
     assert [layer.name for layer in viewer.layers][-2:] == ["slide grid colour", "slide grid"]
+    widget.patch_height.value = widget.patch_width.value = 32  # redrawn: the same colour layer
+    widget.show_button.native.click()
+    assert viewer.layers["slide grid colour"] is colour and colour.data.shape == (2, 2)
+    assert colour.colorbar.visible and np.allclose(colour.scale, [64.0, 64.0])
 
 
 def test_outlines_hide_while_patches_are_a_few_screen_pixels(viewer_widget):

@@ -97,8 +97,10 @@ def _show_colour_layer(viewer, image, plan, features: dict, keep, options: dict)
         name=name,
         label=color_by,
     )
-    _remove(viewer, name)  # its shape changes with the grid: made anew
-    layer = viewer.add_image(data, **kwargs)
+    # updated in place when it exists (a new layer rebuilds its colour bar: ~0.3 s)
+    layer = update_or_add_layer(viewer, name, "image", data=data, **kwargs)
+    layer.contrast_limits = kwargs["contrast_limits"]
+    layer.colormap = kwargs["colormap"]
     layer.colorbar.visible = True
     return layer
 
