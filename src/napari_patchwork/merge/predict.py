@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork import _common
-from napari_patchwork.grid import GridError, PatchGrid, make_grid
+from napari_patchwork.grid import GridError, PatchGrid, make_grid, spatial_shape
 from napari_patchwork.merge.lazy import merge_chunks, merge_graph
 from napari_patchwork.merge.options import (
     MergeError,
@@ -107,7 +107,8 @@ def predict_tiled(
     if not callable(fn):
         raise MergeError(f"fn must be a function of one patch, got {type(fn).__name__}.")
     try:
-        patch = make_grid(image.shape, patch_size, channel_axis=channel_axis).patch_size
+        n_spatial = len(spatial_shape(image.shape, channel_axis))
+        patch = _common.per_axis(patch_size, n_spatial, "patch_size", convert=int, error=GridError)
         grid = make_grid(
             image.shape, patch, overlap_stride(patch, overlap), edge, channel_axis=channel_axis
         )

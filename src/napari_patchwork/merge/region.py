@@ -123,6 +123,7 @@ class _Weighted:
         self.dtype = target if target.kind == "f" else np.dtype(np.float64)
         self.sums = np.zeros(shape + channels, dtype=self.dtype)
         self.weights = np.zeros(shape, dtype=self.dtype)
+        self.scratch = np.empty(0, dtype=self.dtype)  # reused for w * p: no page faults
 
     def add(self, where, take, patch_shape, data, order) -> None:
         sums = self.sums[where]
@@ -133,19 +134,26 @@ class _Weighted:
         w = patch_window(self.options.window, patch_shape, self.options.sigma_scale, self.dtype)
         w = w[take]
         self.weights[where] += w
-        sums += data * (w[..., None] if sums.ndim > w.ndim else w)
+        if self.scratch.size < data.size:
+            self.scratch = np.empty(data.size, dtype=self.dtype)
+        product = self.scratch[: data.size].reshape(data.shape)
+        np.multiply(data, w[..., None] if data.ndim > w.ndim else w, out=product)
+        sums += product
 
     @property
     def covered(self) -> np.ndarray:
         return self.weights > 0
 
     def result(self) -> np.ndarray:
-        covered = self.covered
-        weights = self.weights[..., None] if self.sums.ndim > covered.ndim else self.weights
-        mask = covered[..., None] if self.sums.ndim > covered.ndim else covered
-        np.divide(self.sums, weights, out=self.sums, where=mask)
-        if not covered.all():
-            self.sums[~np.broadcast_to(mask, self.sums.shape)] = self.options.fill_value
+        uncovered = self.weights <= 0
+        gaps = bool(uncovered.any())
+        if gaps:  # 0 / 1 there, then the fill value
+            self.weights[uncovered] = 1
+        weights = self.weights[..., None] if self.sums.ndim > self.weights.ndim else self.weights
+        self.sums /= weights
+        if gaps:
+            self.sums[uncovered] = self.options.fill_value
+            self.weights[uncovered] = 0
         return self.sums
 
 
