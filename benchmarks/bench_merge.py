@@ -174,8 +174,8 @@ def measure(variant: str, size: int, mode: str, workdir: Path) -> tuple[float, f
     process = subprocess.Popen(args)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise SystemExit(f"{variant} failed (exit {process.returncode})")
+    if process.returncode:  # e.g. -9: killed by the kernel for want of memory
+        return float("nan"), usage.ru_maxrss / 1024, {"exit": process.returncode}
     with np.load(result) as data:
         out = {k: data[k] for k in data.files}
     result.unlink()
@@ -210,13 +210,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for mode in modes:
             rows = {v: measure(v, args.size, mode, Path(tmp)) for v in variants}
-            fastest_peer = min(rows[v][0] for v in variants if not v.startswith("ours"))
+            peers = [rows[v][0] for v in variants if not v.startswith("ours")]
+            fastest_peer = np.nanmin(peers) if not np.all(np.isnan(peers)) else np.nan
             reference = rows["numpy"][2]
             print(f"\n{mode}:")
             print(f"  {'variant':14s} {'time s':>8s} {'peak MB':>9s} {'vs fastest peer':>16s} "
                   f"{'max |diff| vs numpy':>20s}")  # fmt: skip
             for v, (seconds, peak, probe) in rows.items():
-                diff = max(float(np.abs(probe[k] - reference[k]).max()) for k in reference)
+                if "exit" in probe:
+                    print(f"  {v:14s} failed: exit {int(probe['exit'])} (-9: out of memory), "
+                          f"peak {peak:.0f} MB")  # fmt: skip
+                    continue
+                if "exit" in reference:
+                    diff = float("nan")
+                else:
+                    diff = max(float(np.abs(probe[k] - reference[k]).max()) for k in reference)
                 print(f"  {v:14s} {seconds:8.1f} {peak:9.0f} {fastest_peer / seconds:15.2f}x "
                       f"{diff:20.2e}")  # fmt: skip
 
