@@ -170,14 +170,23 @@ def _run(fn: Callable, patches: list[np.ndarray], batch_size: int | None) -> lis
     return list(out)
 
 
-def _batches(n: int, batch_size: int | None) -> list[list[int]]:
-    size = batch_size or 1
-    return [list(range(a, min(a + size, n))) for a in range(0, n, size)]
+def _batches(grid: PatchGrid, batch_size: int | None) -> list[list[int]]:
+    """Patch numbers in batches of up to ``batch_size`` consecutive patches of one shape
+    (``partial`` grids have smaller patches at the edge: they go in batches of their own)."""
+    sizes = grid.boxes[:, 1] - grid.boxes[:, 0]
+    batches: list[list[int]] = []
+    for i in range(grid.n_patches):
+        batch = batches[-1] if batches else None
+        if batch and len(batch) < (batch_size or 1) and np.array_equal(sizes[batch[0]], sizes[i]):
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def _predictions(image, fn, grid, reader, batch_size) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(box, prediction) of every patch, batch by batch (only one batch in memory)."""
-    for rows in _batches(grid.n_patches, batch_size):
+    for rows in _batches(grid, batch_size):
         patches = [reader.read(np.asarray(image[reader.slices(i)]), i) for i in rows]
         yield from zip((grid.boxes[i] for i in rows), _run(fn, patches, batch_size))
 
@@ -236,7 +245,7 @@ def _predict_lazy(image, fn, grid, reader, batch_size, options, layout, chunk_by
 
     name = "predict-" + tokenize(image.name, fn, grid.boxes, batch_size, reader.channel_axis)
     tasks, sources = {}, [None] * grid.n_patches
-    for b, rows in enumerate(_batches(grid.n_patches, batch_size)):
+    for b, rows in enumerate(_batches(grid, batch_size)):
         patches, keys = _chunked_patches(image, reader, rows)
         tasks[(name, b)] = (_predict_batch, fn, batch_size, reader, patches, keys)
         for position, i in enumerate(rows):
