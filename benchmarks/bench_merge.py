@@ -12,6 +12,8 @@ own process, so its peak memory (``ru_maxrss`` from ``os.wait4``) is its own:
 * ``tiler``: the-lay/tiler's ``Merger`` (``pip install tiler``; skipped when missing)
   with the same window (its own ``hann`` is zero at the tile edge, so ours is passed
   as an array), ``save_visits=False``;
+* ``ours -> zarr``: :func:`napari_patchwork.merge.merge_lazy` stored block by block into an
+  uncompressed zarr array (``dask.array.store``: each block written by its own task);
 * ``ours -> TIFF``: :func:`napari_patchwork.merge.merge_lazy` written block by block to
   an uncompressed tiled TIFF (``napari_patchwork.io.write_image``), 2 threads;
 * ``ours, blocks``: the same blocks computed and dropped (the merge alone).
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,6 +132,18 @@ def run_ours_tiff(size: int, mode: str, out: str) -> dict:
     return result
 
 
+def run_ours_zarr(size: int, mode: str, out: str) -> dict:
+    import dask.array as da
+    import zarr
+
+    merged = ours(size, mode)
+    target = zarr.create_array(store=out, shape=merged.shape, chunks=merged.chunksize,
+                               dtype=merged.dtype, compressors=None, overwrite=True)  # fmt: skip
+    da.store(merged, target, lock=False)  # each block written by its own task
+    array = zarr.open_array(out, mode="r")
+    return {"probes": lambda: {f"probe{k}": array[p] for k, p in enumerate(probes(size))}}
+
+
 def run_ours_blocks(size: int, mode: str) -> dict:
     merged = ours(size, mode)
     y0 = 0
@@ -140,8 +155,8 @@ def run_ours_blocks(size: int, mode: str) -> dict:
     }
 
 
-VARIANTS = {"numpy": run_numpy, "tiler": run_tiler, "ours -> TIFF": run_ours_tiff,
-            "ours, blocks": run_ours_blocks}  # fmt: skip
+VARIANTS = {"numpy": run_numpy, "tiler": run_tiler, "ours -> zarr": run_ours_zarr,
+            "ours -> TIFF": run_ours_tiff, "ours, blocks": run_ours_blocks}  # fmt: skip
 
 
 def child(variant: str, size: int, mode: str, result: str, tiff: str) -> None:
@@ -158,6 +173,8 @@ def child(variant: str, size: int, mode: str, result: str, tiff: str) -> None:
     start = time.perf_counter()
     if variant == "ours -> TIFF":
         probe = VARIANTS[variant](size, mode, tiff)
+    elif variant == "ours -> zarr":
+        probe = VARIANTS[variant](size, mode, tiff.replace(".tif", ".zarr"))
     else:
         probe = VARIANTS[variant](size, mode)
     elapsed = time.perf_counter() - start
@@ -181,6 +198,7 @@ def measure(variant: str, size: int, mode: str, workdir: Path) -> tuple[float, f
     result.unlink()
     if tiff.exists():
         tiff.unlink()
+    shutil.rmtree(tiff.with_suffix(".zarr"), ignore_errors=True)
     return float(out.pop("seconds")), usage.ru_maxrss / 1024, out
 
 

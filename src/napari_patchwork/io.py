@@ -250,7 +250,8 @@ def _page_tiles(array, tile: int):
     for rows in array.chunks[0]:
         block = np.asarray(array[y0 : y0 + rows].compute())
         y0 += rows
-        pending = block if pending is None else np.concatenate([pending, block])
+        pending = block if pending is None or not len(pending) else np.concatenate([pending, block])
+        del block
         whole = pending.shape[0] // tile * tile if y0 < height else pending.shape[0]
         for ty in range(0, whole, tile):
             for tx in range(0, width, tile):
@@ -259,7 +260,7 @@ def _page_tiles(array, tile: int):
                     pad = [(0, tile - piece.shape[0]), (0, tile - piece.shape[1])]
                     piece = np.pad(piece, pad + [(0, 0)] * (piece.ndim - 2))
                 yield piece
-        pending = pending[whole:]
+        pending = pending[whole:].copy()  # the rows left over, not a view that keeps the strip
 
 
 def write_image(
