@@ -498,3 +498,38 @@ def test_a_file_without_pixels_is_named(tmp_path):
     np.save(source, np.zeros((0, 5), np.uint8))
     result = run("tile", str(source), "--size", "20", "-o", str(tmp_path / "o"))
     assert result.returncode == 1 and "empty.npy: the file holds no pixels" in result.stderr
+
+
+def test_stitch_predictions_with_a_merge_mode_and_argmax(tmp_path):
+    from napari_patchwork.export import export_patches
+    from napari_patchwork.folder import read_patch_folder
+    from napari_patchwork.stitch import stitch
+
+    labels = (np.arange(60)[:, None] // 20 + np.arange(50)[None, :] // 25).astype(np.uint8)
+    export_patches(tmp_path / "p", np.zeros((60, 50), np.uint8), patch_size=20, stride=15,
+                   edge="shift")  # fmt: skip
+    (tmp_path / "scores").mkdir()  # beside the patch folder, given relative to the cwd
+    for row in read_patch_folder(tmp_path / "p").rows:
+        y0, x0 = int(row["y0"]), int(row["x0"])
+        one_hot = np.eye(4, dtype=np.float32)[labels[y0 : y0 + 20, x0 : x0 + 20]]
+        np.save(tmp_path / "scores" / (row["image"].split("/")[-1][: -len(".tif")] + ".npy"),
+                np.moveaxis(one_hot, -1, 0))  # fmt: skip
+    result = run("stitch", "p", "--predictions", "scores", "--merge", "hann", "-o", "hann.tif",
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    merged = tifffile.imread(tmp_path / "hann.tif")
+    assert merged.shape == (4, 60, 50) and merged.dtype == np.float64
+    np.testing.assert_array_equal(merged, stitch(tmp_path / "p", tmp_path / "scores", merge="hann"))
+    result = run("stitch", "p", "--predictions", "scores", "--merge", "vote", "--argmax",
+                 "-o", "labels.tif", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), labels)
+    # bad input: one line, exit 2
+    for args, message in (
+        (["--predictions", "nowhere"], "--predictions nowhere: no such folder"),
+        (["--merge", "vote"], "--merge and --argmax apply to --predictions"),
+        (["--predictions", "scores", "--merge", "vote"], "integer label predictions"),
+    ):
+        result = run("stitch", "p", *args, "-o", "x.tif", cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -33,12 +33,12 @@ def test_stitch_predictions_nearest_centre_wins_on_overlap(tmp_path):
                 if all(a <= p < b for p, a, b in zip((y, x), *box))
             )
             assert stitched[y, x] == best[1], (y, x)
-    last = stitch(out, "predictions", overlap="last")
+    last = stitch(out, "predictions", merge="last")
     assert last[9, 12] == grid.n_patches - 1
-    mean = stitch(out, "predictions", overlap="mean")
+    mean = stitch(out, "predictions", merge="mean")
     assert mean.dtype == np.float64 and mean[0, 0] == 0 and 0 < mean[5, 5] < grid.n_patches
-    for overlap, eager in (("center", stitched), ("last", last), ("mean", mean)):
-        lazy = stitch(out, "predictions", overlap=overlap, chunk_bytes=1, lazy=True)
+    for mode, eager in (("center", stitched), ("last", last), ("mean", mean)):
+        lazy = stitch(out, "predictions", merge=mode, chunk_bytes=1, lazy=True)
         assert lazy.numblocks == (3, 4)  # blocks of one 4 px stride
         np.testing.assert_array_equal(lazy.compute(), eager)
 
@@ -96,5 +96,69 @@ def test_mean_stitch_is_float64_even_when_no_patch_was_kept(tmp_path):
     image = np.zeros((16, 16), np.uint8)
     mask = np.zeros((16, 16), np.uint8)
     export_patches(tmp_path / "o", image, mask, patch_size=8, min_foreground=0.5)  # keeps nothing
-    assert stitch(tmp_path / "o", overlap="mean").dtype == np.float64
+    assert stitch(tmp_path / "o", merge="mean").dtype == np.float64
     assert stitch(tmp_path / "o").dtype == np.uint8
+
+
+def global_crops(folder, global_array, channels_first=False):
+    """A predictions folder whose files are crops of ``global_array`` (channels last) under
+    each patch box, zero-padded past the image (``pad`` mode)."""
+
+    def crop(row, shape):
+        y0, x0 = int(row["y0"]), int(row["x0"])
+        out = np.zeros(shape + global_array.shape[2:], global_array.dtype)
+        part = global_array[y0 : y0 + shape[0], x0 : x0 + shape[1]]
+        out[: part.shape[0], : part.shape[1]] = part
+        return np.moveaxis(out, -1, 0) if channels_first and out.ndim == 3 else out
+
+    make_predictions(folder, crop)
+
+
+@pytest.mark.parametrize("mode", ["center", "last", "mean", "gaussian", "hann", "max", "vote"])
+def test_every_merge_mode_rebuilds_predictions_that_agree(tmp_path, mode):
+    image, mask = sample_pair((37, 45))
+    out = tmp_path / "out"
+    export_patches(out, image, mask, patch_size=16, stride=11, edge="pad", channel_axis=-1)
+    rng = np.random.default_rng(3)
+    truth = mask if mode == "vote" else rng.random((37, 45, 3)).astype(np.float32)
+    global_crops(out, truth, channels_first=True)
+    stitched = stitch(out, "predictions", merge=mode)
+    expected = truth if truth.ndim == 2 else np.moveaxis(truth, -1, 0)
+    assert stitched.shape == expected.shape
+    if mode in ("mean", "gaussian", "hann"):
+        assert stitched.dtype == np.float64
+        np.testing.assert_allclose(stitched, expected, rtol=1e-6)
+    else:
+        assert stitched.dtype == truth.dtype
+        np.testing.assert_array_equal(stitched, expected)
+    lazy = stitch(out, "predictions", merge=mode, lazy=True, chunk_bytes=1)
+    assert lazy.numblocks[-2:] == (4, 5)  # blocks of one 11 px stride
+    np.testing.assert_array_equal(lazy.compute(), stitched)
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "vote", "center"])
+def test_argmax_turns_class_scores_into_labels(tmp_path, mode):
+    labels = np.zeros((40, 40), np.uint8)
+    labels[5:30, 8:20], labels[20:38, 25:39] = 1, 2
+    out = tmp_path / "out"
+    export_patches(out, np.zeros((40, 40), np.uint8), patch_size=16, stride=12, edge="shift")
+    scores = np.eye(3, dtype=np.float32)[labels] * 0.8 + 0.1  # (y, x, class)
+    global_crops(out, scores, channels_first=True)
+    merged = stitch(out, "predictions", merge=mode, argmax=True)
+    assert merged.dtype == np.uint8 and merged.shape == (40, 40)
+    np.testing.assert_array_equal(merged, labels)
+    np.testing.assert_array_equal(
+        stitch(out, "predictions", merge=mode, argmax=True, lazy=True).compute(), merged
+    )
+
+
+def test_merge_options_that_do_not_fit_the_predictions_are_refused(tmp_path):
+    out = tmp_path / "out"
+    export_patches(out, np.zeros((20, 20), np.uint8), patch_size=8)
+    make_predictions(out, lambda row, shape: np.zeros(shape, np.float32))
+    with pytest.raises(PatchFolderError, match="integer label predictions.*argmax=True"):
+        stitch(out, "predictions", merge="vote")
+    with pytest.raises(PatchFolderError, match="choose one of center, last, mean"):
+        stitch(out, "predictions", merge="average")
+    with pytest.raises(PatchFolderError, match="argmax needs predictions with a channel axis"):
+        stitch(out, "predictions", argmax=True)

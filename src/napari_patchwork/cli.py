@@ -28,6 +28,7 @@ from napari_patchwork import __version__
 from napari_patchwork.cluster import DEFAULT_SAMPLE_SIZE
 from napari_patchwork.export import DEFAULT_WRITE_THREADS, FILE_FORMATS, FORMAT_ALIASES
 from napari_patchwork.grid import EDGE_MODES
+from napari_patchwork.merge import MERGE_MODES
 
 PROG = "napari-patchwork"
 
@@ -456,9 +457,15 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     for target in (out, mask_out):  # refuse before writing anything
         if target is not None and target.exists() and not args.overwrite:
             raise CLIError(f"{target} exists; choose another name or pass --overwrite.")
-    image = (
-        stitch(folder, args.predictions, lazy=True) if args.predictions else folder.image(lazy=True)
-    )
+    if args.predictions:
+        predictions = Path(args.predictions).absolute()  # relative to the current directory
+        if not predictions.is_dir():
+            raise CLIError(f"--predictions {args.predictions}: no such folder.")
+        image = stitch(folder, predictions, merge=args.merge, argmax=args.argmax, lazy=True)
+    else:
+        if args.merge != "center" or args.argmax:
+            raise CLIError("--merge and --argmax apply to --predictions; add --predictions DIR.")
+        image = folder.image(lazy=True)
     write_image(out, image, overwrite=args.overwrite)
     written = [str(out)]
     if mask is not None:
@@ -841,7 +848,21 @@ def build_parser() -> argparse.ArgumentParser:
     stitch.add_argument(
         "--predictions",
         metavar="DIR",
-        help="a folder of model outputs named like the image patches: stitch those instead",
+        help="a folder of model outputs named like the image patches (relative to the current "
+        "directory): stitch those instead",
+    )
+    stitch.add_argument(
+        "--merge",
+        choices=MERGE_MODES,
+        default="center",
+        help="where patches overlap: center (nearest patch centre; default, label-safe), last, "
+        "mean, gaussian or hann (weighted average, sigma = 0.125 x patch), max, or vote "
+        "(majority label; integer predictions)",
+    )
+    stitch.add_argument(
+        "--argmax",
+        action="store_true",
+        help="reduce the predictions' channel axis (class scores) to the index of the largest",
     )
     stitch.add_argument(
         "-o", "--output", required=True, metavar="OUT.tif", help="stitched image file"

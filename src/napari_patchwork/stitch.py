@@ -18,14 +18,20 @@ Predictions: a folder of model outputs with the same file names as the image
 patches (any of ``.tif``, ``.tiff``, ``.png``, ``.npy``; ``.ome.tif`` patches
 match predictions named ``<name>.tif`` and ``<name>.ome.tif``), each with the patch's
 spatial shape in output pixels (padding included in ``pad`` mode), optionally with
-one channel axis first or last. Where patches overlap, ``overlap`` decides:
+one channel axis first or last (also when the image has none), float or integer.
+Where patches overlap, ``merge`` decides (:mod:`napari_patchwork.merge` has the rules):
 
 * ``"center"`` (default): each pixel comes from the patch whose centre is nearest
   (Chebyshev distance relative to the patch size), which avoids patch-border
-  artefacts of predictions;
+  artefacts of predictions and never mixes labels;
 * ``"last"``: later patches (higher index) overwrite earlier ones;
-* ``"mean"``: the average of all patches covering the pixel (float64 result
-  unless ``dtype`` is given).
+* ``"mean"``, ``"gaussian"``, ``"hann"``: sum(w * p) / sum(w) with a constant, Gaussian
+  (sigma = 0.125 x patch size) or Hann window (never zero at a patch edge) per patch
+  (float64 result unless ``dtype`` is given);
+* ``"max"``: the largest value; ``"vote"``: the label most patches give (integer
+  predictions; ties to the nearest centre).
+
+``argmax=True`` reduces a channel axis of class scores to the index of the largest.
 
 Exported images and masks agree wherever patches overlap, so every mode rebuilds
 them exactly. :func:`stitch` returns a numpy array held in memory, or with ``lazy=True`` the
@@ -49,18 +55,28 @@ from napari_patchwork.folder import (  # noqa: F401 (public here)
     PATCH_EXTENSIONS,
     PatchFolder,
     PatchFolderError,
-    checked_patch,
-    inside,
     read_patch_file,
     read_patch_folder,
     read_patches,
     verify_patch_folder,
 )
 from napari_patchwork.io import LAZY_CHUNK_BYTES
+from napari_patchwork.merge import (
+    MERGE_MODES,
+    MergeError,
+    MergeOptions,
+    PredictionLayout,
+    as_merge_options,
+    check_options,
+    merge_chunks,
+    merge_lazy,
+    merge_region,
+    merged_layout,
+)
 
 # reading a folder lives in napari_patchwork.folder; the README's names stay importable here
 __all__ = [
-    "OVERLAP_MODES",
+    "MERGE_MODES",
     "PatchFolder",
     "PatchFolderError",
     "read_patch_folder",
@@ -68,9 +84,6 @@ __all__ = [
     "stitch",
     "verify_patch_folder",
 ]
-
-
-OVERLAP_MODES: tuple[str, ...] = ("center", "last", "mean")
 
 
 def _source_files(
@@ -100,10 +113,7 @@ def _source_files(
                     )
                 by_stem[stem] = name
         stems = [_patch_stem(Path(row["image"]).name) for row in patches.rows]
-        files = [
-            inside(folder, by_stem[s], f"prediction {by_stem[s]}") if s in by_stem else None
-            for s in stems
-        ]
+        files = [folder / by_stem[s] if s in by_stem else None for s in stems]
         missing = [s for s, f in zip(stems, files) if f is None]
         if missing and not allow_missing:
             raise PatchFolderError(
@@ -125,32 +135,23 @@ def _patch_stem(name: str) -> str:
     return stem[: -len(".ome")] if stem.lower().endswith(".ome") else stem
 
 
-def _channel_position(
-    shape: Sequence[int], patch: Sequence[int], preferred: int | None
-) -> int | None:
-    """Where the one channel axis of a patch array of ``shape`` is (None: no channel axis)."""
-    if tuple(shape) == tuple(patch):
-        return None
-    if len(shape) == len(patch) + 1:
-        candidates = ([] if preferred is None else [preferred]) + [len(shape) - 1, 0]
-        for axis in candidates:
-            if tuple(s for a, s in enumerate(shape) if a != axis) == tuple(patch):
-                return axis
-    raise PatchFolderError(
-        f"a patch of shape {tuple(shape)} does not fit the patch size {tuple(patch)} "
-        "(with at most one channel axis, first or last)."
-    )
+@dataclass(frozen=True)
+class PatchFile:
+    """One patch file and the shape it must have (a source of a lazy stitch block)."""
+
+    path: Path
+    shape: tuple[int, ...]
 
 
-def _center_distance(start: np.ndarray, stop: np.ndarray, valid_stop: np.ndarray) -> np.ndarray:
-    """Chebyshev distance of the valid pixels of box ``start:stop`` to its centre, in half-sizes."""
-    distance = np.zeros((), dtype=np.float32)
-    ndim = len(start)
-    for axis, (a, b, v) in enumerate(zip(start, stop, valid_stop)):
-        centre, half = (a + b - 1) / 2.0, max((b - a) / 2.0, 0.5)
-        d = (np.abs(np.arange(a, v) - centre) / half).astype(np.float32)
-        distance = np.maximum(distance, d.reshape([-1 if k == axis else 1 for k in range(ndim)]))
-    return distance
+def read_patch_as(patch: PatchFile) -> np.ndarray:
+    """The patch file as an array of ``patch.shape`` (a length-1 axis that PNG drops or a 1D
+    TIFF adds is restored); :class:`PatchFolderError` if it has another shape."""
+    data = read_patch_file(patch.path)
+    if data.shape != patch.shape:
+        if [s for s in data.shape if s != 1] == [s for s in patch.shape if s != 1]:
+            return data.reshape(patch.shape)
+        raise PatchFolderError(f"{patch.path.name} has shape {data.shape}, expected {patch.shape}.")
+    return data
 
 
 def _has_overlap(patches: PatchFolder) -> bool:
@@ -159,159 +160,80 @@ def _has_overlap(patches: PatchFolder) -> bool:
 
 @dataclass(frozen=True)
 class _Stitching:
-    """What stitching one source takes, decided once; :func:`_assemble` builds any region.
+    """What stitching one source takes, decided once: the files of the patches that have
+    one, their boxes in output pixels, the layout of the files and the merge options."""
 
-    Boxes are per manifest row in output pixels over the spatial axes; ``files`` has
-    None for a patch without a file (``allow_missing``).
-    """
-
-    files: tuple[Path | None, ...]
-    starts: np.ndarray
-    stops: np.ndarray
-    valid_stops: np.ndarray
+    files: tuple[PatchFile, ...]
+    boxes: np.ndarray
     spatial_shape: tuple[int, ...]
-    channel_axis: int | None
-    channels: int | None
-    overlap: str
-    fill_value: float
-    dtype: np.dtype
-    file_dtype: np.dtype  # what every patch file must hold (PNG: converted when it fits)
-    png: bool
+    stride: tuple[int, ...]
+    layout: PredictionLayout
+    options: MergeOptions
 
-    def with_channels(self, spatial: Sequence[int]) -> tuple[int, ...]:
-        """``spatial`` with the channel axis inserted where the stitched array has it."""
-        shape = [int(s) for s in spatial]
-        if self.channel_axis is not None:
-            shape.insert(self.channel_axis, int(self.channels))
-        return tuple(shape)
+    def pairs(self, rows: Sequence[int] | None = None):
+        """(box, patch array) of ``rows`` (default all), read one at a time."""
+        rows = range(len(self.files)) if rows is None else rows
+        return ((self.boxes[r], read_patch_as(self.files[r])) for r in rows)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.with_channels(self.spatial_shape)
+
+def _layout(patches: PatchFolder, source: str | os.PathLike, files) -> PredictionLayout:
+    """The layout of the files: from ``dataset.json`` for images and masks, from the first
+    file for predictions (its channel axis where the image has one, else last, else first)."""
+    if source == IMAGES_DIR:
+        axis = patches.channel_axis
+        channels = None if axis is None else patches.image_shape[axis]
+        return PredictionLayout(axis, channels, np.dtype(patches.info.image.dtype))
+    if source == MASKS_DIR:
+        return PredictionLayout(None, None, np.dtype(patches.info.mask.dtype))
+    first = next((i for i, f in enumerate(files) if f is not None), None)
+    if first is None:
+        raise PatchFolderError("no prediction file found; nothing to stitch.")
+    data = read_patch_file(files[first])
+    patch_shape = tuple(int(v) for v in patches.out_stops[first] - patches.out_starts[first])
+    try:
+        if patches.channel_axis is not None and data.ndim == len(patch_shape) + 1:
+            try:
+                return PredictionLayout.of(data, patch_shape, patches.channel_axis)
+            except MergeError:
+                pass
+        return PredictionLayout.of(data, patch_shape)
+    except MergeError as err:
+        raise PatchFolderError(f"{files[first].name}: {err}") from None
 
 
 def _plan_stitching(
-    patches: PatchFolder,
-    source: str | os.PathLike,
-    overlap: str,
-    fill_value: float,
-    dtype: Any,
-    allow_missing: bool,
+    patches: PatchFolder, source: str | os.PathLike, options: MergeOptions, allow_missing: bool
 ) -> _Stitching:
-    """Check the options and find the files, output shape and dtype (see :func:`stitch`)."""
-    if overlap not in OVERLAP_MODES:
-        raise PatchFolderError(
-            f"overlap={overlap!r} is not known; choose one of {', '.join(OVERLAP_MODES)}."
-        )
+    """Check the options and find the files, their layout and the boxes (see :func:`stitch`)."""
     files = _source_files(patches, source, allow_missing)
-    channel_axis = channels = None
-    if source == IMAGES_DIR:
-        source_dtype, channel_axis = np.dtype(patches.info.image.dtype), patches.channel_axis
-        channels = None if channel_axis is None else patches.image_shape[channel_axis]
-    elif source == MASKS_DIR:
-        source_dtype = np.dtype(patches.info.mask.dtype)
-    else:  # predictions: their dtype and channels are those of the first file
-        first = next((i for i, f in enumerate(files) if f is not None), None)
-        if first is None:
-            raise PatchFolderError("no prediction file found; nothing to stitch.")
-        data = read_patch_file(files[first], " (the first prediction)")
-        patch_shape = tuple(int(v) for v in patches.out_stops[first] - patches.out_starts[first])
-        channel_axis = _channel_position(data.shape, patch_shape, patches.channel_axis)
-        channels = None if channel_axis is None else data.shape[channel_axis]
-        source_dtype = data.dtype
-    if not _has_overlap(patches) and overlap == "center":
-        overlap = "last"  # no pixel is in two patches: the same result, faster
+    layout = _layout(patches, source, files)
+    try:
+        check_options(options, layout)
+    except MergeError as err:
+        raise PatchFolderError(str(err)) from None
+    if not _has_overlap(patches) and options.mode == "center":
+        options = options.replace(mode="last")  # no pixel is in two patches: the same, faster
+    rows = [r for r, f in enumerate(files) if f is not None]
+    boxes = np.stack([patches.out_starts, patches.out_stops], axis=1)[rows]
     return _Stitching(
-        file_dtype=np.dtype(source_dtype),
-        png=source in (IMAGES_DIR, MASKS_DIR) and patches.info.file_format == "png",
-        files=tuple(files),
-        starts=patches.out_starts,
-        stops=patches.out_stops,
-        valid_stops=patches.out_valid_stops,
+        files=tuple(
+            PatchFile(files[r], layout.shape(boxes[k, 1] - boxes[k, 0])) for k, r in enumerate(rows)
+        ),  # fmt: skip
+        boxes=boxes.reshape(len(rows), 2, len(patches.output_spatial_shape)),
         spatial_shape=tuple(patches.output_spatial_shape),
-        channel_axis=channel_axis,
-        channels=channels,
-        overlap=overlap,
-        fill_value=fill_value,
-        dtype=_output_dtype(dtype, overlap, source_dtype),
+        stride=tuple(int(s) for s in patches.info.stride),
+        layout=layout,
+        options=options,
     )
-
-
-def _read_valid_part(plan: _Stitching, row: int) -> np.ndarray:
-    """The valid (unpadded) part of patch ``row``'s file, channels last."""
-    path = plan.files[row]
-    start, stop, valid = plan.starts[row], plan.stops[row], plan.valid_stops[row]
-    expected = plan.with_channels(stop - start)
-    where = f" (manifest row {row + 1})"
-    data = checked_patch(
-        read_patch_file(path, where), expected, plan.file_dtype, plan.png, path.name + where
-    )
-    if plan.channel_axis is not None:  # channels last: spatial indexing is then the same
-        data = np.moveaxis(data, plan.channel_axis, -1)
-    return data[tuple(slice(0, int(v - a)) for a, v in zip(start, valid))]
-
-
-def _assemble(
-    plan: _Stitching, region_start: Sequence[int], region_stop: Sequence[int]
-) -> np.ndarray:
-    """The stitched array over the spatial box ``region_start:region_stop`` (output px).
-
-    Reads only the patches that hold valid pixels in the box. A pixel gets the same
-    value whatever the box, so stitching block by block equals stitching at once.
-    """
-    region_start = np.asarray(region_start, dtype=np.int64)
-    region_stop = np.asarray(region_stop, dtype=np.int64)
-    region_shape = tuple(int(v) for v in region_stop - region_start)
-    channel_shape = () if plan.channel_axis is None else (int(plan.channels),)
-    if plan.overlap == "mean":
-        sums = np.zeros(region_shape + channel_shape, dtype=np.float64)
-        counts = np.zeros(region_shape, dtype=np.int64)
-    else:
-        out = np.full(region_shape + channel_shape, plan.fill_value, dtype=plan.dtype)
-    if plan.overlap == "center":
-        best = np.full(region_shape, np.inf, dtype=np.float32)
-    lows = np.maximum(plan.starts, region_start)
-    highs = np.minimum(plan.valid_stops, region_stop)
-    for row in np.flatnonzero(np.all(lows < highs, axis=1)).tolist():
-        if plan.files[row] is None:
-            continue
-        data = _read_valid_part(plan, row)
-        start = plan.starts[row]
-        take = tuple(
-            slice(int(lo - a), int(hi - a)) for lo, hi, a in zip(lows[row], highs[row], start)
-        )
-        where = tuple(
-            slice(int(lo - r), int(hi - r))
-            for lo, hi, r in zip(lows[row], highs[row], region_start)
-        )
-        data = data[take]
-        if plan.overlap == "mean":
-            sums[where] += data
-            counts[where] += 1
-        elif plan.overlap == "last":
-            out[where] = data
-        else:  # center: keep each pixel from the patch whose centre is nearest
-            distance = _center_distance(start, plan.stops[row], plan.valid_stops[row])[take]
-            nearer = distance < best[where]
-            best[where] = np.where(nearer, distance, best[where])
-            out[where][nearer] = data[nearer]
-    if plan.overlap == "mean":
-        covered = counts > 0
-        denominator = np.maximum(counts, 1)
-        if channel_shape:
-            denominator, covered = denominator[..., None], covered[..., None]
-        out = np.where(covered, sums / denominator, plan.fill_value).astype(plan.dtype, copy=False)
-    if plan.channel_axis is not None:
-        out = np.moveaxis(out, -1, plan.channel_axis)
-    return out
 
 
 def stitch(
     folder: str | os.PathLike | PatchFolder,
     source: str | os.PathLike = IMAGES_DIR,
     *,
-    overlap: str = "center",
-    fill_value: float = 0,
+    merge: str | MergeOptions = "center",
+    argmax: bool | None = None,
+    fill_value: float | None = None,
     dtype: Any = None,
     allow_missing: bool = False,
     lazy: bool = False,
@@ -324,80 +246,41 @@ def stitch(
     folder : a patch folder (path or :class:`PatchFolder`).
     source : ``"images"``, ``"masks"`` or a folder of predictions named like the
         image patches (relative to the patch folder or absolute).
-    overlap : ``"center"``, ``"last"`` or ``"mean"`` (see the module notes).
-    fill_value : for pixels that no patch covers.
-    dtype : output dtype; default the source dtype from ``dataset.json`` for images
-        and masks, the first prediction's dtype for predictions (float64 for mean).
+    merge : where patches overlap: a mode of :data:`~napari_patchwork.merge.MERGE_MODES`
+        (``center``, ``last``, ``mean``, ``gaussian``, ``hann``, ``max``, ``vote``) or
+        :class:`~napari_patchwork.merge.MergeOptions` (e.g. ``sigma_scale``).
+    argmax : reduce the predictions' channel axis to the index of the largest channel.
+    fill_value : for pixels that no patch covers (default 0).
+    dtype : output dtype; default the source dtype (from ``dataset.json`` for images and
+        masks, the first prediction's for predictions), float64 for the weighted modes,
+        uint8 with ``argmax``.
     allow_missing : skip patches whose file is missing instead of raising.
     lazy : return a dask array whose blocks read only the patch files they cover
-        (the same values once computed). Blocks are whole multiples of the stride
-        (so without overlap each file is read by one block), the channel axis whole,
-        about ``chunk_bytes`` each (default :data:`napari_patchwork.io.LAZY_CHUNK_BYTES`,
-        4 MiB); they hold file paths only, so ``dask.distributed`` workers that see
-        the folder can compute them.
+        (the same values once computed; weights made per block). Blocks are whole
+        multiples of the stride (so without overlap each file is read by one block), the
+        channel axis whole, about ``chunk_bytes`` each (default
+        :data:`napari_patchwork.io.LAZY_CHUNK_BYTES`, 4 MiB); they hold file paths only, so
+        ``dask.distributed`` workers that see the folder can compute them.
 
     Returns
     -------
     numpy (or dask) array at output resolution (:attr:`PatchFolder.output_image_shape`;
     the source shape unless the export was downsampled): the image's shape for
     ``images``, its spatial shape for ``masks`` and for predictions (plus the
-    predictions' channel axis, at the same position as in the prediction files).
+    predictions' channel axis, at the same position as in the prediction files, unless
+    ``argmax``).
     """
     patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
-    plan = _plan_stitching(patches, source, overlap, fill_value, dtype, allow_missing)
-    if not lazy:
-        _check_fits_in_memory(plan)
-        return _assemble(plan, (0,) * len(plan.spatial_shape), plan.spatial_shape)
-    import dask.array as da
-
-    from napari_patchwork.io import grow_chunks
-
-    unit = plan.with_channels(patches.info.stride)
-    if plan.channel_axis is not None:
-        unit = tuple(plan.channels if a == plan.channel_axis else u for a, u in enumerate(unit))
-    chunks = grow_chunks(plan.shape, unit, plan.dtype.itemsize, chunk_bytes or LAZY_CHUNK_BYTES)
-    return da.map_blocks(
-        _stitched_block,
-        plan,
-        chunks=da.core.normalize_chunks(chunks, plan.shape),
-        dtype=plan.dtype,
-        meta=np.empty((0,) * len(plan.shape), dtype=plan.dtype),
-    )
-
-
-def memory_limit() -> int:
-    """Bytes an eager stitch may allocate: half the machine's memory."""
+    changes = {"argmax": argmax, "fill_value": fill_value, "dtype": dtype}
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
-
-
-def _check_fits_in_memory(plan: _Stitching) -> None:
-    """Refuse an eager stitch larger than :func:`memory_limit` (e.g. a folder claiming a
-    huge image), before anything is allocated."""
-    n = int(np.prod(plan.shape, dtype=object))
-    need = n * plan.dtype.itemsize + (n * 16 if plan.overlap == "mean" else 0)
-    if need > memory_limit():
-        raise PatchFolderError(
-            f"stitching this folder needs {need / 2**30:,.1f} GiB in memory (output "
-            f"{plan.shape} {plan.dtype}); pass lazy=True for a dask array read block by "
-            "block, or use `napari-patchwork stitch`, which writes the result block by block."
-        )
-
-
-def _stitched_block(plan: _Stitching, block_info: dict | None = None) -> np.ndarray:
-    """One block of :func:`stitch` with ``lazy=True``."""
-    location = [
-        loc
-        for axis, loc in enumerate(block_info[None]["array-location"])
-        if axis != plan.channel_axis
-    ]
-    return _assemble(plan, [a for a, _ in location], [b for _, b in location])
-
-
-def _output_dtype(dtype: Any, overlap: str, source_dtype: np.dtype) -> np.dtype:
-    """The stitched dtype: ``dtype`` if given, float64 for ``overlap="mean"``, else the source's."""
-    if dtype is not None:
-        return np.dtype(dtype)
-    return np.dtype(np.float64) if overlap == "mean" else np.dtype(source_dtype)
+        options = as_merge_options(merge, **{k: v for k, v in changes.items() if v is not None})
+    except MergeError as err:
+        raise PatchFolderError(str(err)) from None
+    plan = _plan_stitching(patches, source, options, allow_missing)
+    if not lazy:
+        start = (0,) * len(plan.spatial_shape)
+        return merge_region(start, plan.spatial_shape, plan.pairs(), plan.options, plan.layout)
+    out = merged_layout(plan.options, plan.layout)
+    chunks = merge_chunks(plan.spatial_shape, plan.stride, out, chunk_bytes or LAZY_CHUNK_BYTES)
+    return merge_lazy(plan.spatial_shape, plan.boxes, plan.files, read_patch_as, plan.options,
+                      plan.layout, chunks)  # fmt: skip

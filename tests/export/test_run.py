@@ -143,7 +143,7 @@ def test_export_then_stitch_is_exact(case):
         # lazily, in blocks of one stride: patches that overlap blocks are cut correctly
         for source, eager in (("images", stitched_image), ("masks", stitched_mask)):
             if eager is not None:
-                lazy = stitch(out, source, overlap="center", chunk_bytes=1, lazy=True)
+                lazy = stitch(out, source, merge="center", chunk_bytes=1, lazy=True)
                 assert lazy.dtype == eager.dtype and lazy.shape == eager.shape
                 np.testing.assert_array_equal(lazy.compute(), eager)
         no_gaps = case["stride"] is None or all(

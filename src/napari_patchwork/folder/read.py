@@ -146,7 +146,7 @@ class PatchFolder:
             lazy = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > LAZY_THRESHOLD_BYTES
         from napari_patchwork.stitch import stitch  # stitching reads folders, not the reverse
 
-        return stitch(self, source, fill_value=fill_value, overlap="last", lazy=lazy)
+        return stitch(self, source, fill_value=fill_value, merge="last", lazy=lazy)
 
 
 def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
