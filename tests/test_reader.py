@@ -249,3 +249,67 @@ def test_writer_refusal_gives_advice_for_the_save_dialog(tmp_path):
     assert SAVE_DIALOG_ADVICE in str(err.value)
     assert "overwrite=True" not in str(err.value)
     assert (folder / "notes.txt").read_text() == "mine" and len(os.listdir(folder)) == 1
+
+def folder_with_predictions(tmp_path, sample_layers, value_of, name="predictions"):
+    """A patch folder of the sample (overlapping 16 px patches, scale/translate recorded) and a
+    predictions folder inside it; ``value_of(mask_crop)`` gives each patch's prediction."""
+    image, labels = sample_layers((50, 60))
+    out = tmp_path / "out"
+    export_patches(out, image.data, labels.data, patch_size=16, stride=12, edge="pad",
+                   channel_axis=-1, scale=SCALE, translate=TRANSLATE)  # fmt: skip
+    (out / name).mkdir()
+    for row in read_patch_folder(out).rows:
+        mask = np.load(out / row["mask"]) if row["mask"].endswith(".npy") else None
+        if mask is None:
+            import tifffile
+
+            mask = tifffile.imread(out / row["mask"])
+        np.save(out / name / (row["image"].split("/")[-1].rsplit(".", 1)[0] + ".npy"),
+                value_of(mask))  # fmt: skip
+    return out, labels
+
+
+def test_reader_shows_a_predictions_folder_merged_on_the_image(
+    make_napari_viewer, npe2pm, tmp_path, sample_layers
+):
+    from napari_patchwork.stitch import stitch
+
+    out, labels = folder_with_predictions(
+        tmp_path,
+        sample_layers,
+        lambda m: np.stack([(m == 0), (m == 3), (m == 900)]).astype(np.float32),
+    )
+    layers = get_reader(str(out))(str(out))
+    names = [meta["name"] for _, meta, _ in layers]
+    assert len(names) == 4 and names[2] == "out predictions" and names[3] == "out grid"
+    data, meta, layer_type = layers[2]
+    assert layer_type == "image" and data.shape == (3, 50, 60) and data.dtype == np.float64
+    assert meta["rgb"] is False and meta["metadata"]["napari_patchwork"]["merge"] == "gaussian"
+    np.testing.assert_allclose(meta["scale"], (1.0,) + SCALE)
+    np.testing.assert_allclose(meta["translate"], (0.0,) + TRANSLATE)
+    np.testing.assert_array_equal(data, stitch(out, "predictions", merge="gaussian"))
+    np.testing.assert_allclose(data[1], labels.data == 3, atol=1e-12)
+    # through a real viewer: the predictions lie on the mask
+    npe2pm.register(MANIFEST)
+    viewer = make_napari_viewer()
+    viewer.open(str(out), plugin="napari-patchwork")
+    shown, mask = viewer.layers["out predictions"], viewer.layers[names[1]]
+    for y, x in [(0, 0), (20, 30), (49, 59)]:
+        np.testing.assert_allclose(shown.data_to_world((1, y, x))[1:], mask.data_to_world((y, x)))
+
+
+def test_reader_shows_integer_predictions_as_labels_and_survives_bad_ones(tmp_path, sample_layers):
+    out, labels = folder_with_predictions(
+        tmp_path, sample_layers, lambda m: (m > 0).astype(np.uint8)
+    )
+    layers = get_reader(str(out))(str(out))
+    data, meta, layer_type = layers[2]
+    assert layer_type == "labels" and data.dtype == np.uint8
+    assert meta["metadata"]["napari_patchwork"]["merge"] == "center"
+    np.testing.assert_array_equal(data, labels.data > 0)
+    # a prediction of the wrong shape: a warning, and the folder still opens
+    bad = sorted((out / "predictions").iterdir())[0]
+    np.save(bad, np.zeros((3, 3), np.uint8))
+    with pytest.warns(UserWarning, match="predictions not shown.*does not fit the patch"):
+        layers = get_reader(str(out))(str(out))
+    assert [layer_type for _, _, layer_type in layers] == ["image", "labels", "shapes"]

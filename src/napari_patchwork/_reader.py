@@ -14,6 +14,12 @@ raises. The reader adds
   block; :func:`napari_patchwork.resolution.downsampled_transform`), so they lie
   on top of the source image;
 * the stitched mask as a Labels layer, if the export had one;
+* ``"<image> predictions"``, if the folder holds a ``predictions`` folder of model
+  outputs named like the image patches: merged (``center`` for integer predictions,
+  shown as Labels; ``gaussian`` for float scores, shown as an Image) and laid on the
+  stitched image like the mask (:func:`prediction_layer_data`; the *Merge predictions*
+  widget picks another folder, mode or arg-max). Predictions that cannot be merged give
+  a warning, and the rest of the folder still opens;
 * the patch grid as a Shapes layer with one rectangle per exported patch,
   features ``index``, ``row``, ``col`` (``z``), ``split`` and
   ``foreground_fraction``, and the grid description in
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,11 +40,23 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork._layer_data import grid_layer_data
-from napari_patchwork.folder import DATASET_FILE, is_patch_folder, read_patch_folder
+from napari_patchwork.folder import (
+    DATASET_FILE,
+    PatchFolder,
+    PatchFolderError,
+    is_patch_folder,
+    read_patch_folder,
+)
 from napari_patchwork.grid import grid_features
+from napari_patchwork.io import LAZY_THRESHOLD_BYTES
+from napari_patchwork.merge import MergeError, PredictionLayout
 from napari_patchwork.resolution import downsampled_transform
+from napari_patchwork.stitch import stitch
 
 LayerDataTuple = tuple[Any, dict, str]
+PREDICTIONS_DIR = "predictions"
+"""A folder of this name inside a patch folder holds model outputs named like the image
+patches; the reader shows them merged (see :func:`prediction_layer_data`)."""
 
 
 def _folder(path: str | os.PathLike | list) -> Path | None:
@@ -97,33 +116,20 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
     remember_reader_for(folder)
     info = patches.info
     image_name = info.image.name or folder.name
-    spatial_scale, spatial_translate = info.scale, info.translate
-    if any(f != 1 for f in patches.factors):
-        spatial_scale, spatial_translate = downsampled_transform(
-            spatial_scale, spatial_translate, patches.factors
-        )
+    spatial_meta = _spatial_meta(patches)
     channel_axis = patches.channel_axis
     image_meta: dict[str, Any] = {"name": image_name, "rgb": info.rgb}
-    if spatial_scale is not None:
-        scale = list(spatial_scale)
-        if channel_axis is not None and not info.rgb:
-            scale.insert(channel_axis, 1.0)
-        image_meta["scale"] = scale
-    if spatial_translate is not None:
-        translate = list(spatial_translate)
-        if channel_axis is not None and not info.rgb:
-            translate.insert(channel_axis, 0.0)
-        image_meta["translate"] = translate
-    spatial_meta = {
-        k: v
-        for k, v in (("scale", spatial_scale), ("translate", spatial_translate))
-        if v is not None
-    }
+    image_meta.update(_spatial_meta(patches, None if info.rgb else channel_axis))
     layers: list[LayerDataTuple] = [(patches.image(lazy=None), image_meta, "image")]
     if patches.has_mask:
         mask_name = info.mask.name or f"{image_name} mask"
         mask_meta = {"name": mask_name, **spatial_meta}
         layers.append((patches.mask(lazy=None), mask_meta, "labels"))
+    if (folder / PREDICTIONS_DIR).is_dir():
+        try:
+            layers.append(prediction_layer_data(patches, folder / PREDICTIONS_DIR))
+        except (PatchFolderError, MergeError) as err:  # the folder itself still opens
+            warnings.warn(f"{folder / PREDICTIONS_DIR} not shown: {err}", stacklevel=2)
     grid = patches.grid
     if grid.ndim >= 2:
         features = grid_features(grid)
@@ -141,8 +147,8 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
             grid,
             features,
             keep,
-            scale=spatial_scale,
-            translate=spatial_translate,
+            scale=spatial_meta.get("scale"),
+            translate=spatial_meta.get("translate"),
             color_by="foreground_fraction" if "foreground_fraction" in features else "index",
             channel_axis=channel_axis,
             name=f"{image_name} grid",
@@ -150,3 +156,61 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
         )
         layers.append((data, kwargs, "shapes"))
     return layers
+
+
+def _spatial_meta(patches: PatchFolder, channel_axis: int | None = None) -> dict[str, list]:
+    """``scale``/``translate`` that lay the stitched arrays on the source image (output
+    resolution included), with 1 / 0 at ``channel_axis`` if given."""
+    scale, translate = patches.info.scale, patches.info.translate
+    if any(f != 1 for f in patches.factors):
+        scale, translate = downsampled_transform(scale, translate, patches.factors)
+    meta = {}
+    for key, values, filler in (("scale", scale, 1.0), ("translate", translate, 0.0)):
+        if values is not None:
+            values = list(values)
+            if channel_axis is not None:
+                values.insert(channel_axis, filler)
+            meta[key] = values
+    return meta
+
+
+def prediction_layer_data(
+    folder: str | os.PathLike | PatchFolder,
+    predictions: str | os.PathLike = PREDICTIONS_DIR,
+    *,
+    merge: str | None = None,
+    argmax: bool = False,
+) -> LayerDataTuple:
+    """The merged predictions of a patch folder as a layer lying on its stitched image:
+    Labels for integer results, else Image (channels kept as an axis of the layer).
+
+    ``merge`` is a mode of :data:`napari_patchwork.merge.MERGE_MODES`; default ``center``
+    for integer predictions, ``gaussian`` for float scores. Above
+    :data:`~napari_patchwork.io.LAZY_THRESHOLD_BYTES` the data stay a dask array that reads
+    only the patch files in view.
+    """
+    patches = folder if isinstance(folder, PatchFolder) else read_patch_folder(folder)
+    if merge is None:
+        first = stitch(patches, predictions, merge="last", lazy=True)  # reads one file
+        merge = "center" if np.dtype(first.dtype).kind in "iub" else "gaussian"
+    data = stitch(patches, predictions, merge=merge, argmax=argmax, lazy=True)
+    if data.nbytes <= LAZY_THRESHOLD_BYTES:
+        data = data.compute()
+    is_labels = np.dtype(data.dtype).kind in "iub"
+    channel_axis = PredictionLayout.of(data, patches.output_spatial_shape).channel_axis
+    image_name = patches.info.image.name or patches.path.name
+    meta: dict[str, Any] = {
+        "name": f"{image_name} predictions",
+        **_spatial_meta(patches, channel_axis),
+        "metadata": {
+            "napari_patchwork": {
+                "predictions": str(Path(patches.path, predictions)),
+                "merge": merge,
+                "argmax": argmax,
+                "patch_folder": str(patches.path),
+            }
+        },
+    }
+    if not is_labels:
+        meta["rgb"] = False
+    return data, meta, "labels" if is_labels else "image"

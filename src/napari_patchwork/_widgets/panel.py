@@ -98,15 +98,16 @@ TAB_TITLES = {
     "cluster": "Cluster",
     "export": "Export",
     "annotations": "Annotations",
+    "merge": "Merge",
 }
 """Tab titles of the panel, by attribute name (short, so the tab bar stays narrow)."""
 
 
 class PatchworkPanel(QTabWidget):
-    """All of the plugin in one dock: the grid, cluster, export and annotation forms as tabs.
+    """All of the plugin in one dock: the grid, cluster, export, annotation and merge forms as tabs.
 
     The forms are the attributes :attr:`grid`, :attr:`cluster`, :attr:`export` and
-    :attr:`annotations`; each keeps its own state, and they share the viewer's layers.
+    :attr:`annotations`, :attr:`merge`; each keeps its own state, and they share the viewer's layers.
     """
 
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
@@ -115,6 +116,7 @@ class PatchworkPanel(QTabWidget):
         from napari_patchwork._widgets.cluster_widget import ClusterWidget
         from napari_patchwork._widgets.export_widget import ExportWidget
         from napari_patchwork._widgets.grid_widget import GridWidget
+        from napari_patchwork._widgets.merge_widget import MergeWidget
 
         super().__init__()
         self.setDocumentMode(True)
@@ -123,11 +125,12 @@ class PatchworkPanel(QTabWidget):
         self.cluster = ClusterWidget(viewer)
         self.export = ExportWidget(viewer)
         self.annotations = AnnotationWidget(viewer)
+        self.merge = MergeWidget(viewer)
         for name, title in TAB_TITLES.items():
             self.addTab(getattr(self, name).native, title)
 
     def forms(self) -> list:
-        """The four forms, in tab order."""
+        """The forms, in tab order."""
         return [getattr(self, name) for name in TAB_TITLES]
 
     def show_form(self, form) -> None:
