@@ -42,7 +42,6 @@ folders larger than memory, and for ``dask.distributed``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,10 +169,9 @@ class _Stitching:
     layout: PredictionLayout
     options: MergeOptions
 
-    def pairs(self, rows: Sequence[int] | None = None):
-        """(box, patch array) of ``rows`` (default all), read one at a time."""
-        rows = range(len(self.files)) if rows is None else rows
-        return ((self.boxes[r], read_patch_as(self.files[r])) for r in rows)
+    def pairs(self):
+        """(box, patch array) of every patch with a file, read one at a time."""
+        return ((box, read_patch_as(patch)) for box, patch in zip(self.boxes, self.files))
 
 
 def _layout(patches: PatchFolder, source: str | os.PathLike, files) -> PredictionLayout:

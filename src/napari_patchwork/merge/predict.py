@@ -193,7 +193,8 @@ def _predictions(image, fn, grid, reader, batch_size) -> Iterator[tuple[np.ndarr
 
 @dataclass(frozen=True)
 class _ChunkedPatch:
-    """Where patch ``index`` lies in a dask image: the chunk offsets of its ``count`` chunks."""
+    """Where patch ``index`` lies in a dask image (``start:stop`` over all axes, clipped) and
+    the offsets of the image chunks it spans, in the order their arrays are passed."""
 
     index: int
     start: tuple[int, ...]
