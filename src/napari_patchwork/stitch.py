@@ -54,6 +54,8 @@ from napari_patchwork.folder import (  # noqa: F401 (public here)
     PATCH_EXTENSIONS,
     PatchFolder,
     PatchFolderError,
+    checked_patch,
+    inside,
     read_patch_file,
     read_patch_folder,
     read_patches,
@@ -112,7 +114,10 @@ def _source_files(
                     )
                 by_stem[stem] = name
         stems = [_patch_stem(Path(row["image"]).name) for row in patches.rows]
-        files = [folder / by_stem[s] if s in by_stem else None for s in stems]
+        files = [
+            inside(folder, by_stem[s], f"prediction {by_stem[s]}") if s in by_stem else None
+            for s in stems
+        ]
         missing = [s for s, f in zip(stems, files) if f is None]
         if missing and not allow_missing:
             raise PatchFolderError(
@@ -136,21 +141,22 @@ def _patch_stem(name: str) -> str:
 
 @dataclass(frozen=True)
 class PatchFile:
-    """One patch file and the shape it must have (a source of a lazy stitch block)."""
+    """One patch file, the shape and dtype it must hold and where it is listed (a source
+    of a lazy stitch block)."""
 
     path: Path
     shape: tuple[int, ...]
+    dtype: np.dtype
+    png: bool  # PNG values are converted to ``dtype`` when they fit
+    where: str
 
 
 def read_patch_as(patch: PatchFile) -> np.ndarray:
-    """The patch file as an array of ``patch.shape`` (a length-1 axis that PNG drops or a 1D
-    TIFF adds is restored); :class:`PatchFolderError` if it has another shape."""
-    data = read_patch_file(patch.path)
-    if data.shape != patch.shape:
-        if [s for s in data.shape if s != 1] == [s for s in patch.shape if s != 1]:
-            return data.reshape(patch.shape)
-        raise PatchFolderError(f"{patch.path.name} has shape {data.shape}, expected {patch.shape}.")
-    return data
+    """The patch file, checked to hold ``patch.shape`` and ``patch.dtype`` (a length-1 axis
+    that PNG drops or a 1D TIFF adds is restored); :class:`PatchFolderError` naming the
+    file and its manifest row if it does not."""
+    data = read_patch_file(patch.path, patch.where)
+    return checked_patch(data, patch.shape, patch.dtype, patch.png, patch.path.name + patch.where)
 
 
 def _has_overlap(patches: PatchFolder) -> bool:
@@ -186,7 +192,7 @@ def _layout(patches: PatchFolder, source: str | os.PathLike, files) -> Predictio
     first = next((i for i, f in enumerate(files) if f is not None), None)
     if first is None:
         raise PatchFolderError("no prediction file found; nothing to stitch.")
-    data = read_patch_file(files[first])
+    data = read_patch_file(files[first], " (the first prediction)")
     patch_shape = tuple(int(v) for v in patches.out_stops[first] - patches.out_starts[first])
     try:
         if patches.channel_axis is not None and data.ndim == len(patch_shape) + 1:
@@ -213,10 +219,18 @@ def _plan_stitching(
         options = options.replace(mode="last")  # no pixel is in two patches: the same, faster
     rows = [r for r, f in enumerate(files) if f is not None]
     boxes = np.stack([patches.out_starts, patches.out_stops], axis=1)[rows]
+    png = source in (IMAGES_DIR, MASKS_DIR) and patches.info.file_format == "png"
     return _Stitching(
         files=tuple(
-            PatchFile(files[r], layout.shape(boxes[k, 1] - boxes[k, 0])) for k, r in enumerate(rows)
-        ),  # fmt: skip
+            PatchFile(
+                files[r],
+                layout.shape(boxes[k, 1] - boxes[k, 0]),
+                layout.dtype,
+                png,
+                f" (manifest row {r + 1})",
+            )  # fmt: skip
+            for k, r in enumerate(rows)
+        ),
         boxes=boxes.reshape(len(rows), 2, len(patches.output_spatial_shape)),
         spatial_shape=tuple(patches.output_spatial_shape),
         stride=tuple(int(s) for s in patches.info.stride),
@@ -276,9 +290,33 @@ def stitch(
         raise PatchFolderError(str(err)) from None
     plan = _plan_stitching(patches, source, options, allow_missing)
     if not lazy:
+        _check_fits_in_memory(plan)
         start = (0,) * len(plan.spatial_shape)
         return merge_region(start, plan.spatial_shape, plan.pairs(), plan.options, plan.layout)
     out = merged_layout(plan.options, plan.layout)
     chunks = merge_chunks(plan.spatial_shape, plan.stride, out, chunk_bytes or LAZY_CHUNK_BYTES)
     return merge_lazy(plan.spatial_shape, plan.boxes, plan.files, read_patch_as, plan.options,
                       plan.layout, chunks)  # fmt: skip
+
+
+def memory_limit() -> int:
+    """Bytes an eager stitch may allocate: half the machine's memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _check_fits_in_memory(plan: _Stitching) -> None:
+    """Refuse an eager stitch larger than :func:`memory_limit` (e.g. a folder claiming a
+    huge image), before anything is allocated."""
+    out = merged_layout(plan.options, plan.layout)
+    shape = out.shape(plan.spatial_shape)
+    n = int(np.prod(shape, dtype=object))
+    need = n * out.dtype.itemsize + (n * 16 if plan.options.window else 0)
+    if need > memory_limit():
+        raise PatchFolderError(
+            f"stitching this folder needs {need / 2**30:,.1f} GiB in memory (output "
+            f"{shape} {out.dtype}); pass lazy=True for a dask array read block by "
+            "block, or use `napari-patchwork stitch`, which writes the result block by block."
+        )
