@@ -7,11 +7,12 @@ Thin GUI over :func:`napari_patchwork._reader.prediction_layer_data` (which call
 
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from napari_patchwork._reader import PREDICTIONS_DIR, prediction_layer_data
 from napari_patchwork._widgets._layers import update_or_add_layer
+from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.folder import PatchFolderError, is_patch_folder
 from napari_patchwork.merge import MERGE_MODES, MergeError
 
@@ -19,25 +20,40 @@ AUTO = "auto"
 """Merge choice: ``center`` for integer (label) predictions, ``gaussian`` for scores."""
 
 
-class MergeWidget(Container):
+class MergeWidget(ScrollingForm):
     """Pick a patch folder and a folder of predictions named like its image patches, a merge
     mode and optionally arg-max over channels; **Merge** adds (or updates) the layer
     ``"<image> predictions"``: Labels for integer results, Image for float ones."""
 
     def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
-        super().__init__(labels=True)
+        super().__init__()
         self.viewer = viewer
-        self.folder_edit = FileEdit(mode="d", label="patch folder")
-        self.predictions_edit = FileEdit(mode="d", label="predictions")
+        self.folder_edit = FileEdit(
+            mode="d",
+            label="patch folder",
+            tooltip="A folder written by the export (with dataset.json and manifest.csv).",
+        )
+        self.predictions_edit = FileEdit(
+            mode="d",
+            label="predictions",
+            tooltip="Model outputs named like the image patches (TIFF, PNG or NPY); "
+            "default: the patch folder's 'predictions' sub-folder.",
+        )
         self.merge_combo = ComboBox(choices=(AUTO,) + MERGE_MODES, value=AUTO, label="merge")
         self.merge_combo.tooltip = (
             "where patches overlap: auto = center for labels, gaussian for scores; "
             "center = nearest patch centre; mean/gaussian/hann = weighted average; "
             "max; vote = majority label (integer predictions)"
         )
-        self.argmax_check = CheckBox(text="arg-max over channels (class scores -> labels)")
-        self.run_button = PushButton(text="Merge")
+        self.argmax_check = CheckBox(
+            text="arg-max over channels",
+            tooltip="Class scores to labels: each pixel gets the index of its largest channel.",
+        )
+        self.run_button = PushButton(
+            text="Merge", tooltip="Merge the predictions into one layer on the stitched image."
+        )
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # long messages wrap instead of widening the form
         self.extend(
             [
                 self.folder_edit,
