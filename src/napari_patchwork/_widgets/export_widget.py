@@ -16,22 +16,10 @@ downsampling), so the exported patches are the grid's rectangles; "only patches
 selected in the grid" picks the export's patches that cover the selected rectangles.
 """
 
-from collections.abc import Callable
 from typing import Any, Optional
 
 import napari
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    FileEdit,
-    FloatSpinBox,
-    Label,
-    LineEdit,
-    ProgressBar,
-    PushButton,
-    SpinBox,
-)
 from napari.utils.notifications import show_info
 
 from napari_patchwork._layer_data import (
@@ -44,19 +32,24 @@ from napari_patchwork._layer_data import (
 from napari_patchwork._reader import remember_reader_for
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
-    EDGE_TOOLTIP,
     add_tooltips,
     fitting_labels,
     image_channel_axis,
     layer_choices,
 )
+from napari_patchwork._widgets.export_form import (
+    EXPORT_TOOLTIPS,
+    add_export_fields,
+    parse_pixel_size,
+    parse_sizes,
+    parse_split,
+    preview_text,
+    single_value,
+)
 from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.export import (
-    FILE_FORMATS,
-    PAD_MODES,
     ExportError,
     ExportOptions,
-    ExportPlan,
     ExportProgress,
     ExportResult,
     export_grid,
@@ -66,59 +59,10 @@ from napari_patchwork.export import (
 )
 from napari_patchwork.export.plan import image_layout
 from napari_patchwork.grid import (
-    EDGE_MODES,
     GridError,
-    foreground_fraction,
     make_grid,
     spatial_shape,
 )
-
-EXPORT_TOOLTIPS = {
-    "image_combo": "The Image layer to export (multiscale layers: the full-resolution level).",
-    "edge": EDGE_TOOLTIP,
-    "pad_mode": "How padded pixels are filled: constant (pad value) or reflect (mirror the image).",
-    "pad_value": "The value of padded image pixels with 'constant' (masks are padded with 0).",
-    "fmt": "File format: tiff, ome-tiff (with the physical pixel size), npy, "
-    "png (8/16-bit greyscale or RGB).",
-    "compression": "TIFF compression: none (fastest) or zlib (lossless, smaller).",
-    "only_selected": "Export only the patches whose rectangles are selected in the grid layer.",
-    "relabel": "Renumber the instance labels of each mask patch 1..n (0 stays background).",
-    "seed": "Seed of the train/val/test split: the same seed gives the same split.",
-    "stem": "Start of every file name: <stem>_<index>_y<y0>_x<x0>.<ext>.",
-    "out_dir": "The folder to write (new or empty; the same export in it resumes).",
-    "export_button": "Check the settings, then write the patches in the background.",
-    "cancel_button": "Stop after the current patch; exporting again with the same settings "
-    "resumes.",
-}
-"""Tooltips of the fields that have none where they are made."""
-
-
-def _parse_numbers(
-    text: str, convert: Callable[[str], Any], what: str, expected: str
-) -> list | None:
-    """Numbers separated by commas or spaces; empty -> None; else an ExportError that says
-    ``what`` is not ``expected``."""
-    try:
-        return [convert(v) for v in text.replace(",", " ").split()] or None
-    except ValueError:
-        raise ExportError(f"{what}: {text.strip()!r} is not {expected}.") from None
-
-
-def parse_sizes(text: str, what: str) -> list[int] | None:
-    """``"256"`` or ``"16, 256, 256"`` -> list of ints; empty -> None; else ExportError."""
-    return _parse_numbers(text, int, what, "a whole number or a list like '256' or '16, 256, 256'")
-
-
-def parse_split(text: str) -> list[float] | None:
-    """``"0.8, 0.1, 0.1"`` -> fractions (train, val, test); empty -> None; else ExportError."""
-    return _parse_numbers(text, float, "split", "a list of fractions like '0.8, 0.1, 0.1'")
-
-
-def parse_pixel_size(text: str) -> list[float] | float | None:
-    """``"0.5"`` or ``"2, 0.5, 0.5"`` -> float(s); empty -> None; else ExportError."""
-    return _single(
-        _parse_numbers(text, float, "pixel size", "a number like '0.5' (in the image's units)")
-    )
 
 
 def _grid_metadata(layer) -> dict | None:
@@ -137,131 +81,7 @@ class ExportWidget(ScrollingForm):
         super().__init__()
         self._viewer = viewer
         self.last_result: ExportResult | None = None
-        self.image_combo = ComboBox(label="image", choices=self._image_choices)
-        self.mask_combo = ComboBox(
-            label="mask",
-            choices=self._mask_choices,
-            nullable=True,
-            tooltip="A Labels layer, or a Shapes layer of annotations (painted into a mask: "
-            "label ids by its 'class' feature column, else 1).",
-        )
-        self.grid_combo = ComboBox(
-            label="grid",
-            choices=self._grid_choices,
-            nullable=True,
-            tooltip="A patch grid layer: its patch size, stride and edge mode are used.",
-        )
-        self.channels_first = CheckBox(
-            text="first axis is channels",
-            value=False,
-            tooltip="For a non-RGB multichannel image: never cut axis 0.",
-        )
-        self.patch_size = LineEdit(
-            label="patch size (output px)",
-            value="256",
-            tooltip="One number for all spatial axes, or one per axis in array order, "
-            "e.g. '16, 256, 256'.",
-        )
-        self.stride = LineEdit(
-            label="stride (output px)",
-            value="",
-            tooltip="Step between patches, like the patch size. Empty = patch size (no overlap).",
-        )
-        self.edge = ComboBox(label="edge", choices=list(EDGE_MODES), value="drop")
-        self.pad_mode = ComboBox(label="pad with", choices=list(PAD_MODES), value="constant")
-        self.pad_value = FloatSpinBox(label="pad value", value=0, min=-1e12, max=1e12)
-        self.fmt = ComboBox(label="format", choices=list(FILE_FORMATS), value="tiff")
-        self.compression = ComboBox(label="compression", choices=["none", "zlib"], value="none")
-        self.min_foreground = FloatSpinBox(
-            label="min foreground",
-            value=0.0,
-            min=0.0,
-            max=1.0,
-            step=0.05,
-            tooltip="Keep patches whose mask foreground fraction is at least this.",
-        )
-        self.min_std = FloatSpinBox(
-            label="drop blank below std",
-            value=0.0,
-            min=0.0,
-            max=1e12,
-            step=1.0,
-            tooltip="Drop patches whose largest per-channel standard deviation is below this "
-            "(intensity units). 0 = keep blank patches.",
-        )
-        self.only_annotated = CheckBox(
-            text="only annotated patches",
-            value=False,
-            tooltip="Keep only patches whose mask has any foreground (non-zero) pixel.",
-        )
-        self.downsample = SpinBox(
-            label="downsample",
-            value=1,
-            min=1,
-            max=256,
-            tooltip="Export at 1/factor of the resolution along y and x (1 = full resolution): "
-            "images area-averaged, masks by the most frequent label of each block.",
-        )
-        self.pixel_size = LineEdit(
-            label="pixel size",
-            value="",
-            tooltip="Instead of downsample: the output pixel size in the image's units "
-            "(a whole multiple of its pixel size). Empty = use downsample.",
-        )
-        self.only_selected = CheckBox(text="only patches selected in the grid", value=False)
-        self.relabel = CheckBox(text="relabel instances 1..n per patch", value=False)
-        self.split = LineEdit(
-            label="split",
-            value="",
-            tooltip="Fractions for train, val, test, e.g. '0.8, 0.1, 0.1'. Empty = no split.",
-        )
-        self.seed = SpinBox(label="split seed", value=0, min=0, max=2**31 - 1)
-        self.stem = LineEdit(label="file name stem", value="patch")
-        self.out_dir = FileEdit(label="folder", mode="d")
-        self.overwrite = CheckBox(
-            text="overwrite",
-            value=False,
-            tooltip="Write into a non-empty folder, or redo an export in it from scratch "
-            "(also one with the same settings, e.g. after editing the image or mask).",
-        )
-        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
-        self.preview = Label(value="", tooltip="What the export will write, before it runs.")
-        self.preview.native.setWordWrap(True)
-        self.export_button = PushButton(text="Export")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        self.extend(
-            [
-                self.image_combo,
-                self.mask_combo,
-                self.grid_combo,
-                self.channels_first,
-                self.patch_size,
-                self.stride,
-                self.edge,
-                self.pad_mode,
-                self.pad_value,
-                self.fmt,
-                self.compression,
-                self.downsample,
-                self.pixel_size,
-                self.min_foreground,
-                self.only_annotated,
-                self.min_std,
-                self.only_selected,
-                self.relabel,
-                self.split,
-                self.seed,
-                self.stem,
-                self.out_dir,
-                self.overwrite,
-                self.preview,
-                self.progress,
-                self.export_button,
-                self.cancel_button,
-                self.status,
-            ]
-        )
+        add_export_fields(self)
         add_tooltips(self, EXPORT_TOOLTIPS)
         self.jobs = JobRunner(
             self,
@@ -518,8 +338,8 @@ class ExportWidget(ScrollingForm):
         mask, class_ids = self._mask(image, data, channel_axis)
         mask_layer = self.mask_combo.value
         options = ExportOptions(
-            patch_size=_single(patch),
-            stride=_single(parse_sizes(self.stride.value, "stride")),
+            patch_size=single_value(patch),
+            stride=single_value(parse_sizes(self.stride.value, "stride")),
             edge=self.edge.value,
             channel_axis=channel_axis,
             fmt=self.fmt.value,
@@ -622,44 +442,6 @@ class ExportWidget(ScrollingForm):
         show_info(f"Exported {result.message}")
 
 
-def preview_text(plan: ExportPlan, mask: Any) -> str:
-    """ "will write N patch pairs (M skipped: why)" for a plan, before anything is written.
-
-    The foreground filters are counted here for an in-memory mask at full resolution;
-    otherwise they are applied while writing and the text says so. The blank filter
-    (``min_std``) needs the image's pixels: it is always applied while writing.
-    """
-    options, n = plan.options, plan.n_patches
-    what = "patches" if mask is None else "patch pairs"
-    filtered = mask is not None and (options.min_foreground > 0 or options.only_foreground)
-    why = (
-        f"under min foreground {options.min_foreground:g}"
-        if options.min_foreground > 0
-        else "no foreground"
-    )
-    later = [] if options.min_std is None else [f"blank below std {options.min_std:g}"]
-    if filtered and (not isinstance(mask, np.ndarray) or any(f != 1 for f in plan.layout.factors)):
-        later.insert(0, why)
-        filtered = False
-    text = f"will write {n:,} {what}"
-    if filtered:
-        fractions = foreground_fraction(mask, plan.grid)[[p.index for p in plan.patches]]
-        keep = fractions >= options.min_foreground
-        if options.only_foreground:
-            keep &= fractions > 0
-        kept = int(keep.sum())
-        text = f"will write {kept:,} {what} ({n - kept:,} skipped: {why})"
-    if later:
-        text = text.replace("will write", "will write at most", 1)
-        text += f"; patches {' or '.join(later)} are skipped while writing"
-    return text + "."
-
-
 def _cancelled_message(step: Optional[ExportProgress]) -> str:
     done = "" if step is None else f" after {step.done} of {step.total} patches"
     return f"cancelled{done}; export again with the same settings to resume."
-
-
-def _single(values: list | None) -> Any:
-    """One number for a list of one (it then applies to every axis), else the list or None."""
-    return values[0] if values is not None and len(values) == 1 else values
