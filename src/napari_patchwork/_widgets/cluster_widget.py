@@ -108,6 +108,31 @@ class ClusterWidget(ScrollingForm):
         self._result_image = None  # the Image layer the result was computed from
         self._canvas = self._elbow_dock = None  # the k-scores plot and its dock
 
+        self._make_fields()
+        self._lay_out()
+        self.jobs = JobRunner(
+            self,
+            title="Cluster segmentation",
+            viewer=viewer,
+            progress=self.progress,
+            status=self.status,
+            cancel_button=self.cancel_button,
+            busy=[self.run_button, self.elbow_button, self.mask_button],
+            on_idle=self._on_idle,
+        )
+        self.run_button.changed.connect(self._on_run)
+        self.mask_button.changed.connect(self._on_make_mask)
+        self.elbow_button.changed.connect(self._on_elbow)
+        self.image_combo.changed.connect(self._on_image_changed)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self.reset_choices()
+        self._on_image_changed()
+
+    # -- layer choices -------------------------------------------------------------
+
+    def _make_fields(self) -> None:
+        """The form's fields: what to cluster, how, and what to show."""
         self.image_combo = ComboBox(label="image", choices=self._image_choices)
         self.roi_combo = ComboBox(
             label="ROI (labels)",
@@ -168,6 +193,9 @@ class ClusterWidget(ScrollingForm):
         self.elbow_button = PushButton(text="Elbow plot")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+
+    def _lay_out(self) -> None:
+        """The fields in the order users see them."""
         self.extend(
             [
                 self.image_combo,
@@ -193,26 +221,7 @@ class ClusterWidget(ScrollingForm):
             ]
         )
         add_tooltips(self, CLUSTER_TOOLTIPS)
-        self.jobs = JobRunner(
-            self,
-            title="Cluster segmentation",
-            viewer=viewer,
-            progress=self.progress,
-            status=self.status,
-            cancel_button=self.cancel_button,
-            busy=[self.run_button, self.elbow_button, self.mask_button],
-            on_idle=self._on_idle,
-        )
-        self.run_button.changed.connect(self._on_run)
-        self.mask_button.changed.connect(self._on_make_mask)
-        self.elbow_button.changed.connect(self._on_elbow)
-        self.image_combo.changed.connect(self._on_image_changed)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self.reset_choices)
-        self.reset_choices()
-        self._on_image_changed()
 
-    # -- layer choices -------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list:
         return layer_choices(self._viewer, "image")
 
