@@ -42,7 +42,7 @@ def test_demo_tiles_the_sample_and_stitches_it_back(tmp_path):
 
 
 def test_demo_overview_has_the_expected_panels(tmp_path):
-    from napari_patchwork.cli import demo_overview
+    from napari_patchwork.cli.demo import demo_overview
     from napari_patchwork.cluster import cluster_pixels
     from napari_patchwork.export import export_patches
 
