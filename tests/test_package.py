@@ -11,7 +11,9 @@ def core_modules() -> list[str]:
 
     names = ["napari_patchwork"]
     for info in pkgutil.walk_packages(napari_patchwork.__path__, "napari_patchwork."):
-        if not info.name.startswith("napari_patchwork._widgets"):
+        if not info.name.startswith("napari_patchwork._widgets") and not info.name.endswith(
+            ".__main__"
+        ):
             names.append(info.name)
     return names
 
@@ -69,3 +71,39 @@ def test_one_manifest_file():
     packaged = Path(str(files("napari_patchwork") / "napari.yaml"))
     top_level = Path(__file__).resolve().parents[1] / "napari.yaml"
     assert packaged.resolve() == top_level.resolve()
+
+
+def test_code_stays_readable():
+    """Files of a few hundred lines, functions that fit on a screen, options objects instead
+    of long signatures, and no module reaching into another's private names."""
+    import ast
+    from pathlib import Path
+
+    import napari_patchwork
+
+    root = Path(napari_patchwork.__file__).parent
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        name = path.relative_to(root)
+        if source.count("\n") > 520:
+            problems.append(f"{name}: {source.count(chr(10))} lines (at most ~500)")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                args = node.args
+                n_params = len(args.posonlyargs + args.args + args.kwonlyargs)
+                n_params -= bool(args.args) and args.args[0].arg in ("self", "cls")
+                if length > 90:
+                    problems.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+                if n_params > 12:
+                    problems.append(f"{name}:{node.lineno} {node.name}: {n_params} parameters")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "napari_patchwork"
+            ):
+                private = [
+                    a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"
+                ]
+                if private and node.module != "napari_patchwork":
+                    problems.append(f"{name}: imports {private} from {node.module}")
+    assert not problems, "\n".join(problems)
