@@ -533,3 +533,24 @@ def test_stitch_predictions_with_a_merge_mode_and_argmax(tmp_path):
         result = run("stitch", "p", *args, "-o", "x.tif", cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stitch_allow_missing_leaves_out_missing_predictions(tmp_path):
+    image = np.arange(40 * 40, dtype=np.uint16).reshape(40, 40)
+    source = tmp_path / "img.tif"
+    tifffile.imwrite(source, image)
+    assert run("tile", source, "--size", "20", "--format", "npy", "-o", tmp_path / "p").returncode == 0
+    predictions = tmp_path / "preds"
+    predictions.mkdir()
+    names = sorted(p.name for p in (tmp_path / "p" / "images").iterdir())
+    for name in names[1:]:  # the first patch has no prediction
+        np.save(predictions / name, np.ones((20, 20), np.float32))
+    refused = run("stitch", tmp_path / "p", "--predictions", predictions, "-o", tmp_path / "a.tif")
+    assert refused.returncode == 2 and "--allow-missing" in refused.stderr
+    done = run(
+        "stitch", tmp_path / "p", "--predictions", predictions, "--allow-missing",
+        "-o", tmp_path / "b.tif",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    merged = tifffile.imread(tmp_path / "b.tif")
+    assert merged[:20, :20].max() == 0 and merged[20:, 20:].min() == 1

@@ -122,13 +122,14 @@ def _source_files(
         if missing and not allow_missing:
             raise PatchFolderError(
                 f"{len(missing)} of {len(stems)} patches have no prediction in {folder} "
-                f"(e.g. {missing[0]}.tif); predict all patches, or pass allow_missing=True."
+                f"(e.g. {missing[0]}.tif); predict all patches, or pass allow_missing=True (--allow-missing on the command line)."
             )
         return files
     missing = [f for f in files if not f.is_file()]
     if missing and not allow_missing:
         raise PatchFolderError(
-            f"{len(missing)} patch files are missing, e.g. {missing[0]}; export again."
+            f"{len(missing)} patch files are missing, e.g. {missing[0]}; export again, or pass "
+            "allow_missing=True (--allow-missing on the command line) to leave them out."
         )
     return [f if f.is_file() else None for f in files]
 

@@ -18,7 +18,12 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     # lazily: write_image writes dask arrays a strip at a time, reading only those patches
-    mask = None if args.predictions else folder.mask(lazy=True)
+    missing_ok = args.allow_missing
+    mask = (
+        None
+        if args.predictions or not folder.has_mask
+        else stitch(folder, "masks", allow_missing=missing_ok, lazy=True)
+    )
     mask_out = None
     if mask is not None:
         mask_out = (
@@ -33,11 +38,18 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         predictions = Path(args.predictions).absolute()  # relative to the current directory
         if not predictions.is_dir():
             raise CLIError(f"--predictions {args.predictions}: no such folder.")
-        image = stitch(folder, predictions, merge=args.merge, argmax=args.argmax, lazy=True)
+        image = stitch(
+            folder,
+            predictions,
+            merge=args.merge,
+            argmax=args.argmax,
+            allow_missing=missing_ok,
+            lazy=True,
+        )
     else:
         if args.merge != "center" or args.argmax:
             raise CLIError("--merge and --argmax apply to --predictions; add --predictions DIR.")
-        image = folder.image(lazy=True)
+        image = stitch(folder, "images", allow_missing=missing_ok, lazy=True)
     write_image(out, image, overwrite=args.overwrite)
     written = [str(out)]
     if mask is not None:
@@ -80,6 +92,12 @@ def add_parser(sub) -> None:
         "--mask-output",
         metavar="FILE",
         help="stitched mask file (default: OUT_mask.tif next to OUT)",
+    )
+    stitch.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="leave out patches whose file (or prediction) is missing: their pixels get 0 "
+        "instead of an error",
     )
     stitch.add_argument("--overwrite", action="store_true", help="replace existing output files")
     stitch.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
