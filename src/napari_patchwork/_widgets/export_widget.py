@@ -52,12 +52,11 @@ from napari_patchwork.export import (
     ExportOptions,
     ExportProgress,
     ExportResult,
-    export_grid,
     indices_of_source_boxes,
     plan_export,
     run_export,
 )
-from napari_patchwork.export.plan import image_layout
+from napari_patchwork.export.plan import image_layout, layout_and_grid
 from napari_patchwork.grid import (
     GridError,
     make_grid,
@@ -294,7 +293,7 @@ class ExportWidget(ScrollingForm):
         grid_layer = self.grid_combo.value
         meta = _grid_metadata(grid_layer) or {}
         grid_shape = tuple(meta.get("shape", ()))  # spatial
-        layout = image_layout(image, options)
+        layout, export = layout_and_grid(image, options)
         if grid_shape != layout.source_shape:
             raise ExportError(
                 f"the grid '{grid_layer.name}' was made for an image of {grid_shape} px, this "
@@ -307,14 +306,6 @@ class ExportWidget(ScrollingForm):
             )
         except (GridError, KeyError) as err:
             raise ExportError(f"the grid layer '{grid_layer.name}' is damaged: {err}") from None
-        export = export_grid(
-            image.shape,
-            layout.factors,
-            patch_size=options.patch_size,
-            stride=options.stride,
-            edge=options.edge,
-            channel_axis=layout.channel_axis,
-        )
         return indices_of_source_boxes(
             grid.boxes[selected], export, layout.factors, layout.source_shape
         )

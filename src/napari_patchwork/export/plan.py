@@ -95,6 +95,18 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
     options = ExportOptions.of(options)
     image = array_like(image, "image")
     mask = None if mask is None else array_like(mask, "mask")
+    layout, grid = layout_and_grid(image, options)
+    _check_arrays(image, mask, options, layout, grid)
+    settings = _patch_settings(image, mask, options, layout)
+    _check_writable(image, mask, settings, layout)
+    patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
+    info = _dataset_info(image, mask, options, layout, grid, settings)
+    return ExportPlan(options, layout, grid, patches, settings, info)
+
+
+def layout_and_grid(image: Any, options: ExportOptions) -> tuple[Layout, PatchGrid]:
+    """The image's :class:`Layout` and the grid an export with ``options`` lays on it (at
+    output resolution; before any filter or selection)."""
     layout = image_layout(image, options)
     grid = export_grid(
         image.shape,
@@ -104,12 +116,7 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
         edge=options.edge,
         channel_axis=layout.channel_axis,
     )
-    _check_arrays(image, mask, options, layout, grid)
-    settings = _patch_settings(image, mask, options, layout)
-    _check_writable(image, mask, settings, layout)
-    patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
-    info = _dataset_info(image, mask, options, layout, grid, settings)
-    return ExportPlan(options, layout, grid, patches, settings, info)
+    return layout, grid
 
 
 def image_layout(image: Any, options: ExportOptions) -> Layout:
