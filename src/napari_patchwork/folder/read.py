@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def is_patch_folder(path: str | os.PathLike) -> bool:
 
 
 @dataclass(frozen=True)
-class PatchFolder:
+class PatchFolder(ManifestBoxes):
     """A complete patch folder: its ``dataset.json`` (``info``) and manifest.
 
     ``indices`` ``(N,)``, ``starts``/``stops``/``valid_stops`` ``(N, ndim)`` int64
@@ -44,19 +44,11 @@ class PatchFolder:
     spatial axes (``stops`` may pass the image in ``pad`` mode, ``valid_stops``
     never do); ``out_starts``/``out_stops``/``out_valid_stops`` the same box in
     output pixels (equal at full resolution). ``rows`` are the manifest rows as
-    read (strings).
+    read (strings): the :class:`~napari_patchwork.folder.manifest.ManifestBoxes` fields.
     """
 
     path: Path
     info: DatasetInfo
-    rows: tuple[dict[str, str], ...]
-    indices: np.ndarray
-    starts: np.ndarray
-    stops: np.ndarray
-    valid_stops: np.ndarray
-    out_starts: np.ndarray
-    out_stops: np.ndarray
-    out_valid_stops: np.ndarray
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -172,13 +164,9 @@ def read_patch_folder(folder: str | os.PathLike) -> PatchFolder:
             "run the same export again to finish it."
         )
     boxes = read_manifest_rows(path / MANIFEST_FILE, info.spatial_axes, info.format_version)
-    patches = PatchFolder(path, info, *astuple_shallow(boxes))
+    patches = PatchFolder(**vars(boxes), path=path, info=info)
     _check_rows(patches)
     return patches
-
-
-def astuple_shallow(boxes: ManifestBoxes) -> tuple:
-    return tuple(getattr(boxes, f.name) for f in fields(boxes))
 
 
 def _check_rows(patches: PatchFolder) -> None:
