@@ -17,7 +17,7 @@ from napari_patchwork._widgets._layers import (
     spatial_transform,
     update_or_add_layer,
 )
-from napari_patchwork._widgets.panel import ScrollingForm
+from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork.annotations import AnnotationError, class_ids_from_names, rasterize_shapes
 from napari_patchwork.grid import spatial_shape
 

@@ -41,7 +41,7 @@ from napari_patchwork._widgets._layers import (
     spatial_transform,
     update_or_add_layer,
 )
-from napari_patchwork._widgets.panel import ScrollingForm
+from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork.cluster import (
     CHANNEL_SCALINGS,
     ClusterError,

@@ -46,7 +46,7 @@ from napari_patchwork._widgets.export_form import (
     preview_text,
     single_value,
 )
-from napari_patchwork._widgets.panel import ScrollingForm
+from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork.export import (
     ExportError,
     ExportOptions,

@@ -29,13 +29,13 @@ from napari_patchwork._widgets._layers import (
     image_channel_axis,
     layer_choices,
 )
+from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork._widgets.grid_display import (
     LABELS_GRID_MIN_PATCHES,
     ONE_COLOUR,
     OutlineZoom,
     show_grid_layers,
 )
-from napari_patchwork._widgets.panel import ScrollingForm
 from napari_patchwork.grid import (
     EDGE_MODES,
     GridError,

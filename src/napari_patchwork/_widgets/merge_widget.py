@@ -12,7 +12,7 @@ from napari.utils.notifications import show_error, show_info
 
 from napari_patchwork._reader import PREDICTIONS_DIR, prediction_layer_data
 from napari_patchwork._widgets._layers import update_or_add_layer
-from napari_patchwork._widgets.panel import ScrollingForm
+from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork.folder import PatchFolderError, is_patch_folder
 from napari_patchwork.merge import MERGE_MODES, MergeError
 
