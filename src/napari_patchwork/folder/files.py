@@ -46,15 +46,21 @@ _WRITEV = getattr(os, "writev", None)  # not on Windows
 
 def _write_all(fd: int, buffers: Sequence[Any]) -> None:
     views = [memoryview(b) for b in buffers]
-    if _WRITEV is not None and len(views) <= 1024:
-        written = _WRITEV(fd, views)
-        if written == sum(v.nbytes for v in views):
-            return
-        views = [memoryview(b"".join(views))[written:]]  # a short write (rare): finish it
+    if _WRITEV is not None:  # in groups of at most 1024 buffers (the usual IOV_MAX)
+        for first in range(0, len(views), 1024):
+            group = views[first : first + 1024]
+            written = _WRITEV(fd, group)
+            if written != sum(v.nbytes for v in group):  # a short write (rare): finish it
+                _write_view(fd, memoryview(b"".join(group))[written:])
+        return
     for view in views:
-        view = view.cast("B")
-        while view.nbytes:
-            view = view[os.write(fd, view) :]
+        _write_view(fd, view)
+
+
+def _write_view(fd: int, view: memoryview) -> None:
+    view = view.cast("B")
+    while view.nbytes:
+        view = view[os.write(fd, view) :]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
