@@ -162,3 +162,34 @@ def test_merge_options_that_do_not_fit_the_predictions_are_refused(tmp_path):
         stitch(out, "predictions", merge="average")
     with pytest.raises(PatchFolderError, match="argmax needs predictions with a channel axis"):
         stitch(out, "predictions", argmax=True)
+
+
+def test_lazy_stitch_of_zarr_arrays_reads_only_the_patches_of_a_block(tmp_path, monkeypatch):
+    from napari_patchwork.folder.zarr_arrays import ArrayPatch
+
+    image, mask = sample_pair((64, 96))
+    out = tmp_path / "out"
+    export_patches(out, image, mask, patch_size=16, stride=8, edge="pad", channel_axis=-1,
+                   fmt="zarr")  # fmt: skip
+    reads = []
+    real_read = ArrayPatch.read
+    monkeypatch.setattr(ArrayPatch, "read", lambda self: reads.append(self.index) or real_read(self))
+    lazy = stitch(out, "masks", chunk_bytes=32 * 32 * 4, lazy=True)
+    assert lazy.dtype == np.int32 and not reads
+    np.testing.assert_array_equal(lazy[40:60, 70:90].compute(), mask[40:60, 70:90])
+    assert 0 < len(reads) < 30
+    np.testing.assert_array_equal(lazy.compute(), mask)
+    np.testing.assert_array_equal(stitch(out, "images", merge="mean", dtype=np.uint8), image)
+
+
+def test_predictions_of_a_zarr_export_are_named_like_patch_files(tmp_path):
+    image, mask = sample_pair((32, 48))
+    out = tmp_path / "out"
+    export_patches(out, image, mask, patch_size=16, channel_axis=-1, fmt="zarr")
+    patches = read_patch_folder(out)
+    (out / "predictions").mkdir()
+    for i, row in enumerate(patches.rows):
+        name = f"patch_{int(row['index'])}_y{row['y0']}_x{row['x0']}.npy"
+        np.save(out / "predictions" / name, np.full((16, 16), i, dtype=np.float32))
+    merged = stitch(out, "predictions")
+    assert merged.dtype == np.float32 and merged[20, 40] == 5  # row 5: second row, third column

@@ -61,6 +61,8 @@ from napari_patchwork.folder import (  # noqa: F401 (public here)
     read_patches,
     verify_patch_folder,
 )
+from napari_patchwork.folder.names import patch_file_name
+from napari_patchwork.folder.zarr_arrays import ArrayPatch
 from napari_patchwork.io import LAZY_CHUNK_BYTES
 from napari_patchwork.merge import (
     MERGE_MODES,
@@ -113,7 +115,7 @@ def _source_files(
                         f"{folder} holds both {by_stem[stem]} and {name}; keep one per patch."
                     )
                 by_stem[stem] = name
-        stems = [_patch_stem(Path(row["image"]).name) for row in patches.rows]
+        stems = _prediction_stems(patches)
         files = [
             inside(folder, by_stem[s], f"prediction {by_stem[s]}") if s in by_stem else None
             for s in stems
@@ -134,6 +136,18 @@ def _source_files(
     return [f if f.is_file() else None for f in files]
 
 
+def _prediction_stems(patches: PatchFolder) -> list[str]:
+    """The name (without extension) of each row's prediction file: its image patch file's,
+    or for a zarr folder the name a patch file of its patch would have."""
+    if not patches.is_container:
+        return [_patch_stem(Path(row["image"]).name) for row in patches.rows]
+    width = len(str(max(patches.grid.n_patches - 1, 0)))
+    stem = patches.info.stem
+    return [
+        patch_file_name(stem, int(i), s, width, "") for i, s in zip(patches.indices, patches.starts)
+    ]
+
+
 def _patch_stem(name: str) -> str:
     """A patch file name without its extension (``.ome.tif`` counts as one extension)."""
     stem = os.path.splitext(name)[0]
@@ -152,10 +166,13 @@ class PatchFile:
     where: str
 
 
-def read_patch_as(patch: PatchFile) -> np.ndarray:
+def read_patch_as(patch: PatchFile | ArrayPatch) -> np.ndarray:
     """The patch file, checked to hold ``patch.shape`` and ``patch.dtype`` (a length-1 axis
     that PNG drops or a 1D TIFF adds is restored); :class:`PatchFolderError` naming the
-    file and its manifest row if it does not."""
+    file and its manifest row if it does not. A patch of a zarr array is read from its
+    shard (and checked there)."""
+    if isinstance(patch, ArrayPatch):
+        return patch.read()
     data = read_patch_file(patch.path, patch.where)
     return checked_patch(data, patch.shape, patch.dtype, patch.png, patch.path.name + patch.where)
 
@@ -210,6 +227,8 @@ def _plan_stitching(
     patches: PatchFolder, source: str | os.PathLike, options: MergeOptions, allow_missing: bool
 ) -> _Stitching:
     """Check the options and find the files, their layout and the boxes (see :func:`stitch`)."""
+    if patches.is_container and source in (IMAGES_DIR, MASKS_DIR):
+        return _plan_array_stitching(patches, source, options)
     files = _source_files(patches, source, allow_missing)
     layout = _layout(patches, source, files)
     try:
@@ -233,6 +252,32 @@ def _plan_stitching(
             for k, r in enumerate(rows)
         ),
         boxes=boxes.reshape(len(rows), 2, len(patches.output_spatial_shape)),
+        spatial_shape=tuple(patches.output_spatial_shape),
+        stride=tuple(int(s) for s in patches.info.stride),
+        layout=layout,
+        options=options,
+    )
+
+
+def _plan_array_stitching(patches: PatchFolder, source: str, options: MergeOptions) -> _Stitching:
+    """:func:`_plan_stitching` of the image or mask array of a zarr folder."""
+    if source == MASKS_DIR and not patches.has_mask:
+        raise PatchFolderError(f"the export in {patches.path} has no mask.")
+    layout = _layout(patches, source, [])
+    try:
+        check_options(options, layout)
+    except MergeError as err:
+        raise PatchFolderError(str(err)) from None
+    if not _has_overlap(patches) and options.mode == "center":
+        options = options.replace(mode="last")
+    image, mask = patches.arrays()
+    array = image if source == IMAGES_DIR else mask
+    folder = str(patches.path)
+    n = len(patches.rows)
+    boxes = np.stack([patches.out_starts, patches.out_stops], axis=1)
+    return _Stitching(
+        files=tuple(ArrayPatch(folder, array, row) for row in range(n)),
+        boxes=boxes.reshape(n, 2, len(patches.output_spatial_shape)),
         spatial_shape=tuple(patches.output_spatial_shape),
         stride=tuple(int(s) for s in patches.info.stride),
         layout=layout,

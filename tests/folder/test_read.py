@@ -130,3 +130,95 @@ def test_eager_stitch_that_would_not_fit_is_refused_with_the_lazy_way(tmp_path, 
         read_patch_folder(out).image()
     image, _ = sample_pair()
     np.testing.assert_array_equal(read_patch_folder(out).image(lazy=True).compute(), image)
+
+
+# -- the zarr container -------------------------------------------------------------------
+
+
+def zarr_folder(tmp_path):
+    image, mask = sample_pair()
+    export_patches(tmp_path, image, mask, patch_size=16, channel_axis=-1, fmt="zarr")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "array, key, value, message",
+    [
+        ("images.zarr", "shape", [13, 16, 16, 3], "shape is"),
+        ("masks.zarr", "data_type", "uint16", "data_type is"),
+        (
+            "images.zarr",
+            "chunk_grid",
+            {"name": "regular", "configuration": {"chunk_shape": [1, 16, 16, 3]}},
+            "chunk_grid is",
+        ),  # noqa: E501
+        ("masks.zarr", "zarr_format", 2, "zarr_format is"),
+    ],
+)
+def test_zarr_arrays_that_disagree_with_dataset_json_are_refused(
+    tmp_path, array, key, value, message
+):  # noqa: E501
+    out = zarr_folder(tmp_path)
+    path = out / array / "zarr.json"
+    metadata = json.loads(path.read_text())
+    metadata[key] = value
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(PatchFolderError, match=f"{array}: {message}"):
+        read_patch_folder(out)
+
+
+def test_a_missing_array_is_refused(tmp_path):
+    import shutil
+
+    out = zarr_folder(tmp_path)
+    shutil.rmtree(out / "masks.zarr")
+    with pytest.raises(PatchFolderError, match="masks.zarr is missing"):
+        read_patch_folder(out)
+
+
+def test_an_array_linked_from_outside_is_refused(tmp_path_factory):
+    import os
+    import shutil
+
+    out = zarr_folder(tmp_path_factory.mktemp("out"))
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.move(out / "images.zarr", elsewhere / "images.zarr")
+    os.symlink(elsewhere / "images.zarr", out / "images.zarr")
+    with pytest.raises(PatchFolderError, match="outside"):
+        read_patch_folder(out)
+
+
+def test_a_shard_linked_from_outside_is_refused(tmp_path_factory):
+    import os
+    import shutil
+
+    out = zarr_folder(tmp_path_factory.mktemp("out"))
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shard = out / "images.zarr" / "c" / "0" / "0" / "0" / "0"
+    shutil.move(shard, elsewhere / "0")
+    os.symlink(elsewhere / "0", shard)
+    patches = read_patch_folder(out)  # the metadata is fine
+    with pytest.raises(PatchFolderError, match="inside the folder"):
+        patches.image()
+    assert any("inside the folder" in p for p in verify_patch_folder(out))
+
+
+def test_zarr_manifest_rows_must_follow_the_arrays(tmp_path):
+    out = zarr_folder(tmp_path)
+    lines = (out / "manifest.csv").read_text().splitlines()
+    lines[1], lines[2] = lines[2], lines[1]  # two rows swapped
+    (out / "manifest.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(PatchFolderError, match="rows follow the arrays"):
+        read_patch_folder(out)
+
+
+def test_verify_lists_damaged_and_extra_shards(tmp_path):
+    out = zarr_folder(tmp_path)
+    shard = out / "masks.zarr" / "c" / "0" / "0" / "0"
+    shard.write_bytes(shard.read_bytes()[:-1])
+    extra = out / "images.zarr" / "c" / "9" / "0" / "0" / "0"
+    extra.parent.mkdir(parents=True)
+    extra.write_bytes(b"")
+    problems = verify_patch_folder(out)
+    assert "not in the manifest: images.zarr/c/9/0/0/0" in problems
+    assert sum("masks.zarr/c/0/0/0" in p and "bad patch" in p for p in problems) == 15

@@ -20,7 +20,8 @@ from napari_patchwork.export.split import normalize_split
 from napari_patchwork.folder import FILE_FORMATS
 from napari_patchwork.grid import EDGE_MODES
 
-COMPRESSIONS: tuple[str | None, ...] = (None, "zlib")
+COMPRESSIONS: tuple[str | None, ...] = (None, "zlib", "zstd")
+"""``zlib`` for TIFF and OME-TIFF, ``zstd`` for the zarr container; None for every format."""
 PAD_MODES: tuple[str, ...] = ("constant", "reflect", "symmetric", "edge")
 """``numpy.pad`` modes for ``edge="pad"``. Masks are padded with 0 in ``constant``
 mode and with the image's mode otherwise (so labels stay aligned with the image)."""
@@ -119,10 +120,24 @@ def _check_choices(o: ExportOptions) -> None:
     if o.edge not in EDGE_MODES:
         raise ExportError(f"edge={o.edge!r} is not known; choose one of {', '.join(EDGE_MODES)}.")
     if o.compression not in COMPRESSIONS:
-        raise ExportError(f"compression={o.compression!r} is not supported; use None or 'zlib'.")
-    if o.compression is not None and o.fmt not in ("tiff", "ome-tiff"):
         raise ExportError(
-            "compression applies to TIFF only; use fmt='tiff' or 'ome-tiff', or compression=None."
+            f"compression={o.compression!r} is not supported; use None, 'zlib' (TIFF) or "
+            "'zstd' (zarr)."
+        )
+    if o.compression == "zlib" and o.fmt not in ("tiff", "ome-tiff"):
+        raise ExportError(
+            "compression='zlib' applies to TIFF only; use fmt='tiff' or 'ome-tiff', 'zstd' with "
+            "fmt='zarr', or compression=None."
+        )
+    if o.compression == "zstd" and o.fmt != "zarr":
+        raise ExportError(
+            "compression='zstd' applies to the zarr container; use fmt='zarr', 'zlib' with "
+            "TIFF, or compression=None."
+        )
+    if o.fmt == "zarr" and o.edge == "partial":
+        raise ExportError(
+            "the zarr arrays hold patches of one shape, edge='partial' cuts smaller ones at the "
+            "border; use edge='pad', 'shift' or 'drop' with fmt='zarr'."
         )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", o.stem or ""):
         raise ExportError(

@@ -129,7 +129,31 @@ def write_output_patch(
     out_dir: str | os.PathLike,
 ) -> PatchRecord:
     """The rest of :func:`export_patch` for a patch at output resolution that passed
-    :func:`screen_patch`: the ``min_std`` filter, relabel, pad, write."""
+    :func:`screen_patch`: the ``min_std`` filter, relabel, pad (:func:`finish_patch`), write."""
+    record, image_patch, mask_patch = finish_patch(image_patch, mask_patch, info, settings)
+    if not record.kept:
+        return record
+    out = os.fspath(out_dir)
+    write_patch(
+        image_patch,
+        mask_patch,
+        os.path.join(out, info.image_file),
+        None if info.mask_file is None else os.path.join(out, info.mask_file),
+        fmt=settings.fmt,
+        compression=settings.compression,
+        rgb=settings.rgb,
+        fsync=settings.fsync,
+        ome_metadata=settings.ome_metadata,
+    )
+    return record
+
+
+def finish_patch(
+    image_patch: np.ndarray, mask_patch: np.ndarray | None, info: PatchInfo, settings: PatchSettings
+) -> tuple[PatchRecord, np.ndarray | None, np.ndarray | None]:
+    """A patch at output resolution that passed :func:`screen_patch`, made what is written:
+    the ``min_std`` filter, relabel, pad. Returns its record and the image and mask patch to
+    write (None, None if the ``min_std`` filter drops it)."""
     fraction = None
     if mask_patch is not None:
         # counted in the copy that is written (no other copy is made): faster than in a view
@@ -139,7 +163,7 @@ def write_output_patch(
     if settings.min_std is not None:
         std = patch_std(image_patch, settings.channel_axis)
         if std < settings.min_std:
-            return PatchRecord(info.index, False, "blank", fraction, std)
+            return PatchRecord(info.index, False, "blank", fraction, std), None, None
     if mask_patch is not None and settings.relabel:
         mask_patch = relabel_sequential(mask_patch)
     if info.is_padded:
@@ -153,16 +177,4 @@ def write_output_patch(
         if mask_patch is not None:
             mask_widths = info.pad_width(mask_patch.ndim, None)
             mask_patch = np.pad(mask_patch, mask_widths, mode=settings.pad_mode)  # constant pads 0
-    out = os.fspath(out_dir)
-    write_patch(
-        image_patch,
-        mask_patch,
-        os.path.join(out, info.image_file),
-        None if info.mask_file is None else os.path.join(out, info.mask_file),
-        fmt=settings.fmt,
-        compression=settings.compression,
-        rgb=settings.rgb,
-        fsync=settings.fsync,
-        ome_metadata=settings.ome_metadata,
-    )
-    return PatchRecord(info.index, True, "", fraction, std)
+    return PatchRecord(info.index, True, "", fraction, std), image_patch, mask_patch

@@ -9,7 +9,7 @@ executes, without checking anything again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ from napari_patchwork.folder import (
     patch_file_name,
     spatial_axis_names,
 )
+from napari_patchwork.folder.names import CONTAINER_FORMATS
+from napari_patchwork.folder.zarr_arrays import IMAGES_ARRAY, MASKS_ARRAY, shard_patches
 from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis, spatial_shape
 from napari_patchwork.resolution import ResolutionError, downsampled_shape, resolve_factors
 
@@ -101,6 +103,8 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
     _check_writable(image, mask, settings, layout)
     patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
     info = _dataset_info(image, mask, options, layout, grid, settings)
+    if options.fmt in CONTAINER_FORMATS:
+        info = replace(info, arrays=_arrays(image, mask, grid, layout, len(patches)))
     return ExportPlan(options, layout, grid, patches, settings, info)
 
 
@@ -262,6 +266,7 @@ def _patch_infos(
     """Where each candidate patch comes from (source pixels) and goes (file names)."""
     width = len(str(max(grid.n_patches - 1, 0)))
     ext = FILE_FORMATS[options.fmt]
+    container = options.fmt in CONTAINER_FORMATS
     factors, source_stop = np.array(layout.factors), np.array(layout.source_shape)
     # every box at once (numpy), then plain ints per patch: no numpy call per patch
     out_starts, out_stops = grid.boxes[candidates, 0], grid.boxes[candidates, 1]
@@ -289,8 +294,10 @@ def _patch_infos(
                 out_start=tuple(out_start),
                 out_stop=tuple(out_stop),
                 out_valid_stop=tuple(out_valid_stop),
-                image_file=f"{IMAGES_DIR}/{name}",
-                mask_file=None if mask is None else f"{MASKS_DIR}/{name}",
+                image_file=IMAGES_ARRAY if container else f"{IMAGES_DIR}/{name}",
+                mask_file=None
+                if mask is None
+                else (MASKS_ARRAY if container else f"{MASKS_DIR}/{name}"),
             )
         )
     return tuple(patches)
@@ -327,6 +334,26 @@ def _patch_settings(image: Any, mask: Any, options: ExportOptions, layout: Layou
     )
 
 
+def _format_version(options: ExportOptions, layout: Layout) -> int:
+    """The oldest folder format that holds this export (see :data:`FORMAT_VERSION`)."""
+    if options.fmt in CONTAINER_FORMATS:
+        return FORMAT_VERSION  # 3
+    return 2 if layout.downsampled or options.fmt == "ome-tiff" else 1
+
+
+def _arrays(image: Any, mask: Any, grid: PatchGrid, layout: Layout, n: int) -> dict[str, Any]:
+    """``dataset.json``'s ``arrays`` of a zarr export: names and patches per shard."""
+    pixels = int(np.prod(grid.patch_size, dtype=np.int64))
+    patch_bytes = pixels * np.dtype(image.dtype).itemsize * int(layout.channels or 1)
+    if mask is not None:
+        patch_bytes += pixels * np.dtype(mask.dtype).itemsize
+    return {
+        "image": IMAGES_ARRAY,
+        "mask": None if mask is None else MASKS_ARRAY,
+        "shard_patches": shard_patches(patch_bytes, n),
+    }
+
+
 def _dataset_info(
     image: Any,
     mask: Any,
@@ -343,7 +370,7 @@ def _dataset_info(
         axes.insert(layout.channel_axis, "c")
     padded = options.padded
     return DatasetInfo(
-        format_version=FORMAT_VERSION if layout.downsampled or options.fmt == "ome-tiff" else 1,
+        format_version=_format_version(options, layout),
         plugin_version=__version__,
         image=ArrayInfo(ints(image.shape), np.dtype(image.dtype).str, options.image_name),
         mask=None

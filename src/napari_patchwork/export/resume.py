@@ -15,6 +15,7 @@ from pathlib import Path
 
 from napari_patchwork.export.errors import ExportError, FolderInUseError
 from napari_patchwork.export.plan import ExportPlan
+from napari_patchwork.export.shards import resumed_records, shard_target
 from napari_patchwork.folder import (
     DATASET_FILE,
     IMAGES_DIR,
@@ -30,7 +31,15 @@ from napari_patchwork.folder import (
     read_manifest_rows,
     write_dataset_info,
 )
+from napari_patchwork.folder.names import CONTAINER_FORMATS
+from napari_patchwork.folder.zarr_arrays import (
+    IMAGES_ARRAY,
+    MASKS_ARRAY,
+    remove_arrays,
+    temporary_shard_files,
+)
 
+ARRAYS = (IMAGES_ARRAY, MASKS_ARRAY)
 LOCK_FILE = ".patchwork-export.lock"
 _TOP_LEVEL_TEMP = re.compile(
     rf"^\.({re.escape(MANIFEST_FILE)}|{re.escape(DATASET_FILE)})\.\d+-\d+\.part$"
@@ -95,6 +104,7 @@ def prepare_folder(out: Path, plan: ExportPlan) -> tuple[dict[int, PatchRecord],
     run left, to resume, and the patch files earlier exports of ours named (the export
     removes those its manifest does not list when it finishes)."""
     overwrite = plan.options.overwrite
+    container = plan.options.fmt in CONTAINER_FORMATS
     try:
         old = read_dataset_info(out)
     except PatchFolderError as err:
@@ -126,18 +136,24 @@ def prepare_folder(out: Path, plan: ExportPlan) -> tuple[dict[int, PatchRecord],
             )
         if overwrite:  # redo from scratch (also with the same settings: the source may differ)
             _remove(out, our_files(out))
+            remove_arrays(out, ARRAYS)
             for name in (JOURNAL_FILE, MANIFEST_FILE):
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
+        elif container:
+            resumed = resumed_records(out, plan, shard_target(out, plan))
         else:
             files = {p.index: (p.image_file, p.mask_file) for p in plan.patches}
             resumed = load_journal(out, files)
             earlier = our_files(out)
     _remove(out, temporary_files(out))
+    write_dataset_info(out, plan.info, plan.options.fsync)
+    if container:  # as long as the candidates while the export runs (cut when it ends)
+        shard_target(out, plan).write_metadata()
+        return resumed, earlier
     (out / IMAGES_DIR).mkdir(exist_ok=True)
     if plan.info.mask is not None:
         (out / MASKS_DIR).mkdir(exist_ok=True)
-    write_dataset_info(out, plan.info, plan.options.fsync)
     return resumed, earlier
 
 
@@ -153,8 +169,9 @@ def our_files(out: Path) -> set[str]:
 
 
 def temporary_files(out: Path) -> list[str]:
-    """Our temporary files: of patches (``images/.<name>.<pid>-<thread>.part``) and of the
-    manifest and ``dataset.json``, left by an interrupted export."""
+    """Our temporary files: of patches (``images/.<name>.<pid>-<thread>.part``), of shards
+    (inside ``images.zarr``/``masks.zarr``) and of the manifest and ``dataset.json``, left
+    by an interrupted export."""
     found = [
         entry.name
         for entry in os.scandir(out)
@@ -163,7 +180,7 @@ def temporary_files(out: Path) -> list[str]:
     for sub in (IMAGES_DIR, MASKS_DIR):
         with contextlib.suppress(FileNotFoundError):
             found += [f"{sub}/{e.name}" for e in os.scandir(out / sub) if is_temp(e.name)]
-    return found
+    return found + temporary_shard_files(out, ARRAYS)
 
 
 def _is_patch_path(name: str) -> bool:

@@ -20,17 +20,18 @@ import numpy as np
 
 from napari_patchwork._common import is_dask, run_steps
 from napari_patchwork.export.options import DEFAULT_WRITE_THREADS, ExportOptions
-from napari_patchwork.export.patch import (
-    PatchSettings,
-    export_patch,
-    image_at_output_resolution,
-    mask_at_output_resolution,
-    screen_patch,
-    write_output_patch,
-)
+from napari_patchwork.export.patch import PatchSettings, export_patch, write_output_patch
 from napari_patchwork.export.plan import ExportPlan, array_like, plan_export
 from napari_patchwork.export.result import ExportProgress, ExportResult
 from napari_patchwork.export.resume import FolderLock, make_folder, prepare_folder
+from napari_patchwork.export.shards import (
+    ScreenedPatch,
+    ShardTarget,
+    export_shards_as_dask_tasks,
+    export_shards_here,
+    screened_patches,
+    shard_target,
+)
 from napari_patchwork.export.split import assign_splits
 from napari_patchwork.folder import (
     DATASET_FILE,
@@ -42,6 +43,7 @@ from napari_patchwork.folder import (
     write_dataset_info,
     write_manifest,
 )
+from napari_patchwork.folder.names import CONTAINER_FORMATS
 
 JOURNAL_FLUSH_SECONDS = 0.2
 """The export journal is flushed at least this often while patches are written."""
@@ -171,7 +173,8 @@ def run_export(
         yield replace(progress)
         by_index = {p.index: p for p in plan.patches}
         todo = [p for p in plan.patches if p.index not in records]
-        decisions = _decisions(out, plan, image, mask, todo)
+        target = shard_target(out, plan) if plan.options.fmt in CONTAINER_FORMATS else None
+        decisions = _decisions(out, plan, image, mask, todo, target, resumed)
         done, total, written = progress.done, progress.total, 0
         with (
             open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal,
@@ -182,6 +185,8 @@ def run_export(
                 for record in decided:  # journalled with the files it wrote: they are ours
                     info = by_index[record.index]
                     files = (info.image_file, info.mask_file) if record.kept else ()
+                    if target is not None and record.kept:  # the shard files that hold it
+                        files = target.files(record.array_index)
                     journal.write(record.journal_line(tuple(f for f in files if f)))
                     records[record.index] = record
                     written += record.kept
@@ -190,21 +195,53 @@ def run_export(
                 if time.monotonic() - flushed > JOURNAL_FLUSH_SECONDS:
                     journal.flush()
                     flushed = time.monotonic()
+        if target is not None:
+            target.finish(sum(r.kept for r in records.values()))
         return finish_folder(out, plan, records, written, resumed, earlier_files)
 
 
 def _decisions(
-    out: Path, plan: ExportPlan, image: Any, mask: Any, todo: list[PatchInfo]
+    out: Path,
+    plan: ExportPlan,
+    image: Any,
+    mask: Any,
+    todo: list[PatchInfo],
+    target: ShardTarget | None,
+    first_slot: int,
 ) -> Generator[list[PatchRecord], None, None]:
-    """The records of the patches ``todo``, batch by batch, here or as dask tasks."""
+    """The records of the patches ``todo``, batch by batch (shard by shard into the zarr
+    arrays of ``target``), here or as dask tasks."""
     options, settings = plan.options, plan.settings
     channels = 1 if settings.channel_axis is None else image.shape[settings.channel_axis]
     bytes_per_pixel = np.dtype(image.dtype).itemsize * channels
     bytes_per_pixel += 0 if mask is None else np.dtype(mask.dtype).itemsize
+    if target is not None and options.as_dask_tasks:
+        return export_shards_as_dask_tasks(image, mask, todo, settings, target, first_slot)
     batches = _batches(todo, bytes_per_pixel, options.read_batch_bytes)
     if options.as_dask_tasks:
         return _export_batches_as_dask_tasks(image, mask, batches, settings, out)
-    return _export_batches_here(image, mask, batches, settings, out, options.write_threads)
+    screened = _screened(image, mask, batches, settings)
+    if target is not None:
+        return export_shards_here(screened, settings, target, first_slot, options.write_threads)
+    return _export_batches_here(screened, settings, out, options.write_threads)
+
+
+def _screened(
+    image: Any, mask: Any, batches: Iterable[list[PatchInfo]], settings: PatchSettings
+) -> Iterable[ScreenedPatch]:
+    """:func:`screened_patches` of ``batches``, their regions read with :func:`read_regions`
+    (one ``dask.compute`` per batch and array for dask input)."""
+
+    def read_masks(batch: Sequence[PatchInfo]) -> list[Any]:
+        if mask is None:
+            return [None] * len(batch)
+        return read_regions(mask, [p.region(len(mask.shape), None) for p in batch])
+
+    def read_images(batch: Sequence[PatchInfo]) -> list[np.ndarray]:
+        axis = settings.channel_axis
+        return read_regions(image, [p.region(len(image.shape), axis) for p in batch])
+
+    return screened_patches(batches, read_masks, read_images, settings)
 
 
 def finish_folder(
@@ -282,57 +319,35 @@ def _batches(
 
 
 def _export_batches_here(
-    image: Any,
-    mask: Any,
-    batches: Iterable[list[PatchInfo]],
+    screened: Iterable[ScreenedPatch],
     settings: PatchSettings,
     out: Path,
     write_threads: int = DEFAULT_WRITE_THREADS,
 ) -> Iterable[list[PatchRecord]]:
-    """Export in this process, yielding ``[record]`` after each patch.
+    """Write the patch files of the ``screened`` patches in this process, yielding
+    ``[record]`` after each patch.
 
-    Per batch, the mask regions are read (and reduced to output pixels) first;
-    image regions are read (one ``dask.compute`` for dask input) only for patches
-    the mask filters keep. With ``write_threads`` > 1 the kept patches are written
-    by that many threads (file creation and copying into the page cache release the
-    GIL) while this thread prepares and reads the next ones; records still come in
-    patch order. Closing the generator waits for the files being written and skips
-    the patches not started, so every yielded record's files are complete.
+    With ``write_threads`` > 1 the kept patches are written by that many threads (file
+    creation and copying into the page cache release the GIL) while this thread prepares
+    and reads the next ones; records still come in patch order. Closing the generator
+    waits for the files being written and skips the patches not started, so every
+    yielded record's files are complete.
     """
-    channel_axis = settings.channel_axis
     pool = ThreadPoolExecutor(write_threads) if write_threads > 1 else None
     pending: deque[Future | PatchRecord] = deque()  # in patch order
     try:
-        for batch in batches:
-            masks = (
-                [None] * len(batch)
-                if mask is None
-                else [
-                    mask_at_output_resolution(region, settings)
-                    for region in read_regions(
-                        mask, [p.region(len(mask.shape), None) for p in batch]
+        for info, record, image_patch, mask_patch in screened:
+            if record is None:
+                if pool is None:
+                    record = write_output_patch(image_patch, mask_patch, info, settings, out)
+                else:
+                    record = pool.submit(
+                        write_output_patch, image_patch, mask_patch, info, settings, out
                     )
-                ]
-            )
-            decided = {p.index: screen_patch(m, p, settings) for p, m in zip(batch, masks)}
-            to_read = [p for p in batch if decided[p.index] is None]
-            images = iter(
-                read_regions(image, [p.region(len(image.shape), channel_axis) for p in to_read])
-            )
-            for info, mask_patch in zip(batch, masks):
-                record = decided[info.index]
-                if record is None:
-                    image_patch = image_at_output_resolution(next(images), settings)
-                    if pool is None:
-                        record = write_output_patch(image_patch, mask_patch, info, settings, out)
-                    else:
-                        record = pool.submit(
-                            write_output_patch, image_patch, mask_patch, info, settings, out
-                        )
-                pending.append(record)
-                # a few patches in flight per thread keep the threads busy, and memory small
-                while len(pending) > 2 * write_threads or (pending and _is_done(pending[0])):
-                    yield [_record_of(pending.popleft())]
+            pending.append(record)
+            # a few patches in flight per thread keep the threads busy, and memory small
+            while len(pending) > 2 * write_threads or (pending and _is_done(pending[0])):
+                yield [_record_of(pending.popleft())]
         while pending:
             yield [_record_of(pending.popleft())]
     finally:

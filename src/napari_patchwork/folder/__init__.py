@@ -52,7 +52,8 @@ axis), ``output_shape`` (spatial shape at output resolution), ``pixel_size``
 (output pixel size per spatial axis, ``scale * downsample``; null without a
 scale), patch counts and the plugin version; ``"complete": false`` while an
 export runs or after it was interrupted. ``format_version`` is the oldest reader
-version that can read the folder: 1 at full resolution, 2 when downsampled.
+version that can read the folder: 1 at full resolution, 2 when downsampled, 3 for the
+zarr container.
 
 Formats
 -------
@@ -70,6 +71,13 @@ Formats
   are stored as uint8 (bool/uint8 masks) or uint16 (other integer masks whose
   patch labels lie in 0..65535; others raise): :func:`napari_patchwork.stitch`
   converts them back to the source dtype using ``dataset.json``.
+
+* ``zarr``: no file per patch: ``images.zarr`` and ``masks.zarr``, one zarr v3 array
+  each of shape ``(n_patches, *patch_shape)``, one chunk per patch, sharded (about 64 MB
+  of patches per shard file), any dtype, exact; ``compression="zstd"`` optional. Row ``i``
+  of the manifest (its ``array_index``) is patch ``i``; ``dataset.json`` has ``arrays``
+  (their names and ``shard_patches``) and ``format_version`` 3. See
+  :mod:`napari_patchwork.folder.zarr_arrays`.
 
 Masks are never interpolated or colour-mapped: their labels and dtype are kept
 (``relabel=True`` renumbers the instances of each patch 1..n instead; a

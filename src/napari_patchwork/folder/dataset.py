@@ -82,6 +82,8 @@ class DatasetInfo:
     output_shape: tuple[int, ...]
     pixel_size: tuple[float, ...] | None
     n_grid_patches: int
+    arrays: dict[str, Any] | None = field(default=None, metadata=FILE)
+    """``fmt="zarr"``: the arrays' names (``image``, ``mask``) and ``shard_patches``."""
     n_patches: int | None = None
     split_counts: dict[str, int] | None = None
     written: str | None = None
@@ -129,6 +131,8 @@ class DatasetInfo:
             elif isinstance(value, tuple):
                 value = list(value)
             data[f.name] = value
+        if self.arrays is None:  # file formats: as before the zarr container
+            del data["arrays"]
         if self.n_patches is None:  # counts appear once the export is complete
             for key in ("n_patches", "split_counts", "written"):
                 del data[key]

@@ -18,6 +18,7 @@ class PatchRecord:
 
     ``reason`` is ``""`` for kept patches, ``"foreground"`` (below
     ``min_foreground``) or ``"blank"`` (``image_std`` below ``min_std``).
+    ``array_index`` is a kept patch's place in the zarr arrays (``fmt="zarr"``).
     """
 
     index: int
@@ -25,6 +26,7 @@ class PatchRecord:
     reason: str = ""
     foreground_fraction: float | None = None
     image_std: float | None = None
+    array_index: int | None = None
 
     def journal_line(self, files: tuple[str, ...] = ()) -> str:
         """The record as one JSON line of the journal, with the ``files`` it wrote (relative
@@ -46,6 +48,16 @@ def _journal_lines(out: Path) -> list[dict]:
             if isinstance(value, dict):
                 parsed.append(value)
     return parsed
+
+
+def journal_records(out: Path) -> list[PatchRecord]:
+    """Every record of the journal, in the order written (lines not of ours are skipped)."""
+    records = []
+    for line in _journal_lines(out):
+        line.pop("files", None)
+        with contextlib.suppress(TypeError):
+            records.append(PatchRecord(**line))
+    return records
 
 
 def journal_files(out: Path) -> set[str]:

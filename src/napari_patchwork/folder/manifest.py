@@ -25,7 +25,7 @@ def manifest_columns(names: Sequence[str]) -> list[str]:
         ["index", "split", "image", "mask"]
         + box_columns(names)
         + box_columns(names, "out_")
-        + ["foreground_fraction", "image_std"]
+        + ["foreground_fraction", "image_std", "array_index"]
     )
 
 
@@ -107,6 +107,8 @@ def manifest_row(info: PatchInfo, record: PatchRecord, split: str) -> dict[str, 
         "" if record.foreground_fraction is None else f"{record.foreground_fraction:.6g}"
     )
     row["image_std"] = "" if record.image_std is None else f"{record.image_std:.6g}"
+    # the patch's place in images.zarr/masks.zarr (fmt="zarr"); empty for patch files
+    row["array_index"] = "" if record.array_index is None else record.array_index
     return row
 
 
@@ -151,6 +153,8 @@ def read_manifest_rows(path: Path, names: Sequence[str], version: int) -> Manife
             required = manifest_columns(names)
             if version < 2:
                 required = [c for c in required if not c.startswith("out_")]
+            if version < 3:
+                required = [c for c in required if c != "array_index"]
             missing = set(required) - columns
             if missing:
                 raise PatchFolderError(f"{path} lacks the columns {sorted(missing)}.")

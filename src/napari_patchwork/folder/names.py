@@ -11,8 +11,9 @@ from napari_patchwork.folder.errors import PatchFolderError
 FOLDER_FORMAT = "napari-patchwork/patch-folder"
 
 
-FORMAT_VERSION = 2
-"""The newest folder format this module writes and :mod:`napari_patchwork.stitch` reads."""
+FORMAT_VERSION = 3
+"""The newest folder format this module writes and :mod:`napari_patchwork.stitch` reads
+(3: the zarr container)."""
 
 
 DATASET_FILE = "dataset.json"
@@ -35,8 +36,13 @@ FILE_FORMATS: dict[str, str] = {
     "ome-tiff": ".ome.tif",
     "npy": ".npy",
     "png": ".png",
+    "zarr": ".zarr",
 }
-"""Patch file formats and their file extension."""
+"""Export formats and their file extension (``zarr``: two arrays, not a file per patch)."""
+
+
+CONTAINER_FORMATS: tuple[str, ...] = ("zarr",)
+"""Formats that hold all patches in arrays (:mod:`napari_patchwork.folder.zarr_arrays`)."""
 
 
 _AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x"), 4: ("t", "z", "y", "x")}

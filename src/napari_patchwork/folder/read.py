@@ -14,6 +14,7 @@ from napari_patchwork.folder.errors import PatchFolderError
 from napari_patchwork.folder.files import patch_files_on_disk
 from napari_patchwork.folder.manifest import ManifestBoxes, read_manifest_rows
 from napari_patchwork.folder.names import (
+    CONTAINER_FORMATS,
     DATASET_FILE,
     FILE_FORMATS,
     IMAGES_DIR,
@@ -22,6 +23,14 @@ from napari_patchwork.folder.names import (
     patch_file_name,
 )
 from napari_patchwork.folder.patch_files import checked_patch, inside, read_patch_file
+from napari_patchwork.folder.patch_reader import PatchReader
+from napari_patchwork.folder.zarr_arrays import (
+    PatchArray,
+    ShardReader,
+    patch_arrays,
+    shard_files_on_disk,
+    temporary_shard_files,
+)
 from napari_patchwork.grid import PatchGrid, make_grid
 from napari_patchwork.io import LAZY_THRESHOLD_BYTES
 from napari_patchwork.resolution import downsampled_shape
@@ -113,6 +122,26 @@ class PatchFolder(ManifestBoxes):
         if with_channels and self.channel_axis is not None:
             shape.insert(self.channel_axis, self.image_shape[self.channel_axis])
         return tuple(shape)
+
+    @property
+    def is_container(self) -> bool:
+        """Whether the patches are in zarr arrays (``images.zarr``, ``masks.zarr``)."""
+        return self.info.file_format in CONTAINER_FORMATS
+
+    def arrays(self) -> tuple[PatchArray, PatchArray | None]:
+        """The zarr arrays of a container folder (image, mask or None), as ``dataset.json``
+        describes them."""
+        if not self.is_container:
+            raise PatchFolderError(
+                f"{self.path} holds {self.info.file_format} patch files, not zarr arrays."
+            )
+        return patch_arrays(self.info, len(self.rows))
+
+    def patches(self, source: str = IMAGES_DIR) -> PatchReader:
+        """The patches of ``source`` (``"images"`` or ``"masks"``) in manifest order, as an
+        array-like indexed like numpy along its first axis (any format; see
+        :class:`~napari_patchwork.folder.patch_reader.PatchReader`)."""
+        return PatchReader(self, source)
 
     def column(self, name: str) -> list[str]:
         """One manifest column, as strings."""
@@ -210,8 +239,13 @@ def _check_rows(patches: PatchFolder) -> None:
 
 
 def _check_file_names(patches: PatchFolder) -> None:
-    """Each row's files are the ones the export names for its patch (so inside the folder)."""
+    """Each row's files are the ones the export names for its patch (so inside the folder);
+    a container's rows name its arrays and their places in them, in order, and the arrays'
+    metadata is what ``dataset.json`` implies."""
     info = patches.info
+    if patches.is_container:
+        _check_array_rows(patches)
+        return
     width = len(str(max(patches.grid.n_patches - 1, 0)))
     ext = FILE_FORMATS[info.file_format]
     for row_number, (row, index, start) in enumerate(
@@ -227,6 +261,23 @@ def _check_file_names(patches: PatchFolder) -> None:
             )
         for file in filter(None, wanted):
             inside(patches.path, file, f"row {row_number}'s {file}")
+
+
+def _check_array_rows(patches: PatchFolder) -> None:
+    image, mask = patches.arrays()
+    wanted = (image.name, "" if mask is None else mask.name)
+    for row_number, row in enumerate(patches.rows, start=1):
+        found = (row.get("image"), row.get("mask"))
+        if found != wanted or row.get("array_index") != str(row_number - 1):
+            raise PatchFolderError(
+                f"{patches.path / MANIFEST_FILE} row {row_number} names "
+                f"{found[0]!r}/{found[1]!r} at {row.get('array_index')!r}, not "
+                f"{wanted[0]!r}/{wanted[1]!r} at '{row_number - 1}' (rows follow the arrays); "
+                "export again."
+            )
+    for array in (image, mask):
+        if array is not None:
+            array.check(patches.path)
 
 
 def read_patches(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -246,6 +297,8 @@ def verify_patch_folder(folder: str | os.PathLike) -> list[str]:
     leftover temporary files.
     """
     patches = read_patch_folder(folder)
+    if patches.is_container:
+        return _array_problems(patches)
     info = patches.info
     listed = {row[key] for row in patches.rows for key in ("image", "mask") if row[key]}
     on_disk = set(patch_files_on_disk(patches.path, info.stem, info.file_format))
@@ -257,6 +310,28 @@ def verify_patch_folder(folder: str | os.PathLike) -> list[str]:
                 if problem:
                     problems.append(f"{problem} (row {row_number})")
     problems += [f"not in the manifest: {name}" for name in sorted(on_disk - listed)]
+    return problems
+
+
+def _array_problems(patches: PatchFolder) -> list[str]:
+    """:func:`verify_patch_folder` of a container: every patch read and checked, shard files
+    past the arrays' end, temporary files."""
+    problems = []
+    for array in filter(None, patches.arrays()):
+        reader = ShardReader(patches.path, array)
+        try:
+            for row in range(array.n_patches):
+                try:
+                    reader.read(row)
+                except PatchFolderError as err:
+                    problems.append(f"bad patch: {err} (row {row + 1})")
+        finally:
+            reader.close()
+        wanted = {array.shard_file(k) for k in range(array.n_shards)}
+        on_disk = shard_files_on_disk(patches.path, array.name)
+        problems += [f"not in the manifest: {name}" for name in sorted(on_disk - wanted)]
+        temporary = temporary_shard_files(patches.path, [array.name])
+        problems += [f"not in the manifest: {name}" for name in sorted(temporary)]
     return problems
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork.folder.errors import PatchFolderError
-from napari_patchwork.folder.names import FILE_FORMATS, spatial_axis_names
+from napari_patchwork.folder.names import CONTAINER_FORMATS, FILE_FORMATS, spatial_axis_names
 
 MAX_SIDE = 2**31
 """The largest size along one axis that a folder may claim (pixels)."""
@@ -78,8 +78,13 @@ def check_dataset(data: dict[str, Any], where: str) -> None:
 
 def _check_settings(check: _Checker, n: int, n_grid: int) -> None:
     """The keys that do not shape the grid."""
-    check.value("file_format", _choice(tuple(FILE_FORMATS)))
-    check.value("compression", _choice((None, "zlib")))
+    fmt = check.value("file_format", _choice(tuple(FILE_FORMATS)))
+    compressions = (None, "zstd") if fmt in CONTAINER_FORMATS else (None, "zlib")
+    check.value("compression", _choice(compressions))
+    if fmt in CONTAINER_FORMATS:
+        _check_arrays(check)
+    elif check.data.get("arrays") is not None:
+        check.fail("arrays", f"must be absent: {fmt} folders hold patch files")
     check.value("stem", lambda v: isinstance(v, str) and len(v) < MAX_TEXT and STEM.fullmatch(v))
     check.value(
         "pad_mode", lambda v: v is None or v in ("constant", "reflect", "symmetric", "edge")
@@ -110,6 +115,28 @@ def _check_settings(check: _Checker, n: int, n_grid: int) -> None:
     )
     check.value("n_patches", _optional_int(0, n_grid))
     check.value("plugin_version", lambda v: isinstance(v, str) and len(v) < 64)
+
+
+def _check_arrays(check: _Checker) -> None:
+    """The zarr container's names and shard size (the arrays themselves are checked
+    against them when read: :meth:`~napari_patchwork.folder.zarr_arrays.PatchArray.check`)."""
+    from napari_patchwork.folder.zarr_arrays import IMAGES_ARRAY, MASKS_ARRAY, MAX_SHARD_PATCHES
+
+    if check.data.get("format_version", 1) < 3:
+        check.fail("format_version", "must be at least 3 for a zarr container")
+    arrays = check.value("arrays", lambda v: isinstance(v, dict))
+    mask = MASKS_ARRAY if check.data.get("mask") is not None else None
+    wanted = {"image": IMAGES_ARRAY, "mask": mask}
+    for key, name in wanted.items():
+        if arrays.get(key) != name:
+            check.fail(f"arrays.{key}", f"must be {name!r}, not {_short(arrays.get(key))}")
+    shard = arrays.get("shard_patches")
+    if not (_is_int(shard) and 1 <= shard <= MAX_SHARD_PATCHES):
+        check.fail("arrays.shard_patches", f"must be 1 to {MAX_SHARD_PATCHES}, not {_short(shard)}")
+    if set(arrays) != {"image", "mask", "shard_patches"}:
+        check.fail("arrays", f"has unknown keys {sorted(set(arrays) - set(wanted))}")
+    if check.data.get("edge") == "partial":
+        check.fail("edge", "cannot be 'partial' in a zarr container (its patches share one shape)")
 
 
 def grid_size(shape: list[int], patch: list[int], stride: list[int], edge: str) -> int:
