@@ -554,3 +554,22 @@ def test_stitch_allow_missing_leaves_out_missing_predictions(tmp_path):
     assert done.returncode == 0, done.stderr
     merged = tifffile.imread(tmp_path / "b.tif")
     assert merged[:20, :20].max() == 0 and merged[20:, 20:].min() == 1
+
+
+def test_tile_format_zarr_writes_sharded_arrays_and_stitch_reads_them(slide_files):
+    import zarr
+
+    d = slide_files
+    tiled = run("tile", d / "a.tif", "--size", "128", "--edge", "pad", "--format", "zarr",
+                "--compression", "zstd", "-o", d / "z")  # fmt: skip
+    assert tiled.returncode == 0, tiled.stderr
+    images = zarr.open_array(d / "z" / "images.zarr", mode="r")
+    assert images.shape == (16, 128, 128, 3) and images.dtype == np.uint8
+    assert np.array_equal(images[5], sample_image()[128:256, 128:256])
+    assert not (d / "z" / "images").exists()
+    stitched = run("stitch", d / "z", "-o", d / "z.tif")
+    assert stitched.returncode == 0, stitched.stderr
+    assert np.array_equal(tifffile.imread(d / "z.tif"), sample_image())
+    partial = run("tile", d / "a.tif", "--size", "100", "--edge", "partial", "--format", "zarr",
+                  "-o", d / "p")  # fmt: skip
+    assert partial.returncode == 2 and "edge='pad', 'shift' or 'drop'" in partial.stderr

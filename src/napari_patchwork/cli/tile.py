@@ -195,14 +195,15 @@ def add_parser(sub) -> None:
         "--format",
         choices=[*FILE_FORMATS, *FORMAT_ALIASES],
         default="tiff",
-        help="patch file format (ome-tiff carries the physical pixel size; "
+        help="patch file format (ome-tiff carries the physical pixel size; zarr writes two "
+        "sharded zarr arrays instead of a file per patch; "
         "tif and ome-tif are other names of tiff and ome-tiff)",
     )
     tile.add_argument(
         "--compression",
-        choices=["zlib", "none"],
+        choices=["zlib", "zstd", "none"],
         default=None,
-        help="TIFF compression (default: none)",
+        help="zlib for TIFF, zstd for zarr (default: none)",
     )
     tile.add_argument(
         "--min-foreground",
