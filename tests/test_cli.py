@@ -539,7 +539,9 @@ def test_stitch_allow_missing_leaves_out_missing_predictions(tmp_path):
     image = np.arange(40 * 40, dtype=np.uint16).reshape(40, 40)
     source = tmp_path / "img.tif"
     tifffile.imwrite(source, image)
-    assert run("tile", source, "--size", "20", "--format", "npy", "-o", tmp_path / "p").returncode == 0
+    assert (
+        run("tile", source, "--size", "20", "--format", "npy", "-o", tmp_path / "p").returncode == 0
+    )
     predictions = tmp_path / "preds"
     predictions.mkdir()
     names = sorted(p.name for p in (tmp_path / "p" / "images").iterdir())
@@ -573,3 +575,46 @@ def test_tile_format_zarr_writes_sharded_arrays_and_stitch_reads_them(slide_file
     partial = run("tile", d / "a.tif", "--size", "100", "--edge", "partial", "--format", "zarr",
                   "-o", d / "p")  # fmt: skip
     assert partial.returncode == 2 and "edge='pad', 'shift' or 'drop'" in partial.stderr
+
+
+def test_tile_split_by_blocks_and_by_image(slide_files):
+    import csv
+
+    d = slide_files
+    result = run(
+        "tile", d / "a.tif", "--size", "32", "--stride", "16", "--split", "0.75", "0.25",
+        "--split-by", "blocks", "--block-size", "128", "--seed", "1", "--no-preview",
+        "-o", d / "blocks",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(d / "blocks" / "manifest.csv")))
+    counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val")}
+    assert counts["train"] > counts["val"] > 0 and len(rows) < 31 * 31  # a buffer
+    assert {(int(r["block_y"]), int(r["block_x"])) for r in rows} <= {
+        (y, x) for y in range(4) for x in range(4)
+    }
+    buffer = 31 * 31 - len(rows)
+    assert f"{buffer} left out as a buffer between splits" in result.stdout
+    assert f"val {counts['val']} ({counts['val'] / len(rows):.2f})" in result.stdout
+    result = run(
+        "tile", d / "[ab].tif", "--size", "64", "--split", "0.5", "0.5", "--split-by", "image",
+        "--no-preview", "-o", d / "images",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    splits = [
+        {r["split"] for r in csv.DictReader(open(d / "images" / name / "manifest.csv"))}
+        for name in ("a", "b")
+    ]
+    assert sorted(map(tuple, splits)) == [("train",), ("val",)]  # each image whole, one each
+    assert "all images: 128 patches from 2 images (train 64 (0.50), val 64 (0.50))" in (
+        result.stdout
+    )
+    for args, message in (
+        (["--split-by", "blocks"], "split_by='blocks' needs block_size"),
+        (["--split-by", "blocks", "--block-size", "16"], "smaller than the patches"),
+        (["--split-by", "image"], "too few images (1)"),
+    ):
+        result = run("tile", d / "a.tif", "--size", "32", "--split", "0.5", "0.5", *args,
+                     "-o", d / "bad")  # fmt: skip
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -370,3 +370,25 @@ def test_preview_says_why_it_cannot_export_yet_and_filters_applied_while_writing
     )
     widget.patch_size.value = "abc"
     assert widget.preview.value.startswith("cannot export yet: patch size: 'abc'")
+
+
+def test_split_by_blocks_previews_the_buffer_and_reports_fractions(viewer_widget, qtbot, tmp_path):
+    viewer, widget = viewer_widget
+    widget.out_dir.value = tmp_path / "out"
+    widget.patch_size.value = "64"
+    widget.stride.value = "32"
+    widget.split.value = "0.75, 0.25"
+    assert widget.block_size.native.isHidden()
+    widget.split_by.value = "blocks"
+    assert not widget.block_size.native.isHidden()
+    assert "needs block_size" in widget.preview.value
+    widget.block_size.value = "128"
+    assert "split by 16 blocks" in widget.preview.value
+    buffer = int(widget.preview.value.split("blocks, ")[1].split(" patches")[0])
+    assert buffer > 0
+    run_export(qtbot, widget)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "manifest.csv")))
+    assert len(rows) == 15 * 15 - buffer and "block_x" in rows[0]
+    val = sum(r["split"] == "val" for r in rows)
+    assert f"{buffer} left out as a buffer" in widget.status.value
+    assert f"val {val} ({val / len(rows):.2f})" in widget.status.value

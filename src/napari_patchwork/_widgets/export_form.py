@@ -100,6 +100,12 @@ def preview_text(plan: ExportPlan, mask: Any) -> str:
     if later:
         text = text.replace("will write", "will write at most", 1)
         text += f"; patches {' or '.join(later)} are skipped while writing"
+    if plan.blocks is not None:
+        blocks = plan.blocks
+        text += (
+            f"; split by {blocks.n_blocks:,} blocks, {blocks.n_buffer:,} patches left out as "
+            "a buffer between splits"
+        )
     return text + "."
 
 
@@ -137,6 +143,8 @@ def add_export_fields(widget: Container) -> None:
             widget.relabel,
             widget.split,
             widget.seed,
+            widget.split_by,
+            widget.block_size,
             widget.stem,
             widget.out_dir,
             widget.overwrite,
@@ -242,6 +250,21 @@ def _output_fields(widget: Container) -> None:
         tooltip="Fractions for train, val, test, e.g. '0.8, 0.1, 0.1'. Empty = no split.",
     )
     widget.seed = SpinBox(label="split seed", value=0, min=0, max=2**31 - 1)
+    widget.split_by = ComboBox(
+        label="split by",
+        choices=["patch", "blocks"],
+        value="patch",
+        tooltip="patch: each patch drawn on its own (overlapping or neighbouring patches can "
+        "land in different splits). blocks: square blocks of 'block size' are drawn, each "
+        "patch goes with the block of its centre, and patches that would overlap or touch a "
+        "patch of another split are left out (leak-free validation).",
+    )
+    widget.block_size = LineEdit(
+        label="block size",
+        value="",
+        tooltip="Block size of 'split by: blocks' in output pixels (like the patch size): one "
+        "value, or one per axis. At least the patch size, better several patches.",
+    )
     widget.stem = LineEdit(label="file name stem", value="patch")
     widget.out_dir = FileEdit(label="folder", mode="d")
     widget.overwrite = CheckBox(

@@ -98,6 +98,7 @@ class ExportWidget(ScrollingForm):
         self.image_combo.changed.connect(self._on_image_changed)
         self.edge.changed.connect(self._update_visibility)
         self.fmt.changed.connect(self._update_visibility)
+        self.split_by.changed.connect(self._update_visibility)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
         for field in (
@@ -114,6 +115,10 @@ class ExportWidget(ScrollingForm):
             self.only_annotated,
             self.min_std,
             self.only_selected,
+            self.split,
+            self.seed,
+            self.split_by,
+            self.block_size,
         ):
             field.changed.connect(self.update_preview)
         self._on_layers_changed()
@@ -263,6 +268,7 @@ class ExportWidget(ScrollingForm):
         self.pad_mode.visible = padded
         self.pad_value.visible = padded
         self.compression.visible = self.fmt.value in ("tiff", "ome-tiff")
+        self.block_size.visible = self.split_by.value == "blocks"
 
     # -- options -------------------------------------------------------------------
     def selected_indices(self) -> list[int]:
@@ -340,6 +346,10 @@ class ExportWidget(ScrollingForm):
             min_std=float(self.min_std.value) if self.min_std.value > 0 else None,
             split=parse_split(self.split.value),
             seed=int(self.seed.value),
+            split_by=self.split_by.value,
+            block_size=single_value(parse_sizes(self.block_size.value, "block size"))
+            if self.split_by.value == "blocks"
+            else None,
             pad_mode=self.pad_mode.value,
             pad_value=self.pad_value.value,
             relabel=bool(self.relabel.value),

@@ -65,6 +65,10 @@ def export_options(args: argparse.Namespace, image_path: Path) -> dict[str, Any]
         units=units,
         split=tuple(args.split) if args.split else None,
         seed=args.seed,
+        split_by=args.split_by,
+        block_size=None
+        if args.block_size is None
+        else (tuple(args.block_size) if len(args.block_size) > 1 else args.block_size[0]),
         overwrite=args.overwrite,
         stem=patch_stem(args, image_path),
         write_threads=args.write_threads,
@@ -104,15 +108,18 @@ def write_tile_previews(
 
 
 def cmd_tile(args: argparse.Namespace) -> int:
-    from napari_patchwork.export import export_patches
+    from napari_patchwork.export import BatchResult, batch_image_splits, export_patches
     from napari_patchwork.io import read_levels
     from napari_patchwork.preview import PREVIEW_FILE
 
     images = expand_inputs(args.images)
     previews = preview_targets(args, images)
+    # split_by image: each image's split is drawn before any is read (all its patches go there)
+    image_splits = batch_image_splits(len(images), args.split_by, args.split, args.seed)
+    results = []
     with scheduler(args.scheduler) as client:
-        for (image_path, image, mask, channel_axis), preview in zip(
-            iter_inputs(args, images), previews
+        for (image_path, image, mask, channel_axis), preview, image_split in zip(
+            iter_inputs(args, images), previews, image_splits
         ):
             out = (
                 Path(args.output) if len(images) == 1 else Path(args.output) / file_stem(image_path)
@@ -127,10 +134,12 @@ def cmd_tile(args: argparse.Namespace) -> int:
                     channel_axis=channel_axis,
                     as_dask_tasks=client is not None,
                     progress=progress,
+                    image_split=image_split,
                     **export_options(args, image_path),
                 )
             finally:
                 progress.close()
+            results.append(result)
             targets = [out / PREVIEW_FILE] if not args.no_preview else []
             title = f"{image_path.name}, {' x '.join(map(str, args.size))} px patches"
             written = write_tile_previews(  # from a small pyramid level if the file has one
@@ -140,6 +149,9 @@ def cmd_tile(args: argparse.Namespace) -> int:
             if not args.quiet:
                 shown = f"; preview: {', '.join(map(str, written))}" if written else ""
                 print(f"{image_path}: {result.message}{shown}")
+    if len(results) > 1 and args.split and not args.quiet:
+        splits = tuple(s or "" for s in image_splits)
+        print(f"all images: {BatchResult(tuple(results), splits).message}")
     return 0
 
 
@@ -263,6 +275,22 @@ def _add_output_options(tile: argparse.ArgumentParser) -> None:
         help="train/val(/test) fractions, e.g. --split 0.8 0.1 0.1 (deterministic with --seed)",
     )
     tile.add_argument("--seed", type=int, default=0, help="random seed of the split (default: 0)")
+    tile.add_argument(
+        "--split-by",
+        choices=("patch", "blocks", "image"),
+        default="patch",
+        help="what is assigned to the splits: each patch (default), spatial blocks of "
+        "--block-size (patches that would overlap or touch a patch of another split are left "
+        "out as a buffer), or whole images (several images: each image in one split)",
+    )
+    tile.add_argument(
+        "--block-size",
+        type=int,
+        nargs="+",
+        metavar="PX",
+        help="block size of --split-by blocks, in output pixels (like --size): one value or "
+        "one per spatial axis; at least the patch size, better several patches",
+    )
     tile.add_argument(
         "--overwrite", action="store_true", help="write into a folder that is not empty"
     )

@@ -8,7 +8,9 @@ The folder's layout, file names, ``manifest.csv`` and ``dataset.json`` are descr
   grid laid on the image at output resolution, the patches to try;
 * :mod:`~napari_patchwork.export.patch`: one patch reduced, filtered, padded and written;
 * :mod:`~napari_patchwork.export.formats`: the file formats (TIFF, OME-TIFF, NPY, PNG);
-* :mod:`~napari_patchwork.export.split`: train/val/test labels;
+* :mod:`~napari_patchwork.export.split`: train/val/test labels, per patch, per spatial
+  block with a buffer (leak-free), or per image;
+* :mod:`~napari_patchwork.export.batch`: several images, split by image;
 * :mod:`~napari_patchwork.export.run`: the folder prepared, patches written on threads or
   as dask tasks, the journal, resume and the manifest;
 * :mod:`~napari_patchwork.export.result`: progress and the result.
@@ -18,6 +20,7 @@ builds :class:`ExportOptions` (checked once), plans once (:func:`plan_export`) a
 the plan (:func:`run_export`).
 """
 
+from napari_patchwork.export.batch import BatchResult, batch_image_splits, export_batch
 from napari_patchwork.export.errors import ExportError, FolderInUseError
 from napari_patchwork.export.formats import OME_LENGTH_UNITS, write_patch
 from napari_patchwork.export.options import (
@@ -43,10 +46,29 @@ from napari_patchwork.export.plan import (
 )
 from napari_patchwork.export.result import ExportProgress, ExportResult
 from napari_patchwork.export.run import export_patches, iter_export, read_regions, run_export
-from napari_patchwork.export.split import SPLIT_NAMES, assign_splits, normalize_split
+from napari_patchwork.export.split import (
+    SPLIT_BY,
+    SPLIT_NAMES,
+    BlockSplit,
+    achieved_fractions,
+    assign_splits,
+    block_split,
+    image_splits,
+    leaking_patches,
+    normalize_split,
+)
 from napari_patchwork.folder import FILE_FORMATS, PatchInfo
 
 __all__ = [
+    "SPLIT_BY",
+    "BatchResult",
+    "BlockSplit",
+    "achieved_fractions",
+    "batch_image_splits",
+    "block_split",
+    "export_batch",
+    "image_splits",
+    "leaking_patches",
     "COMPRESSIONS",
     "DEFAULT_READ_BATCH_BYTES",
     "DEFAULT_WRITE_THREADS",

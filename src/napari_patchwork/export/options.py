@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork.export.errors import ExportError
-from napari_patchwork.export.split import normalize_split
+from napari_patchwork.export.split import SPLIT_BY, normalize_split
 from napari_patchwork.folder import FILE_FORMATS
 from napari_patchwork.grid import EDGE_MODES
 
@@ -54,6 +54,9 @@ class ExportOptions:
     indices: tuple[int, ...] | None = None
     split: dict[str, float] | None = None
     seed: int = 0
+    split_by: str = "patch"
+    block_size: int | tuple[int, ...] | None = None
+    image_split: str | None = None
     pad_mode: str = "constant"
     pad_value: float = 0
     relabel: bool = False
@@ -77,6 +80,7 @@ class ExportOptions:
         normal = {
             "patch_size": _sizes(self.patch_size, "patch_size", required=True),
             "stride": _sizes(self.stride, "stride", required=False),
+            "block_size": _sizes(self.block_size, "block_size", required=False, limit=None),
             "fmt": _format(self.fmt),
             "split": normalize_split(self.split),
             "indices": _indices(self.indices),
@@ -91,6 +95,7 @@ class ExportOptions:
         for name, value in normal.items():
             object.__setattr__(self, name, value)
         _check_choices(self)
+        _check_split_by(self)
 
     def replace(self, **changes: Any) -> ExportOptions:
         """A copy with ``changes`` (checked like a new one)."""
@@ -149,6 +154,34 @@ def _check_choices(o: ExportOptions) -> None:
         )
 
 
+def _check_split_by(o: ExportOptions) -> None:
+    """``split_by`` and what it needs: a split, a block size (blocks), the image's split
+    (image, set per image by a batch export)."""
+    if o.split_by not in SPLIT_BY:
+        raise ExportError(
+            f"split_by={o.split_by!r} is not known; choose one of {', '.join(SPLIT_BY)}."
+        )
+    if o.split_by != "patch" and o.split is None:
+        raise ExportError(
+            f"split_by={o.split_by!r} groups the patches of a split, but no split is given: "
+            "give split fractions, e.g. split=(0.8, 0.2), or leave split_by='patch'."
+        )
+    if (o.split_by == "blocks") != (o.block_size is not None):
+        raise ExportError(
+            "split_by='blocks' needs block_size (pixels, e.g. block_size=2048)."
+            if o.split_by == "blocks"
+            else f"block_size is for split_by='blocks' (split_by is {o.split_by!r}); "
+            "set split_by='blocks' or leave block_size out."
+        )
+    if o.split_by == "image":
+        if o.image_split is not None and o.image_split not in (o.split or {}):
+            raise ExportError(
+                f"image_split={o.image_split!r} is not one of the splits {list(o.split or {})}."
+            )
+    elif o.image_split is not None:
+        raise ExportError("image_split is for split_by='image'; leave it out otherwise.")
+
+
 def _format(fmt: Any) -> str:
     name = FORMAT_ALIASES.get(str(fmt).lower(), str(fmt).lower())
     if name not in FILE_FORMATS:
@@ -156,8 +189,11 @@ def _format(fmt: Any) -> str:
     return name
 
 
-def _sizes(value: Any, name: str, *, required: bool) -> int | tuple[int, ...] | None:
-    """One whole number of pixels, or one per spatial axis (the grid checks the count)."""
+def _sizes(
+    value: Any, name: str, *, required: bool, limit: int | None = MAX_PATCH_PIXELS
+) -> int | tuple[int, ...] | None:
+    """One whole number of pixels, or one per spatial axis (the grid checks the count), of
+    at most ``limit`` pixels in all."""
     if value is None:
         if required:
             raise ExportError(f"{name} is missing: give a size in pixels, e.g. {name}=256.")
@@ -166,7 +202,7 @@ def _sizes(value: Any, name: str, *, required: bool) -> int | tuple[int, ...] | 
     sizes = tuple(_whole(v, name, low=None) for v in values)
     if any(s < 1 for s in sizes):
         raise ExportError(f"{name} must be at least 1 pixel along every axis, got {value}.")
-    if int(np.prod(sizes, dtype=object)) > MAX_PATCH_PIXELS:
+    if limit is not None and int(np.prod(sizes, dtype=object)) > limit:
         raise ExportError(
             f"{name}={value} makes patches of over {MAX_PATCH_PIXELS:,} pixels; no patch file "
             "format holds that well: choose a smaller patch size."

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from napari_patchwork._common import ints
+from napari_patchwork._common import ints, per_axis
 from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.formats import check_png, check_writable, ome_tiff_metadata
 from napari_patchwork.export.options import ExportOptions
 from napari_patchwork.export.patch import PatchInfo, PatchSettings
+from napari_patchwork.export.split import block_split
 from napari_patchwork.folder import (
     FILE_FORMATS,
     FORMAT_VERSION,
@@ -65,6 +66,19 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class SplitBlocks:
+    """A blocked split (``split_by="blocks"``) of the planned patches: ``split[index]`` and
+    ``block[index]`` (block per spatial axis) of each patch left in the plan, ``n_buffer``
+    candidates left out because they would overlap or touch a patch of another split."""
+
+    block_size: tuple[int, ...]
+    split: dict[int, str]
+    block: dict[int, tuple[int, ...]]
+    n_buffer: int
+    n_blocks: int
+
+
+@dataclass(frozen=True)
 class ExportPlan:
     """A checked export: its options, the grid, the patches to try, how to write each one,
     and the ``dataset.json`` it will write (without counts)."""
@@ -75,6 +89,7 @@ class ExportPlan:
     patches: tuple[PatchInfo, ...]
     settings: PatchSettings
     info: DatasetInfo
+    blocks: SplitBlocks | None = None
 
     @property
     def n_patches(self) -> int:
@@ -95,6 +110,12 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
     """Check ``options`` against ``image`` and ``mask`` and lay out the patches, without
     touching any file. Raises :class:`ExportError` (or a ``GridError``, also a ValueError)."""
     options = ExportOptions.of(options)
+    if options.split_by == "image" and options.image_split is None:
+        raise ExportError(
+            "split_by='image' puts every patch of one image into one split, drawn per image "
+            "of a batch: use export_batch (or the command line with several images), or give "
+            "this image's split as image_split."
+        )
     image = array_like(image, "image")
     mask = None if mask is None else array_like(mask, "mask")
     layout, grid = layout_and_grid(image, options)
@@ -102,10 +123,35 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
     settings = _patch_settings(image, mask, options, layout)
     _check_writable(image, mask, settings, layout)
     patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
+    blocks = None
+    if options.split_by == "blocks":
+        blocks = split_blocks(patches, options, len(layout.names))
+        patches = tuple(p for p in patches if p.index in blocks.split)
     info = _dataset_info(image, mask, options, layout, grid, settings)
     if options.fmt in CONTAINER_FORMATS:
         info = replace(info, arrays=_arrays(image, mask, grid, layout, len(patches)))
-    return ExportPlan(options, layout, grid, patches, settings, info)
+    return ExportPlan(options, layout, grid, patches, settings, info, blocks)
+
+
+def split_blocks(
+    patches: Sequence[PatchInfo], options: ExportOptions, n_spatial: int
+) -> SplitBlocks:
+    """The blocked split of the candidate ``patches`` (see
+    :func:`~napari_patchwork.export.split.block_split`): blocks of ``options.block_size``
+    output pixels, patches placed by the centre of their part inside the image."""
+    size = per_axis(options.block_size, n_spatial, "block_size", convert=int, error=ExportError)
+    boxes = np.array([[p.out_start, p.out_valid_stop] for p in patches], dtype=np.int64).reshape(
+        len(patches), 2, n_spatial
+    )
+    result = block_split(boxes, size, options.split or {}, options.seed)
+    kept = np.flatnonzero(~result.buffer).tolist()
+    return SplitBlocks(
+        block_size=size,
+        split={patches[i].index: result.labels[i] for i in kept},
+        block={patches[i].index: ints(result.blocks[i]) for i in kept},
+        n_buffer=result.n_buffer,
+        n_blocks=result.n_blocks,
+    )
 
 
 def layout_and_grid(image: Any, options: ExportOptions) -> tuple[Layout, PatchGrid]:
@@ -397,6 +443,10 @@ def _dataset_info(
         indices=options.indices,
         split=options.split,
         seed=options.seed,
+        split_by=options.split_by,
+        block_size=None
+        if options.block_size is None
+        else per_axis(options.block_size, len(layout.names), "block_size", convert=int),
         scale=None if layout.scale is None else tuple(layout.scale),
         translate=None if layout.translate is None else tuple(layout.translate),
         units=None if layout.units is None else tuple(layout.units),

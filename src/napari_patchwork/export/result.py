@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_patchwork.export.split import achieved_fractions, split_summary
+
 
 @dataclass
 class ExportProgress:
@@ -29,7 +31,10 @@ class ExportResult:
     ``n_resumed`` found complete from an interrupted earlier run. Of the
     ``n_candidates`` patches tried, ``n_rejected_foreground`` failed the mask filter
     (``foreground_rule`` says which: under ``min_foreground``, or no foreground with
-    ``only_foreground``) and ``n_rejected_blank`` were under ``min_std``.
+    ``only_foreground``) and ``n_rejected_blank`` were under ``min_std``. A blocked
+    split left ``n_buffer`` more out before they were tried: they would have overlapped
+    or touched a patch of another split. ``split_counts`` counts the patches per split,
+    ``split_fractions`` gives them as fractions of ``n_patches``.
     """
 
     out_dir: Path
@@ -44,6 +49,12 @@ class ExportResult:
     split_counts: dict[str, int]
     rows: tuple[dict[str, Any], ...] = field(repr=False)
     foreground_rule: str = "under min foreground"
+    n_buffer: int = 0
+
+    @property
+    def split_fractions(self) -> dict[str, float]:
+        """The achieved fractions: patches per split over all patches."""
+        return achieved_fractions(self.split_counts)
 
     @property
     def message(self) -> str:
@@ -66,6 +77,8 @@ class ExportResult:
                 if n
             ]
             details.append(f"{skipped} of {self.n_candidates} skipped: {', '.join(reasons)}")
+        if self.n_buffer:
+            details.append(f"{self.n_buffer} left out as a buffer between splits")
         if self.split_counts:
-            details.append(", ".join(f"{k} {v}" for k, v in self.split_counts.items()))
+            details.append(split_summary(self.split_counts))
         return text + (f" ({'; '.join(details)})" if details else "")

@@ -39,6 +39,7 @@ from napari_patchwork.folder import (
     MANIFEST_FILE,
     PatchInfo,
     PatchRecord,
+    block_columns,
     manifest_row,
     write_dataset_info,
     write_manifest,
@@ -257,10 +258,15 @@ def finish_folder(
     options = plan.options
     ordered = [records[p.index] for p in plan.patches]
     kept = [r for r in ordered if r.kept]
-    splits = assign_splits(len(kept), options.split, options.seed)
+    splits = _split_labels(plan, kept)
     by_index = {p.index: p for p in plan.patches}
-    rows = [manifest_row(by_index[r.index], r, s) for r, s in zip(kept, splits)]
-    write_manifest(out, rows, plan.grid.ndim, options.fsync)
+    blocks = plan.blocks
+    rows = [
+        manifest_row(by_index[r.index], r, s, None if blocks is None else blocks.block[r.index])
+        for r, s in zip(kept, splits)
+    ]
+    extra = [] if blocks is None else block_columns(plan.layout.names)
+    write_manifest(out, rows, plan.grid.ndim, options.fsync, extra)
     listed = {row[key] for row in rows for key in ("image", "mask") if row[key]}
     # e.g. a patch dropped by a filter after the source changed
     for name in earlier_files - listed:
@@ -268,7 +274,9 @@ def finish_folder(
             (out / name).unlink()
     split_counts = {name: splits.count(name) for name in (options.split or {})}
     written_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_dataset_info(out, plan.info.finished(len(kept), split_counts, written_at), options.fsync)
+    n_buffer = 0 if blocks is None else blocks.n_buffer
+    finished = plan.info.finished(len(kept), split_counts, written_at, n_buffer)
+    write_dataset_info(out, finished, options.fsync)
     only = options.only_foreground and options.min_foreground == 0
     return ExportResult(
         out_dir=out,
@@ -281,9 +289,20 @@ def finish_folder(
         n_rejected_foreground=sum(r.reason == "foreground" for r in ordered),
         n_rejected_blank=sum(r.reason == "blank" for r in ordered),
         split_counts=split_counts,
+        n_buffer=n_buffer,
         rows=tuple(rows),
         foreground_rule="without foreground" if only else "under min foreground",
     )
+
+
+def _split_labels(plan: ExportPlan, kept: Sequence[PatchRecord]) -> list[str]:
+    """The split of each kept patch: drawn per patch, its block's, or its image's."""
+    options = plan.options
+    if plan.blocks is not None:
+        return [plan.blocks.split[r.index] for r in kept]
+    if options.split_by == "image":
+        return [str(options.image_split)] * len(kept)
+    return assign_splits(len(kept), options.split, options.seed)
 
 
 def read_regions(array: Any, regions: Sequence[tuple[slice, ...]]) -> list[np.ndarray]:

@@ -43,11 +43,13 @@ is padding), ``out_y0`` ... ``out_valid_x1`` (the same box in output pixels, i.e
 in the patch files' pixels; equal to the source box at full resolution),
 ``foreground_fraction`` (non-zero mask pixels / valid pixels of the mask file; empty
 without a mask) and ``image_std`` (the near-blank measure, empty unless
-``min_std`` was given).
+``min_std`` was given); with ``split_by="blocks"`` also ``block_y``, ``block_x``
+(the block of the patch's centre, in blocks of ``block_size`` output pixels).
 
 ``dataset.json`` records the source shape and dtype of image and mask, axes,
 patch size and stride (output pixels), edge and pad mode, file format, filters,
-split, the layer scale/translate and units, ``downsample`` (factor per spatial
+split (``split_by``, ``block_size``; ``n_buffer``, the patches a blocked split left
+out between splits), the layer scale/translate and units, ``downsample`` (factor per spatial
 axis), ``output_shape`` (spatial shape at output resolution), ``pixel_size``
 (output pixel size per spatial axis, ``scale * downsample``; null without a
 scale), patch counts and the plugin version; ``"complete": false`` while an
@@ -126,6 +128,7 @@ from napari_patchwork.folder.journal import PatchRecord, journal_files, load_jou
 from napari_patchwork.folder.manifest import (
     ManifestBoxes,
     PatchInfo,
+    block_columns,
     box_columns,
     manifest_boxes,
     manifest_columns,
@@ -190,6 +193,7 @@ __all__ = [
     "read_manifest_rows",
     "load_journal",
     "manifest_boxes",
+    "block_columns",
     "manifest_columns",
     "manifest_row",
     "write_manifest",

@@ -75,6 +75,8 @@ class DatasetInfo:
     indices: tuple[int, ...] | None = field(metadata=FILE)
     split: dict[str, float] | None
     seed: int
+    split_by: str = "patch"
+    block_size: tuple[int, ...] | None = None
     scale: tuple[float, ...] | None
     translate: tuple[float, ...] | None
     units: tuple[str | None, ...] | None
@@ -86,6 +88,7 @@ class DatasetInfo:
     """``fmt="zarr"``: the arrays' names (``image``, ``mask``) and ``shard_patches``."""
     n_patches: int | None = None
     split_counts: dict[str, int] | None = None
+    n_buffer: int | None = None
     written: str | None = None
 
     # -- the file settings ------------------------------------------------------------
@@ -114,10 +117,18 @@ class DatasetInfo:
             if old_settings[key] != new_settings[key]
         ]
 
-    def finished(self, n_patches: int, split_counts: dict[str, int], written: str) -> DatasetInfo:
-        """This export marked complete, with its counts."""
+    def finished(
+        self, n_patches: int, split_counts: dict[str, int], written: str, n_buffer: int = 0
+    ) -> DatasetInfo:
+        """This export marked complete, with its counts (``n_buffer``: patches left out
+        between blocks of different splits)."""
         return replace(
-            self, complete=True, n_patches=n_patches, split_counts=split_counts, written=written
+            self,
+            complete=True,
+            n_patches=n_patches,
+            split_counts=split_counts,
+            n_buffer=n_buffer,
+            written=written,
         )
 
     # -- JSON -------------------------------------------------------------------------
@@ -134,7 +145,7 @@ class DatasetInfo:
         if self.arrays is None:  # file formats: as before the zarr container
             del data["arrays"]
         if self.n_patches is None:  # counts appear once the export is complete
-            for key in ("n_patches", "split_counts", "written"):
+            for key in ("n_patches", "split_counts", "n_buffer", "written"):
                 del data[key]
         return data
 
@@ -175,6 +186,7 @@ _TUPLE_FIELDS = (
     "downsample",
     "output_shape",
     "pixel_size",
+    "block_size",
 )
 
 
@@ -228,6 +240,7 @@ def _upgraded(data: dict[str, Any], where: str) -> dict[str, Any]:
         data["output_shape"] = [s for a, s in enumerate(image["shape"]) if a != axis]
     data.setdefault("units", None)
     data.setdefault("n_grid_patches", 0)
+    data.setdefault("split_by", "patch")  # before blocked and per-image splits
     return data
 
 

@@ -29,6 +29,13 @@ def manifest_columns(names: Sequence[str]) -> list[str]:
     )
 
 
+def block_columns(names: Sequence[str]) -> list[str]:
+    """The block of a blocked split (``split_by="blocks"``): ``block_y, block_x``, the
+    block's number per spatial axis (block ``(i, j)`` covers output pixels
+    ``[i * block_size_y, (i + 1) * block_size_y)`` along y, and so on)."""
+    return [f"block_{n}" for n in names]
+
+
 def box_columns(names: Sequence[str], prefix: str = "") -> list[str]:
     """A box's manifest columns: ``y0, y1, x0, x1, valid_y1, valid_x1`` (with ``prefix``)."""
     return [f"{prefix}{n}{k}" for n in names for k in (0, 1)] + [
@@ -86,8 +93,11 @@ class PatchInfo:
         return self.out_stop != self.out_valid_stop
 
 
-def manifest_row(info: PatchInfo, record: PatchRecord, split: str) -> dict[str, Any]:
-    """The manifest row of a kept patch (see :func:`manifest_columns`)."""
+def manifest_row(
+    info: PatchInfo, record: PatchRecord, split: str, block: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The manifest row of a kept patch (see :func:`manifest_columns`), with its
+    :func:`block_columns` when a ``block`` is given."""
     names = spatial_axis_names(len(info.start))
     row: dict[str, Any] = {
         "index": record.index,
@@ -109,15 +119,22 @@ def manifest_row(info: PatchInfo, record: PatchRecord, split: str) -> dict[str, 
     row["image_std"] = "" if record.image_std is None else f"{record.image_std:.6g}"
     # the patch's place in images.zarr/masks.zarr (fmt="zarr"); empty for patch files
     row["array_index"] = "" if record.array_index is None else record.array_index
+    if block is not None:
+        row.update(zip(block_columns(names), (int(b) for b in block)))
     return row
 
 
 def write_manifest(
-    folder: str | os.PathLike, rows: Iterable[dict[str, Any]], n_spatial: int, fsync: bool = False
+    folder: str | os.PathLike,
+    rows: Iterable[dict[str, Any]],
+    n_spatial: int,
+    fsync: bool = False,
+    extra: Sequence[str] = (),
 ) -> None:
-    """Write ``manifest.csv`` atomically."""
+    """Write ``manifest.csv`` atomically; ``extra`` columns (e.g. :func:`block_columns`)
+    follow the standard ones."""
     buffer = io.StringIO()
-    columns = manifest_columns(spatial_axis_names(n_spatial))
+    columns = manifest_columns(spatial_axis_names(n_spatial)) + list(extra)
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     # the rows hold exactly these keys (manifest_row): plain lists, as csv.DictWriter would

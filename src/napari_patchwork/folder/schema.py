@@ -97,6 +97,9 @@ def _check_settings(check: _Checker, n: int, n_grid: int) -> None:
     check.value("seed", _optional_int(-(2**63), 2**63 - 1))
     check.value("indices", lambda v: v is None or _int_list(v, 0, max(n_grid - 1, 0)))
     check.value("split", _split)
+    check.value("split_by", _choice(("patch", "blocks", "image")))
+    check.value("block_size", lambda v: v is None or (_int_list(v, 1, MAX_SIDE) and len(v) == n))
+    check.value("n_buffer", _optional_int(0, n_grid))
     check.value("axes", lambda v: isinstance(v, str) and len(v) <= 5)
     for key in ("scale", "translate", "pixel_size"):
         check.value(
