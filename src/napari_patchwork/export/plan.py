@@ -19,7 +19,7 @@ from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.formats import check_png, check_writable, ome_tiff_metadata
 from napari_patchwork.export.options import ExportOptions
 from napari_patchwork.export.patch import PatchInfo, PatchSettings
-from napari_patchwork.export.split import block_split
+from napari_patchwork.export.split import SplitBlocks, split_blocks
 from napari_patchwork.folder import (
     FILE_FORMATS,
     FORMAT_VERSION,
@@ -63,19 +63,6 @@ class Layout:
     @property
     def downsampled(self) -> bool:
         return any(f != 1 for f in self.factors)
-
-
-@dataclass(frozen=True)
-class SplitBlocks:
-    """A blocked split (``split_by="blocks"``) of the planned patches: ``split[index]`` and
-    ``block[index]`` (block per spatial axis) of each patch left in the plan, ``n_buffer``
-    candidates left out because they would overlap or touch a patch of another split."""
-
-    block_size: tuple[int, ...]
-    split: dict[int, str]
-    block: dict[int, tuple[int, ...]]
-    n_buffer: int
-    n_blocks: int
 
 
 @dataclass(frozen=True)
@@ -125,33 +112,14 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
     patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
     blocks = None
     if options.split_by == "blocks":
-        blocks = split_blocks(patches, options, len(layout.names))
+        blocks = split_blocks(
+            patches, options.block_size, options.split or {}, options.seed, len(layout.names)
+        )
         patches = tuple(p for p in patches if p.index in blocks.split)
     info = _dataset_info(image, mask, options, layout, grid, settings)
     if options.fmt in CONTAINER_FORMATS:
         info = replace(info, arrays=_arrays(image, mask, grid, layout, len(patches)))
     return ExportPlan(options, layout, grid, patches, settings, info, blocks)
-
-
-def split_blocks(
-    patches: Sequence[PatchInfo], options: ExportOptions, n_spatial: int
-) -> SplitBlocks:
-    """The blocked split of the candidate ``patches`` (see
-    :func:`~napari_patchwork.export.split.block_split`): blocks of ``options.block_size``
-    output pixels, patches placed by the centre of their part inside the image."""
-    size = per_axis(options.block_size, n_spatial, "block_size", convert=int, error=ExportError)
-    boxes = np.array([[p.out_start, p.out_valid_stop] for p in patches], dtype=np.int64).reshape(
-        len(patches), 2, n_spatial
-    )
-    result = block_split(boxes, size, options.split or {}, options.seed)
-    kept = np.flatnonzero(~result.buffer).tolist()
-    return SplitBlocks(
-        block_size=size,
-        split={patches[i].index: result.labels[i] for i in kept},
-        block={patches[i].index: ints(result.blocks[i]) for i in kept},
-        n_buffer=result.n_buffer,
-        n_blocks=result.n_blocks,
-    )
 
 
 def layout_and_grid(image: Any, options: ExportOptions) -> tuple[Layout, PatchGrid]:

@@ -94,8 +94,19 @@ def export_patches(
     indices : only these patch indices of the grid (e.g. the selected grid shapes).
     split : fractions per split, ``{"train": 0.8, "val": 0.2}`` or ``(0.8, 0.1, 0.1)``
         (train/val/test); assigned to the kept patches by :func:`assign_splits` with
-        ``seed``. Overlapping patches (stride < patch) can share pixels across splits.
+        ``seed``. Overlapping patches (stride < patch) can share pixels across splits
+        unless ``split_by="blocks"``.
     seed : the split's random seed (the same seed gives the same split).
+    split_by : what is drawn into the splits: ``"patch"`` (default, each patch),
+        ``"blocks"`` (spatial blocks of ``block_size``; patches that would overlap or
+        touch a patch of another split are left out as a buffer, counted in
+        ``ExportResult.n_buffer``; see :func:`~napari_patchwork.export.split.block_split`)
+        or ``"image"`` (the whole image goes to ``image_split``; see
+        :func:`~napari_patchwork.export.batch.export_batch`).
+    block_size : the blocks of ``split_by="blocks"`` in output pixels (like
+        ``patch_size``): one value or one per spatial axis, at least the patch size.
+    image_split : with ``split_by="image"``, the split of this image (a batch export
+        draws it per image).
     pad_mode, pad_value : how ``edge="pad"`` fills the part past the image (see
         :data:`PAD_MODES`); the valid region is in the manifest.
     relabel : renumber the mask instances of each patch 1..n (the stitched mask then

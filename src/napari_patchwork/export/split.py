@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_patchwork._common import ints, per_axis
 from napari_patchwork.export.errors import ExportError
+from napari_patchwork.folder import PatchInfo
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 """Split names used when ``split`` is given as a sequence of fractions."""
@@ -147,6 +149,44 @@ def block_split(
     buffer = leaking_patches(boxes, rank)
     out_labels = tuple("" if b else str(s) for s, b in zip(labels, buffer))
     return BlockSplit(out_labels, blocks, buffer, len(unique))
+
+
+@dataclass(frozen=True)
+class SplitBlocks:
+    """A blocked split (``split_by="blocks"``) of the planned patches: ``split[index]`` and
+    ``block[index]`` (block per spatial axis) of each patch left in the plan, ``n_buffer``
+    candidates left out because they would overlap or touch a patch of another split."""
+
+    block_size: tuple[int, ...]
+    split: dict[int, str]
+    block: dict[int, tuple[int, ...]]
+    n_buffer: int
+    n_blocks: int
+
+
+def split_blocks(
+    patches: Sequence[PatchInfo],
+    block_size: int | Sequence[int],
+    split: Mapping[str, float],
+    seed: int,
+    n_spatial: int,
+) -> SplitBlocks:
+    """The blocked split (:func:`block_split`) of an export's candidate ``patches``: blocks
+    of ``block_size`` output pixels, patches placed by the centre of their part inside
+    the image (output pixels)."""
+    size = per_axis(block_size, n_spatial, "block_size", convert=int, error=ExportError)
+    boxes = np.array([[p.out_start, p.out_valid_stop] for p in patches], dtype=np.int64).reshape(
+        len(patches), 2, n_spatial
+    )
+    result = block_split(boxes, size, split, seed)
+    kept = np.flatnonzero(~result.buffer).tolist()
+    return SplitBlocks(
+        block_size=size,
+        split={patches[i].index: result.labels[i] for i in kept},
+        block={patches[i].index: ints(result.blocks[i]) for i in kept},
+        n_buffer=result.n_buffer,
+        n_blocks=result.n_blocks,
+    )
 
 
 def boxes_touch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
