@@ -222,3 +222,16 @@ def test_verify_lists_damaged_and_extra_shards(tmp_path):
     problems = verify_patch_folder(out)
     assert "not in the manifest: images.zarr/c/9/0/0/0" in problems
     assert sum("masks.zarr/c/0/0/0" in p and "bad patch" in p for p in problems) == 15
+
+
+def test_png_folder_claiming_float_patches_is_damaged(tmp_path):
+    # found by test_fuzz: a PNG export whose dataset.json says the image is float64
+    image = np.arange(48 * 48 * 3, dtype=np.uint8).reshape(48, 48, 3)
+    export_patches(tmp_path / "f", image, patch_size=16, channel_axis=-1, fmt="png")
+    info = json.loads((tmp_path / "f" / "dataset.json").read_text())
+    info["image"]["dtype"] = "<f8"
+    (tmp_path / "f" / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(
+        PatchFolderError, match="holds uint8 values, the folder's patches are float64"
+    ):
+        read_patch_folder(tmp_path / "f").image()

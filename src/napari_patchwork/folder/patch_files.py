@@ -87,4 +87,4 @@ def _fits(data: np.ndarray, dtype: np.dtype) -> bool:
         return data.size == 0 or int(data.max()) <= 1
     if dtype.kind in "ui":
         return data.size == 0 or int(data.max()) <= np.iinfo(dtype).max
-    return dtype.kind == "f"
+    return False  # PNG patches are never float: a float dtype is a damaged dataset.json
