@@ -5,7 +5,9 @@ The folder's layout, file names, ``manifest.csv`` and ``dataset.json`` are descr
 
 * :mod:`~napari_patchwork.export.options`: the export's options, checked when made;
 * :mod:`~napari_patchwork.export.plan`: the options checked against the arrays, the
-  grid laid on the image at output resolution, the patches to try;
+  patches to try;
+* :mod:`~napari_patchwork.export.boxes`: the grid laid on the image at output
+  resolution, and which of its patches cover boxes chosen elsewhere;
 * :mod:`~napari_patchwork.export.patch`: one patch reduced, filtered, padded and written;
 * :mod:`~napari_patchwork.export.formats`: the file formats (TIFF, OME-TIFF, NPY, PNG);
 * :mod:`~napari_patchwork.export.split`: train/val/test labels, per patch, per spatial
@@ -21,6 +23,7 @@ the plan (:func:`run_export`).
 """
 
 from napari_patchwork.export.batch import BatchResult, batch_image_splits, export_batch
+from napari_patchwork.export.boxes import export_grid, indices_of_source_boxes
 from napari_patchwork.export.errors import ExportError, FolderInUseError
 from napari_patchwork.export.formats import OME_LENGTH_UNITS, write_patch
 from napari_patchwork.export.options import (
@@ -38,12 +41,7 @@ from napari_patchwork.export.patch import (
     patch_std,
     relabel_sequential,
 )
-from napari_patchwork.export.plan import (
-    ExportPlan,
-    export_grid,
-    indices_of_source_boxes,
-    plan_export,
-)
+from napari_patchwork.export.plan import ExportPlan, plan_export
 from napari_patchwork.export.result import ExportProgress, ExportResult
 from napari_patchwork.export.run import export_patches, iter_export, read_regions, run_export
 from napari_patchwork.export.split import (
