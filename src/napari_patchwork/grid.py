@@ -108,7 +108,9 @@ class PatchGrid:
     edge : the edge mode (see :data:`EDGE_MODES`).
     boxes : ``(N, 2, ndim)`` int64, start (inclusive) and stop (exclusive) per axis.
     grid_index : ``(N, ndim)`` int64, position of each patch in the grid
-        (for 2D: ``[:, 0]`` is the row, ``[:, 1]`` the column).
+        (for 2D: ``[:, 0]`` is the row, ``[:, 1]`` the column); -1 for placed patches.
+    kind : ``"grid"`` for a regular grid, else the placement that laid the boxes
+        (:mod:`napari_patchwork.placement`): no stride or grid position then.
     """
 
     shape: tuple[int, ...]
@@ -117,6 +119,12 @@ class PatchGrid:
     edge: str
     boxes: np.ndarray
     grid_index: np.ndarray
+    kind: str = "grid"
+
+    @property
+    def placed(self) -> bool:
+        """True for boxes laid by a placement (not a regular grid)."""
+        return self.kind != "grid"
 
     @property
     def ndim(self) -> int:
