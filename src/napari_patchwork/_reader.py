@@ -50,6 +50,7 @@ from napari_patchwork.folder import (
 from napari_patchwork.grid import grid_features
 from napari_patchwork.io import LAZY_THRESHOLD_BYTES
 from napari_patchwork.merge import MergeError, PredictionLayout
+from napari_patchwork.placement import FEATURE_COLUMNS
 from napari_patchwork.resolution import downsampled_transform
 from napari_patchwork.stitch import stitch
 
@@ -141,6 +142,7 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
             features["foreground_fraction"] = fraction
         split[patches.indices] = patches.column("split")
         features["split"] = split
+        features.update(placed_features(patches))
         keep = np.zeros(grid.n_patches, dtype=bool)
         keep[patches.indices] = True
         data, kwargs = grid_layer_data(
@@ -156,6 +158,23 @@ def read_patch_folder_layers(path: str | list[str]) -> list[LayerDataTuple]:
         )
         layers.append((data, kwargs, "shapes"))
     return layers
+
+
+def placed_features(patches: PatchFolder) -> dict[str, np.ndarray]:
+    """The placement's manifest columns (``instance_id``, ``area``, ``class``, ``point``)
+    as grid features (-1 where a patch was left out); nothing for a regular grid."""
+    features: dict[str, np.ndarray] = {}
+    if not patches.placed or not patches.rows:
+        return features
+    for name in FEATURE_COLUMNS:
+        if name in patches.rows[0]:
+            column = np.full(patches.grid.n_patches, -1, dtype=np.int64)
+            try:
+                column[patches.indices] = [int(v) for v in patches.column(name)]
+            except ValueError:
+                continue  # an edited cell: the column is only informative
+            features[name] = column
+    return features
 
 
 def _spatial_meta(patches: PatchFolder, channel_axis: int | None = None) -> dict[str, list]:

@@ -110,6 +110,8 @@ def folder_marks(folder: str | os.PathLike) -> PatchMarks:
     factors = np.asarray(patches.factors, dtype=np.float64)
     candidates = patches.info.indices
     candidates = np.arange(grid.n_patches) if candidates is None else np.asarray(candidates)
+    if patches.placed:  # the boxes of placed patches that filters left out are not recorded
+        candidates = np.asarray(patches.indices)
     boxes = grid.boxes[candidates] * factors
     position = {int(index): row for index, row in zip(patches.indices, patches.rows)}
     kept = np.array([int(i) in position for i in candidates], dtype=bool)

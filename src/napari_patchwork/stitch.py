@@ -178,7 +178,10 @@ def read_patch_as(patch: PatchFile | ArrayPatch) -> np.ndarray:
 
 
 def _has_overlap(patches: PatchFolder) -> bool:
-    return any(s < p for s, p in zip(patches.info.stride, patches.info.patch_size))
+    """Whether patches may share pixels: an overlapping grid, or placed patches."""
+    return patches.placed or any(
+        s < p for s, p in zip(patches.info.stride, patches.info.patch_size)
+    )
 
 
 @dataclass(frozen=True)

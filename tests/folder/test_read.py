@@ -235,3 +235,108 @@ def test_png_folder_claiming_float_patches_is_damaged(tmp_path):
         PatchFolderError, match="holds uint8 values, the folder's patches are float64"
     ):
         read_patch_folder(tmp_path / "f").image()
+
+
+# -- placed patches: each box checked on its own ------------------------------------------
+
+
+def placed_folder(tmp_path, edge="pad", name="placed"):
+    from napari_patchwork.placement import Placement
+
+    image, mask = sample_pair()
+    out = tmp_path / name
+    points = [[2, 3], [30, 30], [31, 31], [image.shape[0] - 2, image.shape[1] - 1]]
+    export_patches(out, image, mask.astype(np.uint16), patch_size=12, channel_axis=-1,
+                   edge=edge, placement=Placement(kind="points", points=points))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("out_y1", "13", "not a \\[12, 12\\] px patch"),  # a box of another size
+        ("y1", "13", "does not match the grid"),  # source box not the output box
+        ("out_x0", "-1", "not a \\[12, 12\\] px patch"),  # before the image
+        ("index", "4", "patch numbers that its grid does not have"),
+        ("index", "1", "patch numbers that its grid does not have"),  # a duplicate
+        ("image", "images/patch_0_y9_x9.tif", "row 1 names"),
+        ("y0", "1.5", "damaged"),
+    ],
+)
+def test_a_tampered_placed_manifest_is_refused(tmp_path, column, value, message):
+    out = placed_folder(tmp_path)
+    read_patch_folder(out)  # as exported: fine
+    edit_manifest(out, 1, column, value)
+    with pytest.raises(PatchFolderError, match=message):
+        read_patch_folder(out)
+
+
+@pytest.mark.parametrize(
+    ("edge", "row", "changes", "message"),
+    [
+        # a whole patch moved past the end is only allowed when padded
+        ("shift", 4, {"out_x0": "72", "out_x1": "84"}, "edge='shift'"),
+        ("pad", 4, {"out_y0": "60", "out_y1": "72"}, "edge='pad'"),  # starts outside
+        # partial: clipped only where the box meets the border
+        ("partial", 2, {"out_y1": "35"}, "edge='partial'"),
+    ],
+)
+def test_placed_boxes_must_fit_the_edge_mode(tmp_path, edge, row, changes, message):
+    out = placed_folder(tmp_path, edge)
+    for column, value in changes.items():
+        edit_manifest(out, row, column, value)
+    with pytest.raises(PatchFolderError, match=message):
+        read_patch_folder(out)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("placement", {"kind": "spiral"}, "placement has the wrong value"),
+        ("placement", "points", "placement has the wrong value"),
+        ("n_grid_patches", 10**9, "n_grid_patches has the wrong value"),
+        ("n_grid_patches", 3, "n_patches has the wrong value"),  # more kept than placed
+        ("stride", [6, 6], "stride must be the patch size"),
+        ("n_patches", 5, "n_patches has the wrong value"),  # more than placed
+        ("n_patches", 3, "lists 4 patches"),
+    ],
+)
+def test_a_tampered_placed_dataset_json_is_refused(tmp_path, key, value, message):
+    out = placed_folder(tmp_path)
+    info = json.loads((out / "dataset.json").read_text())
+    info[key] = value
+    (out / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(PatchFolderError, match=message):
+        read_patch_folder(out)
+
+
+def test_mutated_placed_manifest_cells_read_exactly_or_are_refused(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    original = placed_folder(tmp_path, name="original")
+    patches = read_patch_folder(original)
+    image, mask = patches.image(), patches.mask()
+    header = (original / "manifest.csv").read_text().splitlines()[0].split(",")
+    values = st.sampled_from(["0", "-1", "1", "11", "12", "13", "24", "29", "40", "", "x", "1e3",
+                              "99999999999999", "images/../../x.tif"])  # fmt: skip
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(row=st.integers(1, 4), column=st.sampled_from(header), value=values)
+    def check(row, column, value):
+        import shutil
+
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(original, copy)
+        edit_manifest(copy, row, column, value)
+        try:
+            read = read_patch_folder(copy)
+            got_image, got_mask = read.image(), read.mask()
+        except PatchFolderError:
+            return
+        np.testing.assert_array_equal(got_image, image)
+        np.testing.assert_array_equal(got_mask, mask)
+
+    check()

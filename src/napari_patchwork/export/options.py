@@ -19,6 +19,7 @@ from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.split import SPLIT_BY, normalize_split
 from napari_patchwork.folder import FILE_FORMATS
 from napari_patchwork.grid import EDGE_MODES
+from napari_patchwork.placement import Placement
 
 COMPRESSIONS: tuple[str | None, ...] = (None, "zlib", "zstd")
 """``zlib`` for TIFF and OME-TIFF, ``zstd`` for the zarr container; None for every format."""
@@ -69,6 +70,7 @@ class ExportOptions:
     image_name: str | None = None
     mask_name: str | None = None
     mask_class_ids: dict[str, int] | None = None
+    placement: Placement | None = None
     # how to run (they do not change the files)
     overwrite: bool = False
     fsync: bool = False
@@ -90,6 +92,7 @@ class ExportOptions:
             "read_batch_bytes": _whole(self.read_batch_bytes, "read_batch_bytes", low=1),
             "min_foreground": _fraction(self.min_foreground),
             "min_std": _min_std(self.min_std),
+            "placement": _placement(self.placement),
             **{name: _optional_tuple(getattr(self, name)) for name in ("scale", "translate")},
         }
         for name, value in normal.items():
@@ -113,6 +116,11 @@ class ExportOptions:
     @property
     def padded(self) -> bool:
         return self.edge == "pad"
+
+    @property
+    def placed(self) -> bool:
+        """True when a placement (not the regular grid) lays the patches."""
+        return self.placement is not None
 
 
 def _check_names(changes: Mapping[str, Any]) -> None:
@@ -271,6 +279,18 @@ def _class_ids(mapping: Mapping[str, int] | None) -> dict[str, int] | None:
             f"mask_class_ids must map class names to label ids, e.g. {{'tumour': 1}}; "
             f"got {mapping!r}."
         ) from None
+
+
+def _placement(placement: Any) -> Placement | None:
+    """A :class:`Placement`, or None for the regular grid (``Placement(kind="grid")`` too)."""
+    if placement is None:
+        return None
+    if not isinstance(placement, Placement):
+        raise ExportError(
+            f"placement must be a napari_patchwork.placement.Placement, got {placement!r}; "
+            'e.g. Placement(kind="objects").'
+        )
+    return None if placement.is_grid else placement
 
 
 def _optional_tuple(values: Sequence[Any] | None) -> tuple[Any, ...] | None:

@@ -35,6 +35,7 @@ from napari_patchwork.folder import (
 from napari_patchwork.folder.names import CONTAINER_FORMATS
 from napari_patchwork.folder.zarr_arrays import IMAGES_ARRAY, MASKS_ARRAY, shard_patches
 from napari_patchwork.grid import PatchGrid, normalize_axis, spatial_shape
+from napari_patchwork.placement import PlacedPatches, PlacementError, place
 from napari_patchwork.resolution import ResolutionError, downsampled_shape, resolve_factors
 
 
@@ -78,11 +79,22 @@ class ExportPlan:
     settings: PatchSettings
     info: DatasetInfo
     blocks: SplitBlocks | None = None
+    placed: PlacedPatches | None = None
 
     @property
     def n_patches(self) -> int:
         """How many patches the export tries (filters may skip some of them)."""
         return len(self.patches)
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        """The manifest columns the placement adds (e.g. ``instance_id``, ``area``)."""
+        return () if self.placed is None else tuple(self.placed.features)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the placement could not place, in sentences (empty for a grid)."""
+        return () if self.placed is None else self.placed.notes
 
 
 def array_like(array: Any, what: str) -> Any:
@@ -94,9 +106,12 @@ def array_like(array: Any, what: str) -> Any:
     return np.asarray(array)
 
 
-def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = None) -> ExportPlan:
+def plan_export(
+    image: Any, mask: Any = None, options: ExportOptions | None = None, *, labels: Any = None
+) -> ExportPlan:
     """Check ``options`` against ``image`` and ``mask`` and lay out the patches, without
-    touching any file. Raises :class:`ExportError` (or a ``GridError``, also a ValueError)."""
+    touching any file. ``labels`` is the label mask a placement reads (default: ``mask``).
+    Raises :class:`ExportError` (or a ``GridError``, also a ValueError)."""
     options = ExportOptions.of(options)
     if options.split_by == "image" and options.image_split is None:
         raise ExportError(
@@ -106,11 +121,12 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
         )
     image = array_like(image, "image")
     mask = None if mask is None else array_like(mask, "mask")
-    layout, grid = layout_and_grid(image, options)
+    layout, grid, placed = layout_and_placed(image, options, mask if labels is None else labels)
     _check_arrays(image, mask, options, layout, grid)
     settings = _patch_settings(image, mask, options, layout)
     _check_writable(image, mask, settings, layout)
-    patches = _patch_infos(grid, _candidates(grid, options.indices), layout, options, mask)
+    candidates = _candidates(grid, options.indices)
+    patches = _patch_infos(grid, candidates, layout, options, mask, placed)
     blocks = None
     if options.split_by == "blocks":
         blocks = split_blocks(
@@ -120,22 +136,54 @@ def plan_export(image: Any, mask: Any = None, options: ExportOptions | None = No
     info = _dataset_info(image, mask, options, layout, grid, settings)
     if options.fmt in CONTAINER_FORMATS:
         info = replace(info, arrays=_arrays(image, mask, grid, layout, len(patches)))
-    return ExportPlan(options, layout, grid, patches, settings, info, blocks)
+    return ExportPlan(options, layout, grid, patches, settings, info, blocks, placed)
 
 
-def layout_and_grid(image: Any, options: ExportOptions) -> tuple[Layout, PatchGrid]:
+def layout_and_grid(
+    image: Any, options: ExportOptions, labels: Any = None
+) -> tuple[Layout, PatchGrid]:
     """The image's :class:`Layout` and the grid an export with ``options`` lays on it (at
-    output resolution; before any filter or selection)."""
-    layout = image_layout(image, options)
-    grid = export_grid(
-        image.shape,
-        layout.factors,
-        patch_size=options.patch_size,
-        stride=options.stride,
-        edge=options.edge,
-        channel_axis=layout.channel_axis,
-    )
+    output resolution; before any filter or selection): the regular grid, or the boxes
+    of ``options.placement`` (which may read ``labels``)."""
+    layout, grid, _ = layout_and_placed(image, options, labels)
     return layout, grid
+
+
+def layout_and_placed(
+    image: Any, options: ExportOptions, labels: Any = None
+) -> tuple[Layout, PatchGrid, PlacedPatches | None]:
+    """:func:`layout_and_grid` and the :class:`PlacedPatches` behind a placed grid (None
+    for the regular grid)."""
+    layout = image_layout(image, options)
+    if options.placement is None:
+        grid = export_grid(
+            image.shape,
+            layout.factors,
+            patch_size=options.patch_size,
+            stride=options.stride,
+            edge=options.edge,
+            channel_axis=layout.channel_axis,
+        )
+        return layout, grid, None
+    try:
+        placed = place(
+            options.placement,
+            layout.source_shape,
+            _per_axis_sizes(options.patch_size, len(layout.source_shape)),
+            options.edge,
+            labels=None if labels is None else array_like(labels, "labels"),
+            factors=layout.factors,
+        )
+    except PlacementError as err:
+        raise ExportError(str(err)) from None
+    return layout, placed.grid(), placed
+
+
+def _per_axis_sizes(size: int | Sequence[int], n: int) -> tuple[int, ...]:
+    sizes = (size,) * n if np.ndim(size) == 0 else tuple(size)
+    if len(sizes) != n:
+        raise ExportError(f"patch_size has {len(sizes)} values; give one per spatial axis ({n}).")
+    return sizes
 
 
 def image_layout(image: Any, options: ExportOptions) -> Layout:
@@ -276,9 +324,15 @@ def _candidates(grid: PatchGrid, indices: tuple[int, ...] | None) -> np.ndarray:
 
 
 def _patch_infos(
-    grid: PatchGrid, candidates: np.ndarray, layout: Layout, options: ExportOptions, mask: Any
+    grid: PatchGrid,
+    candidates: np.ndarray,
+    layout: Layout,
+    options: ExportOptions,
+    mask: Any,
+    placed: PlacedPatches | None = None,
 ) -> tuple[PatchInfo, ...]:
-    """Where each candidate patch comes from (source pixels) and goes (file names)."""
+    """Where each candidate patch comes from (source pixels) and goes (file names), and
+    the placement's values for it (manifest columns)."""
     width = len(str(max(grid.n_patches - 1, 0)))
     ext = FILE_FORMATS[options.fmt]
     container = options.fmt in CONTAINER_FORMATS
@@ -296,9 +350,10 @@ def _patch_infos(
         out_starts.tolist(),
         out_stops.tolist(),
         out_valid_stops.tolist(),
+        _feature_rows(placed, candidates),
     )
     patches = []
-    for i, start, stop, valid_stop, out_start, out_stop, out_valid_stop in columns:
+    for i, start, stop, valid_stop, out_start, out_stop, out_valid_stop, values in columns:
         name = patch_file_name(options.stem, i, start, width, ext)
         patches.append(
             PatchInfo(
@@ -313,9 +368,19 @@ def _patch_infos(
                 mask_file=None
                 if mask is None
                 else (MASKS_ARRAY if container else f"{MASKS_DIR}/{name}"),
+                features=values,
             )
         )
     return tuple(patches)
+
+
+def _feature_rows(placed: PlacedPatches | None, candidates: np.ndarray) -> list[tuple]:
+    """Per candidate, its placement values as ``((column, value), ...)`` (plain Python)."""
+    if placed is None or not placed.features:
+        return [()] * len(candidates)
+    names = list(placed.features)
+    columns = [np.asarray(placed.features[n])[candidates].tolist() for n in names]
+    return [tuple(zip(names, values)) for values in zip(*columns)]
 
 
 def _patch_settings(image: Any, mask: Any, options: ExportOptions, layout: Layout) -> PatchSettings:
@@ -351,8 +416,10 @@ def _patch_settings(image: Any, mask: Any, options: ExportOptions, layout: Layou
 
 def _format_version(options: ExportOptions, layout: Layout) -> int:
     """The oldest folder format that holds this export (see :data:`FORMAT_VERSION`)."""
+    if options.placed:
+        return FORMAT_VERSION  # 4: placed boxes, checked box by box
     if options.fmt in CONTAINER_FORMATS:
-        return FORMAT_VERSION  # 3
+        return 3
     return 2 if layout.downsampled or options.fmt == "ome-tiff" else 1
 
 
@@ -423,6 +490,7 @@ def _dataset_info(
         output_shape=layout.output_shape,
         pixel_size=None if layout.output_pixel_size is None else tuple(layout.output_pixel_size),
         n_grid_patches=grid.n_patches,
+        placement=None if options.placement is None else options.placement.to_json(),
     )
 
 

@@ -50,6 +50,8 @@ class ExportResult:
     rows: tuple[dict[str, Any], ...] = field(repr=False)
     foreground_rule: str = "under min foreground"
     n_buffer: int = 0
+    notes: tuple[str, ...] = ()
+    """What a placement could not place (e.g. "placed 37 of 50 random patches: ...")."""
 
     @property
     def split_fractions(self) -> dict[str, float]:

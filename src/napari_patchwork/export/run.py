@@ -70,6 +70,10 @@ def export_patches(
     mask : integer labels with the image's spatial shape (source pixels), or None.
     patch_size, stride, edge, channel_axis : as :func:`napari_patchwork.grid.make_grid`
         (output pixels per spatial axis; RGB images use ``channel_axis=-1``).
+    placement : a :class:`~napari_patchwork.placement.Placement` (patches around label
+        instances, at points, at random, class-balanced) instead of the regular grid
+        (None); it reads ``mask`` as its labels. ``stride`` is then unused; ``edge``
+        treats placed patches at the border (see :mod:`napari_patchwork.placement`).
     fmt : ``"tiff"``, ``"ome-tiff"``, ``"npy"`` or ``"png"`` (``"tif"`` and ``"ome-tif"``
         are accepted too).
     compression : None or ``"zlib"`` (TIFF, OME-TIFF; lossless).
@@ -277,6 +281,7 @@ def finish_folder(
         for r, s in zip(kept, splits)
     ]
     extra = [] if blocks is None else block_columns(plan.layout.names)
+    extra += plan.feature_columns  # a placement's values
     write_manifest(out, rows, plan.grid.ndim, options.fsync, extra)
     listed = {row[key] for row in rows for key in ("image", "mask") if row[key]}
     # e.g. a patch dropped by a filter after the source changed
@@ -303,6 +308,7 @@ def finish_folder(
         n_buffer=n_buffer,
         rows=tuple(rows),
         foreground_rule="without foreground" if only else "under min foreground",
+        notes=plan.notes,
     )
 
 

@@ -55,7 +55,11 @@ axis), ``output_shape`` (spatial shape at output resolution), ``pixel_size``
 scale), patch counts and the plugin version; ``"complete": false`` while an
 export runs or after it was interrupted. ``format_version`` is the oldest reader
 version that can read the folder: 1 at full resolution, 2 when downsampled, 3 for the
-zarr container.
+zarr container, 4 when a placement (not the regular grid) laid the patches: ``placement``
+then records it (``kind``, ``n``, ``classes``, ``seed``, ...; see
+:mod:`napari_patchwork.placement`), ``n_grid_patches`` is the number of placed patches,
+and the manifest has a column per placed value (``instance_id``, ``area``, ``class``,
+``point``).
 
 Formats
 -------

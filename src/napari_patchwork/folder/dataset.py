@@ -86,10 +86,16 @@ class DatasetInfo:
     n_grid_patches: int
     arrays: dict[str, Any] | None = field(default=None, metadata=FILE)
     """``fmt="zarr"``: the arrays' names (``image``, ``mask``) and ``shard_patches``."""
+    placement: dict[str, Any] | None = field(default=None, metadata=FILE)
     n_patches: int | None = None
     split_counts: dict[str, int] | None = None
     n_buffer: int | None = None
     written: str | None = None
+
+    @property
+    def placed(self) -> bool:
+        """True when a placement (not the regular grid) laid the patches."""
+        return self.placement is not None
 
     # -- the file settings ------------------------------------------------------------
     def file_settings(self) -> dict[str, Any]:
@@ -241,6 +247,7 @@ def _upgraded(data: dict[str, Any], where: str) -> dict[str, Any]:
     data.setdefault("units", None)
     data.setdefault("n_grid_patches", 0)
     data.setdefault("split_by", "patch")  # before blocked and per-image splits
+    data.setdefault("placement", None)
     return data
 
 

@@ -75,6 +75,8 @@ class PatchInfo:
     out_valid_stop: tuple[int, ...]
     image_file: str
     mask_file: str | None
+    features: tuple[tuple[str, Any], ...] = ()
+    """A placement's values for this patch, e.g. ``(("instance_id", 7), ("area", 310))``."""
 
     def region(self, ndim: int, channel_axis: int | None) -> tuple[slice, ...]:
         """Slices of the valid source region in an array of ``ndim`` axes (channel axis whole)."""
@@ -121,6 +123,7 @@ def manifest_row(
     row["array_index"] = "" if record.array_index is None else record.array_index
     if block is not None:
         row.update(zip(block_columns(names), (int(b) for b in block)))
+    row.update(info.features)
     return row
 
 

@@ -11,9 +11,12 @@ from napari_patchwork.folder.errors import PatchFolderError
 FOLDER_FORMAT = "napari-patchwork/patch-folder"
 
 
-FORMAT_VERSION = 3
-"""The newest folder format this module writes and :mod:`napari_patchwork.stitch` reads
-(3: the zarr container)."""
+FORMAT_VERSION = 4
+"""The newest folder format this module writes and :mod:`napari_patchwork.stitch` reads.
+
+1: full-resolution grid patches; 2: output boxes (downsampling, OME-TIFF pixel sizes);
+3: the zarr container; 4: ``placement`` (patches placed around objects, at points, at
+random, by class; each box checked on its own)."""
 
 
 DATASET_FILE = "dataset.json"

@@ -97,9 +97,36 @@ class PatchFolder(ManifestBoxes):
         return self.info.mask is not None
 
     @property
+    def placed(self) -> bool:
+        """True when a placement (objects, points, random, balanced) laid the patches."""
+        return self.info.placed
+
+    @property
+    def n_grid_patches(self) -> int:
+        """How many patches the export tried before filters (the grid's or the placement's)."""
+        return int(self.info.n_grid_patches) if self.placed else self.grid.n_patches
+
+    @property
     def grid(self) -> PatchGrid:
-        """The full grid the patches were cut from (before any filter), in output pixels."""
+        """The full grid the patches were cut from (before any filter), in output pixels.
+
+        For placed patches, the boxes of the placed patches the manifest lists; the ones
+        filters left out (not recorded) are empty boxes at 0.
+        """
         info = self.info
+        if self.placed:
+            n = self.n_grid_patches
+            boxes = np.zeros((n, 2, len(self.spatial_shape)), dtype=np.int64)
+            boxes[self.indices, 0], boxes[self.indices, 1] = self.out_starts, self.out_stops
+            return PatchGrid(
+                shape=self.output_spatial_shape,
+                patch_size=tuple(info.patch_size),
+                stride=tuple(info.stride),
+                edge=info.edge,
+                boxes=boxes,
+                grid_index=np.full((n, len(self.spatial_shape)), -1, dtype=np.int64),
+                kind=str(info.placement["kind"]),
+            )
         return make_grid(
             self.output_image_shape,
             info.patch_size,
@@ -208,24 +235,30 @@ def _check_rows(patches: PatchFolder) -> None:
         )
     if not len(patches.rows):
         return
-    grid, indices = patches.grid, patches.indices
+    indices = patches.indices
     if (
         indices.min() < 0
-        or indices.max() >= grid.n_patches
+        or indices.max() >= patches.n_grid_patches
         or len(set(indices.tolist())) < len(indices)
     ):
         raise PatchFolderError(
             f"{where} lists patch numbers that its grid does not have; export again."
         )
+    if patches.placed:
+        _check_placed_boxes(patches)
+        starts, stops = patches.out_starts, patches.out_stops
+    else:
+        grid = patches.grid
+        starts, stops = grid.boxes[indices, 0], grid.boxes[indices, 1]
     factors = np.array(patches.factors, dtype=np.int64)
-    out_valid = np.minimum(grid.boxes[indices, 1], patches.output_spatial_shape)
-    valid = np.minimum(grid.boxes[indices, 1] * factors, patches.spatial_shape)
+    out_valid = np.minimum(stops, patches.output_spatial_shape)
+    valid = np.minimum(stops * factors, patches.spatial_shape)
     expected = (
-        (patches.out_starts, grid.boxes[indices, 0]),
-        (patches.out_stops, grid.boxes[indices, 1]),
+        (patches.out_starts, starts),
+        (patches.out_stops, stops),
         (patches.out_valid_stops, out_valid),
-        (patches.starts, grid.boxes[indices, 0] * factors),
-        (patches.stops, grid.boxes[indices, 1] * factors),
+        (patches.starts, starts * factors),
+        (patches.stops, stops * factors),
         (patches.valid_stops, valid),
     )
     for found, wanted in expected:
@@ -238,6 +271,34 @@ def _check_rows(patches: PatchFolder) -> None:
     _check_file_names(patches)
 
 
+def _check_placed_boxes(patches: PatchFolder) -> None:
+    """Each placed box (output pixels) is one the export could write for its edge mode: a
+    whole patch inside the image (``drop``, ``shift``), past the end only when padded
+    (``pad``, still starting inside), or clipped only where it meets the border
+    (``partial``)."""
+    info, where = patches.info, patches.path / MANIFEST_FILE
+    size = np.asarray(patches.output_spatial_shape, dtype=np.int64)
+    patch = np.asarray(info.patch_size, dtype=np.int64)
+    starts, stops = patches.out_starts, patches.out_stops
+    extent = stops - starts
+    ok = np.all(starts >= 0, axis=1)
+    if info.edge == "partial":
+        whole = extent == patch
+        clipped = (extent >= 1) & (extent < patch) & ((starts == 0) | (stops == size))
+        ok &= np.all((whole | clipped) & (stops <= size), axis=1)
+    else:
+        ok &= np.all(extent == patch, axis=1)
+        ok &= np.all(starts < size if info.edge == "pad" else stops <= size, axis=1)
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        row = int(bad[0])
+        raise PatchFolderError(
+            f"{where} row {row + 1} (patch {int(patches.indices[row])}) has the box "
+            f"{starts[row].tolist()}..{stops[row].tolist()}, not a {patch.tolist()} px patch "
+            f"of the {size.tolist()} px image with edge={info.edge!r}; export again."
+        )
+
+
 def _check_file_names(patches: PatchFolder) -> None:
     """Each row's files are the ones the export names for its patch (so inside the folder);
     a container's rows name its arrays and their places in them, in order, and the arrays'
@@ -246,7 +307,7 @@ def _check_file_names(patches: PatchFolder) -> None:
     if patches.is_container:
         _check_array_rows(patches)
         return
-    width = len(str(max(patches.grid.n_patches - 1, 0)))
+    width = len(str(max(patches.n_grid_patches - 1, 0)))
     ext = FILE_FORMATS[info.file_format]
     for row_number, (row, index, start) in enumerate(
         zip(patches.rows, patches.indices, patches.starts), start=1

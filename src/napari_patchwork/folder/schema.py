@@ -68,6 +68,13 @@ def check_dataset(data: dict[str, Any], where: str) -> None:
     if check.ints("output_shape", n, low=1, high=MAX_SIDE) != output:
         check.fail("output_shape", f"must be {output}: the image shape over the downsampling")
     edge = check.value("edge", _choice(EDGES))
+    if check.value("placement", _placement) is not None:
+        # placed patches: each box is checked against the image by the reader
+        n_grid = check.value("n_grid_patches", lambda v: _is_int(v) and 0 <= v <= MAX_GRID_PATCHES)
+        if stride != patch:
+            check.fail("stride", f"must be the patch size {patch} for placed patches")
+        _check_settings(check, n, n_grid)
+        return
     n_grid = grid_size(output, patch, stride, edge)
     if n_grid > MAX_GRID_PATCHES:
         check.fail("patch_size", f"gives {n_grid:,} patches (at most {MAX_GRID_PATCHES:,})")
@@ -234,6 +241,31 @@ def _optional_int(low: int, high: int) -> Callable[[Any], bool]:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+PLACEMENT_KEYS = {
+    "kind": lambda v: v in ("objects", "points", "random", "balanced"),
+    "n": _optional_int(1, MAX_GRID_PATCHES),
+    "classes": lambda v: v is None or (_int_list(v, 0, 2**63 - 1) and 0 < len(v) <= 100_000),
+    "seed": _optional_int(-(2**63), 2**63 - 1),
+    "min_foreground": lambda v: _finite(v) and 0 <= v <= 1,
+    "max_overlap": lambda v: _finite(v) and 0 <= v <= 1,
+    "centre": lambda v: v in ("centroid", "bbox"),
+    "connected": lambda v: isinstance(v, bool),
+    "n_points": _optional_int(0, MAX_GRID_PATCHES),
+}
+
+
+def _placement(value: Any) -> bool:
+    """None (the regular grid) or a placement's record (placement.Placement.to_json)."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, dict)
+        and set(value) - {"n_points"} == set(PLACEMENT_KEYS) - {"n_points"}
+        and set(value) <= set(PLACEMENT_KEYS)
+        and all(PLACEMENT_KEYS[k](v) for k, v in value.items())
+    )
 
 
 def _split(value: Any) -> bool:
