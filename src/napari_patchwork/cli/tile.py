@@ -19,6 +19,7 @@ from napari_patchwork.cli.common import (
     refuse_existing,
     scheduler,
 )
+from napari_patchwork.cli.placement import add_placement_options, placement_of
 from napari_patchwork.export import DEFAULT_WRITE_THREADS, FILE_FORMATS, FORMAT_ALIASES
 from napari_patchwork.grid import EDGE_MODES
 
@@ -124,7 +125,12 @@ def cmd_tile(args: argparse.Namespace) -> int:
             out = (
                 Path(args.output) if len(images) == 1 else Path(args.output) / file_stem(image_path)
             )
-            check_scale(args.scale, len(image.shape) - (channel_axis is not None))
+            n_spatial = len(image.shape) - (channel_axis is not None)
+            check_scale(args.scale, n_spatial)
+            options = export_options(args, image_path)
+            options["placement"] = placement_of(
+                args, image_path, len(images), n_spatial, options["scale"]
+            )
             progress = TqdmProgress(image_path.name, disable=args.quiet)
             try:
                 result = export_patches(
@@ -135,7 +141,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
                     as_dask_tasks=client is not None,
                     progress=progress,
                     image_split=image_split,
-                    **export_options(args, image_path),
+                    **options,
                 )
             finally:
                 progress.close()
@@ -149,6 +155,8 @@ def cmd_tile(args: argparse.Namespace) -> int:
             if not args.quiet:
                 shown = f"; preview: {', '.join(map(str, written))}" if written else ""
                 print(f"{image_path}: {result.message}{shown}")
+                for note in result.notes:  # what a placement could not place
+                    print(f"  {note}")
     if len(results) > 1 and args.split and not args.quiet:
         splits = tuple(s or "" for s in image_splits)
         print(f"all images: {BatchResult(tuple(results), splits).message}")
@@ -225,6 +233,7 @@ def add_parser(sub) -> None:
         help="keep only patches whose mask has at least this fraction of non-zero pixels",
     )
     _add_output_options(tile)
+    add_placement_options(tile)
     preview_arguments(tile)
     add_common_options(tile)
     tile.set_defaults(func=cmd_tile)
@@ -274,7 +283,12 @@ def _add_output_options(tile: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="train/val(/test) fractions, e.g. --split 0.8 0.1 0.1 (deterministic with --seed)",
     )
-    tile.add_argument("--seed", type=int, default=0, help="random seed of the split (default: 0)")
+    tile.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of the split and of --place random/balanced (default: 0)",
+    )
     tile.add_argument(
         "--split-by",
         choices=("patch", "blocks", "image"),
