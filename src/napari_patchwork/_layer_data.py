@@ -4,6 +4,8 @@
   :func:`level0`), whether a Shapes layer is a patch grid (:func:`is_grid_layer`,
   :data:`GRID_METADATA_KEY`), an annotation Shapes layer painted into a mask
   (:func:`annotation_mask`);
+* what laid a grid layer's patches: :func:`grid_placement` (a placement, or None for
+  a regular grid);
 * layers to make: :func:`grid_layer_data` returns plain ``(data, kwargs)`` that
   ``napari.layers.Layer.create`` or a reader's layer data tuple accept.
 
@@ -44,6 +46,7 @@ from napari_patchwork.grid_raster import (
     patch_labels,
     patch_value_image,
 )
+from napari_patchwork.placement import Placement, PlacementError
 
 GRID_METADATA_KEY = "napari_patchwork"
 """Key of the grid description in a grid layer's ``metadata``."""
@@ -137,6 +140,19 @@ def selected_patches(metadata: dict, features: Any = None, selected_rows=()) -> 
         return np.zeros(0, dtype=np.int64)
     rows = np.asarray(sorted(selected_rows), dtype=np.int64)
     return np.unique(np.asarray(features["index"], dtype=np.int64)[rows])
+
+
+def grid_placement(metadata: dict) -> Placement | None:
+    """The placement that laid a grid layer's patches (None: a regular grid), from its
+    ``metadata[GRID_METADATA_KEY]`` (``placement`` and, for points, ``points`` in image
+    pixels), so an export places exactly the same patches."""
+    grid = metadata.get(GRID_METADATA_KEY) or {}
+    if grid.get("placement") is None:
+        return None
+    try:
+        return Placement.from_json(grid["placement"], points=grid.get("points"))
+    except (PlacementError, TypeError) as err:
+        raise PlacementError(f"the grid layer's placement is damaged ({err}); draw it again.")
 
 
 def grid_metadata(grid: PatchGrid, channel_axis: int | None, **extra: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from typing import Any
 from napari_patchwork._layer_data import (
     GRID_METADATA_KEY,
     annotation_mask,
+    grid_placement,
     is_grid_layer,
     kept_patches,
     level0,
@@ -134,6 +135,7 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
             stride=grid.get("stride"),
             edge=grid.get("edge", "drop"),
             indices=_grid_indices(shapes_meta, grid.get("n_patches")),
+            placement=grid_placement(shapes_meta["metadata"]),  # its mask is the labels
         )
     else:
         spatial = spatial_shape(image.shape, channel_axis)

@@ -197,3 +197,89 @@ def test_closing_the_viewer_stops_measuring(grid_widget, qtbot, slow_lazy_mask):
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
     assert len(computed) < 64
+
+
+# -- placements ----------------------------------------------------------------------------
+
+
+def test_points_placement_draws_centred_patches_and_exports_them(grid_widget, qtbot, tmp_path):
+    """Pick a Points layer, draw its patches, export them from the Export tab."""
+    from napari_patchwork._widgets.export_widget import ExportWidget
+    from napari_patchwork.folder import read_patch_folder
+
+    viewer, widget = grid_widget
+    scale, translate = (0.5, 2.0), (10.0, -4.0)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (120, 90), dtype=np.uint8)
+    image = viewer.add_image(pixels, name="img", scale=scale, translate=translate)
+    mask = np.zeros((120, 90), np.uint8)
+    mask[40:80, 30:60] = 1
+    viewer.add_labels(mask, name="mask", scale=scale, translate=translate)
+    wanted = np.array([[20, 15], [60, 45], [100, 80]])  # pixels
+    points = viewer.add_points(wanted * scale + translate, name="clicks")  # world units
+    widget.image_combo.value = image
+    widget.placement.kind.value = "points"
+    assert not widget.placement.points_combo.native.isHidden()
+    assert widget.stride.native.isHidden() and widget.placement.n.native.isHidden()
+    widget.placement.points_combo.value = points
+    widget.patch_height.value = widget.patch_width.value = 16
+    widget.edge.value = "pad"
+    widget.show_button.native.click()
+
+    grid = viewer.layers["img grid"]
+    assert list(grid.features["point"]) == [0, 1, 2]
+    # each rectangle's centre pixel is its point, on the image in world coordinates
+    for rectangle, point in zip(grid.data, wanted):
+        low = np.array([grid.data_to_world(v) for v in rectangle]).min(axis=0)
+        start = np.round((low - translate) / scale + 0.5).astype(int)
+        np.testing.assert_array_equal(start + 8, point)
+    assert "3 of 3 patches shown (placed: points" in widget.status.value
+
+    export = ExportWidget(viewer)
+    viewer.window.add_dock_widget(export)
+    export.grid_combo.value = grid
+    assert export.image_combo.value is image and export.mask_combo.value.name == "mask"
+    export.out_dir.value = tmp_path / "out"
+    assert "will write 3 patch pairs" in export.preview.value
+    export.export_button.native.click()
+    qtbot.waitUntil(lambda: not export.running, timeout=30_000)
+    patches = read_patch_folder(tmp_path / "out")
+    assert patches.info.placement["kind"] == "points"
+    np.testing.assert_array_equal(patches.starts + 8, wanted)
+    assert patches.column("point") == ["0", "1", "2"]
+    covered = patches.coverage()
+    np.testing.assert_array_equal(patches.image()[covered], pixels[covered])
+
+
+def test_objects_and_balanced_placements_show_their_features(grid_widget):
+    viewer, widget = grid_widget
+    image = viewer.add_image(np.zeros((60, 80), np.uint8), name="img")
+    labels = np.zeros((60, 80), np.uint16)
+    labels[5:10, 5:12] = 4
+    labels[30:50, 40:70] = 9
+    viewer.add_labels(labels, name="cells")
+    widget.image_combo.value = image
+    widget.mask_combo.value = viewer.layers["cells"]
+    widget.patch_height.value = widget.patch_width.value = 8
+    widget.edge.value = "shift"
+    widget.placement.kind.value = "objects"
+    assert not widget.placement.classes.native.isHidden()
+    widget.show_button.native.click()
+    grid = viewer.layers["img grid"]
+    assert list(grid.features["instance_id"]) == [4, 9] and list(grid.features["area"]) == [
+        35,
+        600,
+    ]
+    widget.placement.classes.value = "9"
+    widget.show_button.native.click()
+    assert list(viewer.layers["img grid"].features["instance_id"]) == [9]
+    widget.placement.kind.value = "balanced"
+    widget.placement.n.value = 2
+    widget.placement.classes.value = "4, 9, 11"
+    widget.show_button.native.click()
+    grid = viewer.layers["img grid"]
+    assert sorted(grid.features["class"]) == [4, 4, 9, 9]
+    assert "classes without pixels (no patches): 11" in widget.status.value
+    widget.placement.classes.value = "four"
+    widget.show_button.native.click()  # reported, not raised
+    assert "give label ids" in widget.status.value

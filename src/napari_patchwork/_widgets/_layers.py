@@ -42,11 +42,12 @@ def add_tooltips(widget, tooltips: dict[str, str]) -> None:
 
 
 def layer_choices(viewer: "napari.viewer.Viewer", layer_type: str) -> list:
-    """Layers of ``viewer`` of one type (``"image"``, ``"labels"``, ``"shapes"``)."""
+    """Layers of ``viewer`` of one type (``"image"``, ``"labels"``, ``"shapes"``, ``"points"``)."""
     cls = {
         "image": napari.layers.Image,
         "labels": napari.layers.Labels,
         "shapes": napari.layers.Shapes,
+        "points": napari.layers.Points,
     }
     return [layer for layer in viewer.layers if isinstance(layer, cls[layer_type])]
 

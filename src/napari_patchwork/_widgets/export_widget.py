@@ -26,6 +26,7 @@ from napari_patchwork._layer_data import (
     GRID_METADATA_KEY,
     annotation_mask,
     full_resolution_data,
+    grid_placement,
     is_grid_layer,
     selected_patches,
 )
@@ -299,7 +300,15 @@ class ExportWidget(ScrollingForm):
         grid_layer = self.grid_combo.value
         meta = _grid_metadata(grid_layer) or {}
         grid_shape = tuple(meta.get("shape", ()))  # spatial
-        layout, export = layout_and_grid(image, options)
+        layout, export = layout_and_grid(image, options, self.placement_labels())
+        if options.placed:  # the same placement numbers the same patches
+            if export.n_patches != int(meta.get("n_patches", -1)):
+                raise ExportError(
+                    f"at this resolution the placement gives {export.n_patches} patches, the "
+                    f"grid '{grid_layer.name}' {meta.get('n_patches')}: export the selected "
+                    "patches at downsample 1, or all of them."
+                )
+            return selected
         if grid_shape != layout.source_shape:
             raise ExportError(
                 f"the grid '{grid_layer.name}' was made for an image of {grid_shape} px, this "
@@ -360,6 +369,10 @@ class ExportWidget(ScrollingForm):
             mask_class_ids=class_ids,
             **self._resolution(image, data),
         )
+        grid_layer = self.grid_combo.value
+        placement = None if grid_layer is None else grid_placement(grid_layer.metadata)
+        if placement is not None:  # a placed grid exports exactly its patches
+            options = options.replace(placement=placement)
         if self.only_selected.value:
             try:
                 indices = self.selected_export_indices(data, options)
@@ -367,6 +380,14 @@ class ExportWidget(ScrollingForm):
                 raise ExportError(str(err)) from None
             options = options.replace(indices=indices)
         return out_dir, data, mask, options
+
+    def placement_labels(self) -> Any:
+        """The labels the chosen grid's placement read (its mask layer), or None (then the
+        export's mask)."""
+        name = (_grid_metadata(self.grid_combo.value) or {}).get("mask_layer")
+        if name is None or name not in self._viewer.layers:
+            return None
+        return full_resolution_data(self._viewer.layers[name])
 
     def _mask(self, image, data, channel_axis) -> tuple[Any, Optional[dict]]:
         """The chosen mask's array (annotations painted) and its class ids (or None)."""
@@ -392,7 +413,7 @@ class ExportWidget(ScrollingForm):
             return ""
         try:
             _out, image, mask, options = self.export_request(need_folder=False)
-            plan = plan_export(image, mask, options)
+            plan = plan_export(image, mask, options, labels=self.placement_labels())
         except ValueError as err:  # ExportError, GridError
             text = f"cannot export yet: {err}"
         else:
@@ -422,7 +443,8 @@ class ExportWidget(ScrollingForm):
         if self.running:
             raise JobError("an export is already running; wait for it or cancel it.")
         out_dir, image, mask, options = self.export_request()
-        plan = plan_export(image, mask, options)  # before any file is touched
+        # before any file is touched
+        plan = plan_export(image, mask, options, labels=self.placement_labels())
         return self.jobs.start(
             run_export(out_dir, plan, image, mask),
             self._on_done,
@@ -439,8 +461,9 @@ class ExportWidget(ScrollingForm):
     def _on_done(self, result: ExportResult) -> None:
         self.last_result = result
         remember_reader_for(result.out_dir)  # File > Open Folder on it never asks for a reader
-        self.status.value = f"exported {result.message}"
-        show_info(f"Exported {result.message}")
+        text = result.message + "".join(f". {note}" for note in result.notes)  # not placed
+        self.status.value = f"exported {text}"
+        show_info(f"Exported {text}")
 
 
 def _cancelled_message(step: Optional[ExportProgress]) -> str:

@@ -44,7 +44,8 @@ def show_grid_layers(viewer, image, plan, features: dict, keep: np.ndarray, opti
     """
     grid, channel_axis = plan.grid, plan.channel_axis
     name = options["name"]
-    large = grid.n_patches > LABELS_GRID_MIN_PATCHES
+    # placed patches lie anywhere: always rectangles, coloured by their edges
+    large = grid.n_patches > LABELS_GRID_MIN_PATCHES and not grid.placed
     if large:
         transform = spatial_transform(image, channel_axis)
         data, kwargs = grid_labels_layer_data(
@@ -66,7 +67,7 @@ def show_grid_layers(viewer, image, plan, features: dict, keep: np.ndarray, opti
             grid,
             features,
             keep,
-            color_by=None,
+            color_by=options["color_by"] if grid.placed else None,
             channel_axis=channel_axis,
             metadata=options["metadata"],
         )
@@ -84,7 +85,7 @@ def _show_colour_layer(viewer, image, plan, features: dict, keep, options: dict)
     """The per-patch colour layer ``"<grid> colour"`` with a colour bar, or none."""
     name = options["name"] + COLOUR_SUFFIX
     color_by = options["color_by"]
-    if color_by == ONE_COLOUR or color_by not in features:
+    if color_by == ONE_COLOUR or color_by not in features or plan.grid.placed:
         _remove(viewer, name)
         return None
     transform = spatial_transform(image, plan.channel_axis)

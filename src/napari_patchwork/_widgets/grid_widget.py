@@ -36,22 +36,27 @@ from napari_patchwork._widgets.grid_display import (
     OutlineZoom,
     show_grid_layers,
 )
+from napari_patchwork._widgets.placement_fields import PlacementFields
 from napari_patchwork.grid import (
     EDGE_MODES,
     GridError,
     PatchGrid,
+    foreground_fraction,
     foreground_fraction_steps,
     grid_features,
     make_grid,
     spatial_shape,
 )
+from napari_patchwork.placement import PlacedPatches, place
 
 GRID_SUFFIX = " grid"
 
 
 GRID_TOOLTIPS = {
     "image_combo": "The Image layer to cut into patches (its scale and translate are respected).",
-    "mask_combo": "Optional Labels layer on the same pixels: each patch gets its foreground_fraction (share of non-zero pixels).",
+    "mask_combo": "Optional Labels layer on the same pixels: each patch gets its "
+    "foreground_fraction (share of non-zero pixels). The objects, balanced and random "
+    "placements read their labels from it.",
     "patch_height": "Patch height in image pixels.",
     "patch_width": "Patch width in image pixels.",
     "edge": EDGE_TOOLTIP,
@@ -70,6 +75,7 @@ class _GridPlan(NamedTuple):
     mask: Any  # numpy/dask array of the mask layer (full resolution), or None
     mask_layer: Any  # napari.layers.Labels or None
     channel_axis: Optional[int]
+    placed: Optional[PlacedPatches] = None  # the placement's patches (None: a regular grid)
 
 
 class GridWidget(ScrollingForm):
@@ -118,9 +124,11 @@ class GridWidget(ScrollingForm):
         )
         self.color_by = ComboBox(
             label="colour by",
-            choices=[ONE_COLOUR, "foreground_fraction", "row", "col", "index"],
+            choices=[ONE_COLOUR, "foreground_fraction", "row", "col", "index", "instance_id",
+                     "area", "class"],
             value=ONE_COLOUR,
-        )
+        )  # fmt: skip
+        self.placement = PlacementFields(viewer)
         self.show_button = PushButton(text="Show grid")
         self.cancel_button = PushButton(
             text="Cancel", tooltip="Stop measuring a lazy mask's foreground; no grid is drawn."
@@ -132,6 +140,7 @@ class GridWidget(ScrollingForm):
             [
                 self.image_combo,
                 self.mask_combo,
+                *self.placement.widgets,
                 self.channels_first,
                 self.patch_height,
                 self.patch_width,
@@ -159,6 +168,7 @@ class GridWidget(ScrollingForm):
         self.show_button.changed.connect(self._on_show)
         self.image_combo.changed.connect(self._on_image_changed)
         self.mask_combo.changed.connect(self._on_mask_changed)
+        self.placement.kind.changed.connect(self._on_placement_changed)
         self._outline_zoom = OutlineZoom(viewer)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
@@ -201,6 +211,10 @@ class GridWidget(ScrollingForm):
         elif self.color_by.value == "foreground_fraction":
             self.color_by.value = ONE_COLOUR
 
+    def _on_placement_changed(self, _value=None) -> None:
+        """Placed patches have no stride (and no grid row or column)."""
+        self.stride.visible = self.placement.kind.value == "grid"
+
     def _channel_axis(self, image) -> Optional[int]:
         return image_channel_axis(image, channels_first=self.channels_first.value)
 
@@ -226,7 +240,7 @@ class GridWidget(ScrollingForm):
             plan = self._plan()
             small = plan.grid.n_patches <= LABELS_GRID_MIN_PATCHES
             if plan.mask is None or (isinstance(plan.mask, np.ndarray) and small):
-                self._finish(plan, grid_features(plan.grid, plan.mask))
+                self._finish(plan, _features(plan, plan.mask))
                 return
             self.jobs.start(
                 _measure(plan),
@@ -241,7 +255,7 @@ class GridWidget(ScrollingForm):
     def show_grid(self):
         """Compute the grid and add or replace the grid layer (in this thread); returns it."""
         plan = self._plan()
-        return self._finish(plan, grid_features(plan.grid, plan.mask))
+        return self._finish(plan, _features(plan, plan.mask))
 
     def _plan(self) -> "_GridPlan":
         """Validate the form and lay out the grid (fast: no pixel is read)."""
@@ -269,28 +283,38 @@ class GridWidget(ScrollingForm):
                 f"mask '{mask_layer.name}' has shape {tuple(mask.shape)} but image "
                 f"'{image.name}' has spatial shape {grid.shape}; pick a mask drawn on this image."
             )
-        return _GridPlan(image, grid, mask, mask_layer, channel_axis)
+        placement = self.placement.placement(image, channel_axis, self.min_foreground.value)
+        if placement is None:
+            return _GridPlan(image, grid, mask, mask_layer, channel_axis)
+        placed = place(placement, grid.shape, grid.patch_size, grid.edge, labels=mask)
+        return _GridPlan(image, placed.grid(), mask, mask_layer, channel_axis, placed)
 
     def _finish(self, plan: "_GridPlan", features: dict):
         """Add or replace the grid layer for ``plan`` with ``features``; returns the layer."""
-        image, grid, mask, mask_layer, channel_axis = plan
+        image, grid, mask, mask_layer, channel_axis, _ = plan
         keep = np.ones(grid.n_patches, dtype=bool)
         if mask is not None and self.min_foreground.value > 0:
             keep = features["foreground_fraction"] >= self.min_foreground.value
         color_by = self.color_by.value
         if color_by not in features:
             color_by = ONE_COLOUR  # e.g. foreground_fraction without a mask: outlines only
-        grid_size = " x ".join(map(str, grid.grid_shape))
         patch_size = " x ".join(map(str, grid.patch_size))
+        if plan.placed is None:
+            layout = f"grid {' x '.join(map(str, grid.grid_shape))}"
+        else:
+            layout = f"placed: {plan.placed.placement.kind}"
         summary = (
             f"{int(keep.sum()):,} of {grid.n_patches:,} patches shown "
-            f"(grid {grid_size}, patch {patch_size} px)"
+            f"({layout}, patch {patch_size} px)"
         )
+        if plan.placed is not None and plan.placed.notes:
+            summary += ". " + " ".join(plan.placed.notes)
         metadata = {
             "image_layer": image.name,
             "mask_layer": None if mask_layer is None else mask_layer.name,
             "min_foreground": float(self.min_foreground.value),
             "summary": summary,
+            **_placement_metadata(plan.placed),
         }
         options = {"name": image.name + GRID_SUFFIX, "color_by": color_by, "metadata": metadata}
         layer = show_grid_layers(self._viewer, image, plan, features, keep, options)
@@ -303,4 +327,28 @@ class GridWidget(ScrollingForm):
 def _measure(plan: _GridPlan):
     """The job measuring a lazy mask: yields progress, returns the grid's features."""
     fractions = yield from foreground_fraction_steps(plan.mask, plan.grid)
-    return {**grid_features(plan.grid), "foreground_fraction": fractions}
+    return {**_features(plan), "foreground_fraction": fractions}
+
+
+def _features(plan: _GridPlan, mask: Any = None) -> dict:
+    """The grid's features (:func:`grid_features`); placed patches have ``index`` and the
+    placement's values (``instance_id``, ``area``, ``class``, ``point``) instead of a
+    grid position."""
+    if plan.placed is None:
+        return grid_features(plan.grid, mask)
+    features = {"index": np.arange(plan.grid.n_patches), **plan.placed.features}
+    if mask is not None:
+        features["foreground_fraction"] = foreground_fraction(mask, plan.grid)
+    return features
+
+
+def _placement_metadata(placed: Optional[PlacedPatches]) -> dict:
+    """What the grid layer records of its placement, for the export to place the same
+    patches: the placement (and its points, in image pixels)."""
+    if placed is None:
+        return {}
+    placement = placed.placement
+    return {
+        "placement": placement.to_json(),
+        "points": None if placement.points is None else placement.points_array().tolist(),
+    }
