@@ -123,3 +123,19 @@ def dict_options(**changes):
     from napari_patchwork.export import ExportOptions
 
     return ExportOptions(patch_size=16, channel_axis=-1, **changes)
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "npy", "png"])
+def test_placed_patches_in_every_format(tmp_path, fmt):
+    image, labels = sample()
+    if fmt == "png":
+        image = image[..., 0]
+    out = tmp_path / "out"
+    export_patches(out, image, labels, patch_size=16, edge="pad", fmt=fmt,
+                   channel_axis=-1 if image.ndim == 3 else None,
+                   placement=Placement(kind="objects"))  # fmt: skip
+    patches = read_patch_folder(out)
+    covered = patches.coverage()
+    assert verify_patch_folder(out) == [] and patches.column("instance_id") == ["3", "7", "9", "12"]
+    np.testing.assert_array_equal(patches.image()[covered], image[covered])
+    np.testing.assert_array_equal(stitch(out, "masks", merge="mean")[covered], labels[covered])
