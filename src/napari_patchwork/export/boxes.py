@@ -1,15 +1,18 @@
-"""Where an export's patches lie: the grid it lays on the image at output resolution, and
-which of its patches cover boxes chosen elsewhere (e.g. selected in a grid layer)."""
+"""Where an export's patches lie: the grid it lays on the image at output resolution (or
+the patches a placement puts there, with their values), and which of its patches cover
+boxes chosen elsewhere (e.g. selected in a grid layer)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from napari_patchwork._common import ints
 from napari_patchwork.export.errors import ExportError
 from napari_patchwork.grid import PatchGrid, make_grid, normalize_axis, spatial_shape
+from napari_patchwork.placement import PlacedPatches, Placement, PlacementError, place
 from napari_patchwork.resolution import downsampled_shape
 
 
@@ -80,3 +83,33 @@ def indices_of_source_boxes(
             )
         )
     return [int(i) for i in indices]
+
+
+def export_placement(
+    placement: Placement,
+    source_shape: Sequence[int],
+    factors: Sequence[int],
+    patch_size: int | Sequence[int],
+    edge: str,
+    labels: Any = None,
+) -> PlacedPatches:
+    """The patches ``placement`` puts on an image of spatial ``source_shape`` exported at
+    downsampling ``factors`` (boxes in output pixels, like :func:`export_grid`'s)."""
+    n = len(source_shape)
+    sizes = (patch_size,) * n if np.ndim(patch_size) == 0 else tuple(patch_size)
+    if len(sizes) != n:
+        raise ExportError(f"patch_size has {len(sizes)} values; give one per spatial axis ({n}).")
+    try:
+        return place(placement, source_shape, sizes, edge, labels=labels, factors=factors)
+    except PlacementError as err:
+        raise ExportError(str(err)) from None
+
+
+def feature_rows(placed: PlacedPatches | None, candidates: np.ndarray) -> list[tuple]:
+    """Per candidate patch, its placement values as ``((column, value), ...)`` (plain
+    Python, for the manifest); empty tuples for a grid."""
+    if placed is None or not placed.features:
+        return [()] * len(candidates)
+    names = list(placed.features)
+    columns = [np.asarray(placed.features[n])[candidates].tolist() for n in names]
+    return [tuple(zip(names, values)) for values in zip(*columns)]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_patchwork._common import ints, per_axis
-from napari_patchwork.export.boxes import export_grid
+from napari_patchwork.export.boxes import export_grid, export_placement, feature_rows
 from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.formats import check_png, check_writable, ome_tiff_metadata
 from napari_patchwork.export.options import ExportOptions
@@ -35,7 +35,7 @@ from napari_patchwork.folder import (
 from napari_patchwork.folder.names import CONTAINER_FORMATS
 from napari_patchwork.folder.zarr_arrays import IMAGES_ARRAY, MASKS_ARRAY, shard_patches
 from napari_patchwork.grid import PatchGrid, normalize_axis, spatial_shape
-from napari_patchwork.placement import PlacedPatches, PlacementError, place
+from napari_patchwork.placement import PlacedPatches
 from napari_patchwork.resolution import ResolutionError, downsampled_shape, resolve_factors
 
 
@@ -165,25 +165,12 @@ def layout_and_placed(
             channel_axis=layout.channel_axis,
         )
         return layout, grid, None
-    try:
-        placed = place(
-            options.placement,
-            layout.source_shape,
-            _per_axis_sizes(options.patch_size, len(layout.source_shape)),
-            options.edge,
-            labels=None if labels is None else array_like(labels, "labels"),
-            factors=layout.factors,
-        )
-    except PlacementError as err:
-        raise ExportError(str(err)) from None
+    labels = None if labels is None else array_like(labels, "labels")
+    placed = export_placement(
+        options.placement, layout.source_shape, layout.factors, options.patch_size,
+        options.edge, labels,
+    )  # fmt: skip
     return layout, placed.grid(), placed
-
-
-def _per_axis_sizes(size: int | Sequence[int], n: int) -> tuple[int, ...]:
-    sizes = (size,) * n if np.ndim(size) == 0 else tuple(size)
-    if len(sizes) != n:
-        raise ExportError(f"patch_size has {len(sizes)} values; give one per spatial axis ({n}).")
-    return sizes
 
 
 def image_layout(image: Any, options: ExportOptions) -> Layout:
@@ -350,7 +337,7 @@ def _patch_infos(
         out_starts.tolist(),
         out_stops.tolist(),
         out_valid_stops.tolist(),
-        _feature_rows(placed, candidates),
+        feature_rows(placed, candidates),
     )
     patches = []
     for i, start, stop, valid_stop, out_start, out_stop, out_valid_stop, values in columns:
@@ -372,15 +359,6 @@ def _patch_infos(
             )
         )
     return tuple(patches)
-
-
-def _feature_rows(placed: PlacedPatches | None, candidates: np.ndarray) -> list[tuple]:
-    """Per candidate, its placement values as ``((column, value), ...)`` (plain Python)."""
-    if placed is None or not placed.features:
-        return [()] * len(candidates)
-    names = list(placed.features)
-    columns = [np.asarray(placed.features[n])[candidates].tolist() for n in names]
-    return [tuple(zip(names, values)) for values in zip(*columns)]
 
 
 def _patch_settings(image: Any, mask: Any, options: ExportOptions, layout: Layout) -> PatchSettings:

@@ -70,10 +70,8 @@ def export_patches(
     mask : integer labels with the image's spatial shape (source pixels), or None.
     patch_size, stride, edge, channel_axis : as :func:`napari_patchwork.grid.make_grid`
         (output pixels per spatial axis; RGB images use ``channel_axis=-1``).
-    placement : a :class:`~napari_patchwork.placement.Placement` (patches around label
-        instances, at points, at random, class-balanced) instead of the regular grid
-        (None); it reads ``mask`` as its labels. ``stride`` is then unused; ``edge``
-        treats placed patches at the border (see :mod:`napari_patchwork.placement`).
+    placement : a :class:`~napari_patchwork.placement.Placement` instead of the regular
+        grid (None); it reads ``mask`` as labels (see :mod:`napari_patchwork.placement`).
     fmt : ``"tiff"``, ``"ome-tiff"``, ``"npy"`` or ``"png"`` (``"tif"`` and ``"ome-tif"``
         are accepted too).
     compression : None or ``"zlib"`` (TIFF, OME-TIFF; lossless).
