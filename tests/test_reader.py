@@ -313,3 +313,19 @@ def test_reader_shows_integer_predictions_as_labels_and_survives_bad_ones(tmp_pa
     with pytest.warns(UserWarning, match="predictions not shown.*does not fit the patch"):
         layers = get_reader(str(out))(str(out))
     assert [layer_type for _, _, layer_type in layers] == ["image", "labels", "shapes"]
+
+
+def test_reader_shows_placed_patches_with_their_values(tmp_path, sample_layers):
+    from napari_patchwork.placement import Placement
+
+    image, labels = sample_layers()
+    export_patches(tmp_path / "out", image.data, labels.data, patch_size=16, edge="shift",
+                   channel_axis=-1, placement=Placement(kind="objects"))  # fmt: skip
+    layers = get_reader(str(tmp_path / "out"))(str(tmp_path / "out"))
+    rects, grid_meta, kind = layers[-1]
+    assert kind == "shapes" and len(rects) == 2
+    assert list(grid_meta["features"]["instance_id"]) == [3, 900]
+    assert list(grid_meta["features"]["area"]) == [3500, 1600]
+    # the rectangle of instance 3 (rows 10..59, cols 20..89) is centred on its centroid
+    low = rects[0].min(axis=0) + 0.5
+    np.testing.assert_array_equal(low + 8, [35, 55])

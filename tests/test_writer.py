@@ -219,3 +219,29 @@ def test_writer_with_an_emptied_grid_says_what_to_do(tmp_path):
         write_patch_folder(
             str(tmp_path / "o"), [(image, {"name": "img"}, "image"), ([], grid_meta, "shapes")]
         )
+
+
+def test_writer_exports_the_patches_of_a_placed_grid(tmp_path, sample_layers):
+    """A grid layer of placed patches (objects of the mask) is saved as exactly those."""
+    from napari_patchwork.folder import read_patch_folder
+    from napari_patchwork.placement import Placement, place
+
+    image, labels = sample_layers()
+    placement = Placement(kind="objects")
+    placed = place(placement, labels.data.shape, 32, "shift", labels=labels.data)
+    data, kwargs = grid_layer_data(
+        placed.grid(),
+        {"index": np.arange(placed.n_patches), **placed.features},
+        scale=SCALE,
+        translate=TRANSLATE,
+        channel_axis=-1,
+        name="he grid",
+        metadata={"image_layer": "he", "placement": placement.to_json(), "points": None},
+    )
+    shapes = napari.layers.Shapes(data, **kwargs)
+    tuples = [layer.as_layer_data_tuple() for layer in (image, labels, shapes)]
+    assert writer_options(tuples)["placement"] == placement
+    write_patch_folder(str(tmp_path / "out"), tuples)
+    patches = read_patch_folder(tmp_path / "out")
+    np.testing.assert_array_equal(patches.out_starts, placed.boxes[:, 0])
+    assert patches.column("instance_id") == ["3", "900"]

@@ -392,3 +392,39 @@ def test_split_by_blocks_previews_the_buffer_and_reports_fractions(viewer_widget
     val = sum(r["split"] == "val" for r in rows)
     assert f"{buffer} left out as a buffer" in widget.status.value
     assert f"val {val} ({val / len(rows):.2f})" in widget.status.value
+
+
+def test_a_placed_grid_exports_its_selected_patches_at_any_resolution(
+    viewer_widget, qtbot, tmp_path
+):
+    """Objects placed on the nuclei: the selected ones, at full and at half resolution."""
+    viewer, widget = viewer_widget
+    grid_widget = GridWidget(viewer)
+    grid_widget.mask_combo.value = viewer.layers["nuclei"]
+    grid_widget.patch_height.value = grid_widget.patch_width.value = 32
+    grid_widget.edge.value = "shift"
+    grid_widget.placement.kind.value = "objects"
+    grid_widget.show_button.native.click()
+    grid = viewer.layers["ihc grid"]
+    assert widget.grid_combo.value is grid and widget.patch_size.value == "32, 32"
+    assert len(grid.data) == 152  # one per nucleus
+    grid.selected_data = {5, 40}
+    chosen = [int(i) for i in grid.features["instance_id"][[5, 40]]]
+    widget.only_selected.value = True
+    widget.out_dir.value = tmp_path / "full"
+    run_export(qtbot, widget)
+    with open(tmp_path / "full" / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["instance_id"]) for r in rows] == chosen and rows[0]["x1"] != ""
+    # at half resolution the same nuclei are placed again (16 px files, same centres)
+    widget.downsample.value = 2
+    assert widget.patch_size.value == "16, 16"
+    widget.out_dir.value = tmp_path / "half"
+    run_export(qtbot, widget)
+    with open(tmp_path / "half" / "manifest.csv", newline="") as fh:
+        half = list(csv.DictReader(fh))
+    assert [int(r["instance_id"]) for r in half] == chosen
+    for full_row, half_row in zip(rows, half):
+        for axis in "yx":
+            centre = int(full_row[f"{axis}0"]) + 16
+            assert abs(int(half_row[f"{axis}0"]) + 16 - centre) <= 2
