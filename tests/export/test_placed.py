@@ -139,3 +139,28 @@ def test_placed_patches_in_every_format(tmp_path, fmt):
     assert verify_patch_folder(out) == [] and patches.column("instance_id") == ["3", "7", "9", "12"]
     np.testing.assert_array_equal(patches.image()[covered], image[covered])
     np.testing.assert_array_equal(stitch(out, "masks", merge="mean")[covered], labels[covered])
+
+
+def test_placed_patches_in_a_leak_free_blocked_split(tmp_path):
+    """split_by='blocks' on placed patches: block columns and placement values side by side,
+    and no two overlapping or touching patches of different splits."""
+    image, labels = sample()
+    out = tmp_path / "out"
+    result = export_patches(out, image, labels, patch_size=12, edge="shift", channel_axis=-1,
+                            placement=Placement(kind="random", n=40, seed=5),
+                            split={"train": 0.5, "val": 0.5}, split_by="blocks",
+                            block_size=30)  # fmt: skip
+    patches = read_patch_folder(out)
+    assert result.n_patches + result.n_buffer == 40 == patches.info.n_grid_patches
+    assert {"block_y", "block_x"} <= set(patches.rows[0])
+    splits = np.array(patches.column("split"))
+    lo, hi = patches.out_starts, patches.out_stops
+    for i in range(len(splits)):
+        near = np.all((lo[i] <= hi) & (lo <= hi[i]), axis=1)  # overlapping or touching
+        assert set(splits[near]) == {splits[i]}
+    objects = export_patches(tmp_path / "objects", image, labels, patch_size=12, edge="shift",
+                             channel_axis=-1, placement=Placement(kind="objects"),
+                             split={"train": 0.5, "val": 0.5}, split_by="blocks",
+                             block_size=30)  # fmt: skip
+    row = objects.rows[0]
+    assert {"block_y", "block_x", "instance_id", "area"} <= set(row)
