@@ -102,7 +102,7 @@ def time_ours(viewer, widget, image, mask, patch, color_by):
     with BlockMeter() as meter:
         start = time.perf_counter()
         widget.show_button.native.click()
-        wait_until(lambda: name in viewer.layers and widget.worker is None)
+        wait_until(lambda: name in viewer.layers and not widget.running)
         first_frame(viewer)
         elapsed = time.perf_counter() - start
     return elapsed, meter.longest, viewer.layers[name]

@@ -69,8 +69,15 @@ def make_slide(path: Path, size: int) -> None:
                 tint = rng.integers(-12, 12, size=3)
                 yield np.clip(piece.astype(np.int16) + tint, 0, 255).astype(np.uint8)
 
-    tifffile.imwrite(path, tiles(), shape=(size, size, 3), dtype=np.uint8, tile=(TILE, TILE),
-                     photometric="rgb", bigtiff=True)
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=(size, size, 3),
+        dtype=np.uint8,
+        tile=(TILE, TILE),
+        photometric="rgb",
+        bigtiff=True,
+    )
 
 
 def measured(*args: str) -> tuple[float, float, int]:
@@ -121,27 +128,62 @@ def main() -> None:
     try:
         if not slide.exists():
             start = time.perf_counter()
-            subprocess.run([sys.executable, __file__, "--size", str(args.size), "--make-slide", str(slide)],
-                           check=True)
-            print(f"wrote {slide} ({slide.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - start:.0f} s")
+            subprocess.run(
+                [sys.executable, __file__, "--size", str(args.size), "--make-slide", str(slide)],
+                check=True,
+            )
+            print(
+                f"wrote {slide} ({slide.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - start:.0f} s"
+            )
         raw_mb = args.size * args.size * 3 / 2**20
-        print(f"image: {args.size:,} x {args.size:,} x 3 uint8 = {raw_mb:,.0f} MB raw; limit {LIMIT_MB} MB peak")
+        print(
+            f"image: {args.size:,} x {args.size:,} x 3 uint8 = {raw_mb:,.0f} MB raw; limit {LIMIT_MB} MB peak"
+        )
         shutil.rmtree(work / "patches", ignore_errors=True)
         steps = {
-            "tile (256 px, npy)": ["napari_patchwork.cli", "tile", str(slide), "--size", "256", "--edge",
-                                   "pad", "--format", "npy", "-q", "-o", str(work / "patches")],
-            "stitch back": ["napari_patchwork.cli", "stitch", str(work / "patches"), "--overwrite",
-                            "-q", "-o", str(work / "stitched.tif")],
-            "cluster (k=5)": ["napari_patchwork.cli", "cluster", str(slide), "-k", "5", "-q",
-                              "-o", str(work / "clusters.tif")],
+            "tile (256 px, npy)": [
+                "napari_patchwork.cli",
+                "tile",
+                str(slide),
+                "--size",
+                "256",
+                "--edge",
+                "pad",
+                "--format",
+                "npy",
+                "-q",
+                "-o",
+                str(work / "patches"),
+            ],
+            "stitch back": [
+                "napari_patchwork.cli",
+                "stitch",
+                str(work / "patches"),
+                "--overwrite",
+                "-q",
+                "-o",
+                str(work / "stitched.tif"),
+            ],
+            "cluster (k=5)": [
+                "napari_patchwork.cli",
+                "cluster",
+                str(slide),
+                "-k",
+                "5",
+                "-q",
+                "-o",
+                str(work / "clusters.tif"),
+            ],
         }
         for name, command in steps.items():
             seconds, peak, _ = measured(*command)
             verdict = "ok" if peak < LIMIT_MB else "OVER"
             print(f"ours  {name:22s} {seconds:7.1f} s  peak {peak:7.0f} MB  [{verdict}]")
         n = len(list((work / "patches" / "images").iterdir()))
-        print(f"      patches written: {n:,}; stitched regions equal the slide: "
-              f"{same_regions(slide, work / 'stitched.tif', args.size)}")
+        print(
+            f"      patches written: {n:,}; stitched regions equal the slide: "
+            f"{same_regions(slide, work / 'stitched.tif', args.size)}"
+        )
         seconds, peak, _ = measured(__file__, "--naive-read", str(slide))
         print(f"naive tifffile.imread of the whole image: {seconds:5.1f} s  peak {peak:7.0f} MB")
     finally:

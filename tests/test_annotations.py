@@ -24,7 +24,7 @@ def rect(y0, x0, y1, x1):
 def test_rectangle_area_is_exact(y0, x0, h, w):
     result = rasterize_shapes([rect(y0, x0, y0 + h, x0 + w)], ["rectangle"], (80, 80))
     assert result.labels.sum() == h * w
-    assert result.labels[y0:y0 + h, x0:x0 + w].all()
+    assert result.labels[y0 : y0 + h, x0 : x0 + w].all()
 
 
 @pytest.mark.parametrize("ry, rx, angle", [(30, 20, 0.0), (55, 12.5, 0.0), (40, 25, 0.6)])
@@ -32,8 +32,14 @@ def test_ellipse_area_within_one_percent(ry, rx, angle):
     centre = np.array([100.0, 100.0])
     u = np.array([np.cos(angle), np.sin(angle)])  # rotated bounding box
     v = np.array([-np.sin(angle), np.cos(angle)])
-    corners = np.array([centre - ry * u - rx * v, centre - ry * u + rx * v,
-                        centre + ry * u + rx * v, centre + ry * u - rx * v])
+    corners = np.array(
+        [
+            centre - ry * u - rx * v,
+            centre - ry * u + rx * v,
+            centre + ry * u + rx * v,
+            centre + ry * u - rx * v,
+        ]
+    )
     result = rasterize_shapes([corners], ["ellipse"], (200, 200))
     assert abs(result.labels.sum() / (np.pi * ry * rx) - 1) < 0.01
 
@@ -50,11 +56,13 @@ def test_class_ids_overlap_later_shape_wins_and_priority():
     later = rasterize_shapes(shapes, ["rectangle"] * 2, (20, 20), classes=classes)
     assert later.class_ids == {"tumor": 1, "stroma": 2}
     assert later.labels[7, 7] == 2 and later.labels[2, 2] == 1 and later.labels[12, 12] == 2
-    prio = rasterize_shapes(shapes, ["rectangle"] * 2, (20, 20), classes=classes,
-                            priority=["tumor", "stroma"])
+    prio = rasterize_shapes(
+        shapes, ["rectangle"] * 2, (20, 20), classes=classes, priority=["tumor", "stroma"]
+    )
     assert prio.labels[7, 7] == 1 and prio.labels[12, 12] == 2
-    mapped = rasterize_shapes(shapes, ["rectangle"] * 2, (20, 20), classes=classes,
-                              class_ids={"stroma": 9}, background=3)
+    mapped = rasterize_shapes(
+        shapes, ["rectangle"] * 2, (20, 20), classes=classes, class_ids={"stroma": 9}, background=3
+    )
     assert mapped.class_ids == {"stroma": 9, "tumor": 10}
     assert mapped.labels[19, 19] == 3 and mapped.labels[7, 7] == 9
 
@@ -71,22 +79,34 @@ def test_scaled_and_translated_layers_land_in_the_image_grid():
     image_scale, image_translate = (0.5, 0.5), (100.0, 200.0)
     # pixels [10, 20) x [4, 8) of the image are um [105-0.25, 110-0.25) x [202-0.25, 204-0.25)
     corners_um = np.array([[104.75, 201.75], [104.75, 203.75], [109.75, 203.75], [109.75, 201.75]])
-    result = rasterize_shapes([corners_um], ["rectangle"], (40, 40), image_scale=image_scale,
-                              image_translate=image_translate)
+    result = rasterize_shapes(
+        [corners_um],
+        ["rectangle"],
+        (40, 40),
+        image_scale=image_scale,
+        image_translate=image_translate,
+    )
     assert result.labels.sum() == 10 * 4 and result.labels[10:20, 4:8].all()
     # the same rectangle, with shapes in their own pixel grid (scale 0.25, translate 100, 200)
     corners_shapes = (corners_um - [100, 200]) / 0.25
-    again = rasterize_shapes([corners_shapes], ["rectangle"], (40, 40), shapes_scale=(0.25, 0.25),
-                             shapes_translate=(100, 200), image_scale=image_scale,
-                             image_translate=image_translate)
+    again = rasterize_shapes(
+        [corners_shapes],
+        ["rectangle"],
+        (40, 40),
+        shapes_scale=(0.25, 0.25),
+        shapes_translate=(100, 200),
+        image_scale=image_scale,
+        image_translate=image_translate,
+    )
     assert np.array_equal(result.labels, again.labels)
 
 
 def test_lines_paths_and_outside_shapes_are_skipped():
     line = np.array([[0, 0], [10, 10]], float)
     outside = rect(50, 50, 60, 60)
-    result = rasterize_shapes([line, outside, rect(0, 0, 2, 2)], ["line", "rectangle", "polygon"],
-                              (20, 20))
+    result = rasterize_shapes(
+        [line, outside, rect(0, 0, 2, 2)], ["line", "rectangle", "polygon"], (20, 20)
+    )
     assert result.n_painted == 1 and result.n_skipped == 2 and result.labels.sum() == 4
 
 
@@ -120,10 +140,21 @@ def test_class_ids_from_names_keeps_mapping_and_appends():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.floats(-20, 120), st.floats(-20, 120), st.floats(1, 60), st.floats(1, 60),
-                          st.sampled_from(["rectangle", "ellipse", "polygon"]), st.sampled_from("abc")),
-                min_size=1, max_size=8),
-       st.integers(7, 64))
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-20, 120),
+            st.floats(-20, 120),
+            st.floats(1, 60),
+            st.floats(1, 60),
+            st.sampled_from(["rectangle", "ellipse", "polygon"]),
+            st.sampled_from("abc"),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(7, 64),
+)
 def test_lazy_blocks_equal_the_whole_painting(shapes, chunk):
     data, kinds, classes = [], [], []
     for y, x, h, w, kind, cls in shapes:

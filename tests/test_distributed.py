@@ -18,8 +18,12 @@ from napari_patchwork.stitch import read_patch_folder  # noqa: E402
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, worker_dashboard_address=None,
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
     ) as local_cluster:
         yield local_cluster
 
@@ -35,20 +39,25 @@ def slide(tmp_path_factory):
 
 
 def folder_files(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in ("dataset.json",) and not p.name.startswith(".")}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in ("dataset.json",) and not p.name.startswith(".")
+    }
 
 
 def test_export_on_the_cluster_equals_single_process(cluster, slide, tmp_path):
     folder, image, mask = slide
-    options = dict(patch_size=200, edge="pad", channel_axis=-1, min_foreground=0.1,
-                   split=(0.8, 0.2), seed=3)
+    options = dict(
+        patch_size=200, edge="pad", channel_axis=-1, min_foreground=0.1, split=(0.8, 0.2), seed=3
+    )
     single = export_patches(tmp_path / "single", image, mask, **options)
     lazy_image = read_image(folder / "slide.tif", lazy=True)
     lazy_mask = read_image(folder / "slide_mask.tif", lazy=True)
     with distributed.Client(cluster) as client, distributed.get_task_stream(client) as tasks:
-        distributed_result = export_patches(tmp_path / "cluster", lazy_image, lazy_mask,
-                                            as_dask_tasks=True, **options)
+        distributed_result = export_patches(
+            tmp_path / "cluster", lazy_image, lazy_mask, as_dask_tasks=True, **options
+        )
     # every patch was read, filtered and written by a task on the two worker processes
     export_tasks = [t for t in tasks.data if "export_patch" in str(t["key"])]
     assert len(export_tasks) == single.n_candidates
@@ -77,10 +86,22 @@ def test_cli_scheduler_option(cluster, slide, tmp_path):
     folder, image, mask = slide
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "napari_patchwork.cli", *map(str, args)],
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "napari_patchwork.cli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
-    tile = ["tile", folder / "slide.tif", "--mask", folder / "slide_mask.tif", "--size", "256", "-q"]
+    tile = [
+        "tile",
+        folder / "slide.tif",
+        "--mask",
+        folder / "slide_mask.tif",
+        "--size",
+        "256",
+        "-q",
+    ]
     assert cli(*tile, "-o", tmp_path / "single").returncode == 0
     result = cli(*tile, "--scheduler", cluster.scheduler_address, "-o", tmp_path / "dist")
     assert result.returncode == 0, result.stderr
@@ -90,15 +111,32 @@ def test_cli_scheduler_option(cluster, slide, tmp_path):
     assert cli(*clus, "-o", tmp_path / "single.tif").returncode == 0
     result = cli(*clus, "--scheduler", cluster.scheduler_address, "-o", tmp_path / "dist.tif")
     assert result.returncode == 0, result.stderr
-    assert np.array_equal(tifffile.imread(tmp_path / "dist.tif"), tifffile.imread(tmp_path / "single.tif"))
+    assert np.array_equal(
+        tifffile.imread(tmp_path / "dist.tif"), tifffile.imread(tmp_path / "single.tif")
+    )
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path, slide):
     folder, _, _ = slide
     result = subprocess.run(
-        [sys.executable, "-m", "napari_patchwork.cli", "tile", str(folder / "slide.tif"), "--size", "256",
-         "--scheduler", "tcp://127.0.0.1:1", "-o", str(tmp_path / "x")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "napari_patchwork.cli",
+            "tile",
+            str(folder / "slide.tif"),
+            "--size",
+            "256",
+            "--scheduler",
+            "tcp://127.0.0.1:1",
+            "-o",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("napari-patchwork: error: cannot reach")
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("napari-patchwork: error: cannot reach")
+    )

@@ -38,15 +38,22 @@ class BlockGuard:
 @pytest.fixture
 def huge():
     guard = BlockGuard()
-    image = da.map_blocks(guard, chunks=((CHUNK,) * (SIZE // CHUNK),) * 2 + ((3,),), dtype=np.uint8,
-                          meta=np.empty((0, 0, 0), np.uint8))
+    image = da.map_blocks(
+        guard,
+        chunks=((CHUNK,) * (SIZE // CHUNK),) * 2 + ((3,),),
+        dtype=np.uint8,
+        meta=np.empty((0, 0, 0), np.uint8),
+    )
     return image, guard
 
 
 def blocks_of(box):
     (y0, x0), (y1, x1) = box
-    return {(by, bx) for by in range(y0 // CHUNK, (y1 - 1) // CHUNK + 1)
-            for bx in range(x0 // CHUNK, (x1 - 1) // CHUNK + 1)}
+    return {
+        (by, bx)
+        for by in range(y0 // CHUNK, (y1 - 1) // CHUNK + 1)
+        for bx in range(x0 // CHUNK, (x1 - 1) // CHUNK + 1)
+    }
 
 
 def test_full_compute_raises(huge):
@@ -66,7 +73,9 @@ def test_export_reads_only_the_chosen_patches(huge, tmp_path):
     grid = make_grid(image.shape, 512, channel_axis=-1)
     chosen = [0, 1234, grid.n_patches - 1]
     guard.allowed = set().union(*(blocks_of(grid.boxes[i]) for i in chosen))
-    result = export_patches(tmp_path / "out", image, patch_size=512, channel_axis=-1, indices=chosen)
+    result = export_patches(
+        tmp_path / "out", image, patch_size=512, channel_axis=-1, indices=chosen
+    )
     assert result.n_patches == 3
     assert set(guard.computed) <= guard.allowed
     folder = read_patch_folder(tmp_path / "out")  # (not stitched: that would be 4.8 GB)

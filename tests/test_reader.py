@@ -149,7 +149,9 @@ def test_reader_opens_a_large_folder_lazily(
     reads = []
     real_read = stitch_module.read_patch_file
     monkeypatch.setattr(
-        stitch_module, "read_patch_file", lambda path, *where: reads.append(path) or real_read(path, *where)
+        stitch_module,
+        "read_patch_file",
+        lambda path, *where: reads.append(path) or real_read(path, *where),
     )
     npe2pm.register(MANIFEST)
     viewer = make_napari_viewer()
@@ -249,6 +251,7 @@ def test_writer_refusal_gives_advice_for_the_save_dialog(tmp_path):
     assert SAVE_DIALOG_ADVICE in str(err.value)
     assert "overwrite=True" not in str(err.value)
     assert (folder / "notes.txt").read_text() == "mine" and len(os.listdir(folder)) == 1
+
 
 def folder_with_predictions(tmp_path, sample_layers, value_of, name="predictions"):
     """A patch folder of the sample (overlapping 16 px patches, scale/translate recorded) and a

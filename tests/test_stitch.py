@@ -79,7 +79,9 @@ def test_lazy_stitch_reads_only_the_patches_of_a_block(tmp_path, monkeypatch):
     reads = []
     real_read = stitch_module.read_patch_file
     monkeypatch.setattr(
-        stitch_module, "read_patch_file", lambda path, *where: reads.append(path) or real_read(path, *where)
+        stitch_module,
+        "read_patch_file",
+        lambda path, *where: reads.append(path) or real_read(path, *where),
     )
     lazy = stitch(out, "images", chunk_bytes=32 * 32 * 3, lazy=True)  # blocks of 2 x 2 patches
     assert lazy.chunks == ((32, 32), (32, 32, 32), (3,)) and not reads

@@ -28,6 +28,10 @@ PYRAMID_CHUNK = 1024
 """Block size (pixels, y and x) of the lazy pyramid levels."""
 PYRAMID_SMALLEST = 512
 """The coarsest pyramid level is at most this many pixels along y and x."""
+EAGER_LEVEL_PIXELS = 2048 * 2048
+"""Pyramid levels of at most this many pixels are painted at once (16 MB at most), not
+lazily: napari shows one of them when a whole slide is in view, and reading it then
+costs the GUI thread nothing, while a lazy level is painted in the GUI thread."""
 
 
 def grid_axis_starts_stops(grid: PatchGrid, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +106,9 @@ def pyramid_factors(shape: Sequence[int]) -> list[tuple[int, ...]]:
 
 
 def lazy_label_pyramid(grid: PatchGrid, labels: np.ndarray) -> list:
-    """Lazy (dask) multiscale patch-label image of the grid: level ``k`` is downsampled
-    by ``2**k`` along y and x, blocks of :data:`PYRAMID_CHUNK` pixels painted on demand."""
+    """Multiscale patch-label image of the grid: level ``k`` is downsampled by ``2**k``
+    along y and x. Levels larger than :data:`EAGER_LEVEL_PIXELS` are lazy (dask), blocks
+    of :data:`PYRAMID_CHUNK` pixels painted on demand; smaller ones are painted now."""
     import dask.array as da
 
     labels = np.asarray(labels, dtype=LABEL_DTYPE)
@@ -112,6 +117,9 @@ def lazy_label_pyramid(grid: PatchGrid, labels: np.ndarray) -> list:
     levels = []
     for level, factor in enumerate(pyramid_factors(grid.shape)):
         shape = tuple(-(-s // f) for s, f in zip(grid.shape, factor))
+        if np.prod(shape, dtype=np.float64) <= EAGER_LEVEL_PIXELS:
+            levels.append(paint_patch_labels(grid, labels, [0] * grid.ndim, shape, factor))
+            continue
         chunks = tuple(
             s if axis < grid.ndim - 2 else min(PYRAMID_CHUNK, s) for axis, s in enumerate(shape)
         )

@@ -19,8 +19,13 @@ def add_annotations(viewer, **kwargs):
         np.array([[9.5, 9.5], [9.5, 29.5], [29.5, 29.5], [29.5, 9.5]]),  # pixels 10..29
         np.array([[19.5, 19.5], [19.5, 39.5], [39.5, 39.5], [39.5, 19.5]]),  # overlaps the first
     ]
-    return viewer.add_shapes(squares, shape_type="rectangle", name="roi",
-                             features={"class": ["tumor", "stroma"]}, **kwargs)
+    return viewer.add_shapes(
+        squares,
+        shape_type="rectangle",
+        name="roi",
+        features={"class": ["tumor", "stroma"]},
+        **kwargs,
+    )
 
 
 def test_make_mask_with_class_table(viewer_widget):
@@ -51,8 +56,11 @@ def test_shapes_on_a_different_grid_land_on_the_image(viewer_widget):
     viewer, widget = viewer_widget
     viewer.add_image(np.zeros((40, 40)), name="img", scale=(0.5, 0.5))
     # shapes in world units (scale 1): world 4.75..9.75 -> image pixels 10..19
-    viewer.add_shapes([np.array([[4.75, 4.75], [4.75, 9.75], [9.75, 9.75], [9.75, 4.75]])],
-                      shape_type="rectangle", name="um")
+    viewer.add_shapes(
+        [np.array([[4.75, 4.75], [4.75, 9.75], [9.75, 9.75], [9.75, 4.75]])],
+        shape_type="rectangle",
+        name="um",
+    )
     widget.shapes_combo.value = viewer.layers["um"]
     widget.instance.value = True
     widget.run_button.native.click()

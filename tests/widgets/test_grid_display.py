@@ -1,11 +1,14 @@
 """The grid in the viewer: on top after a redraw, default colours, legend, outlines while
 zooming, and large grids as a lazy Labels layer whose selection reaches the export."""
 
+import time
 import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
 
 from napari_patchwork._layer_data import GRID_EDGE_COLOUR, kept_patches, selected_patches
 from napari_patchwork._widgets.export_widget import ExportWidget
@@ -33,6 +36,16 @@ def _show(widget, image, patch, mask=None):
     widget.mask_combo.value = mask
     widget.patch_height.value = widget.patch_width.value = patch
     widget.show_button.native.click()
+    _wait(widget)
+
+
+def _wait(widget, seconds=30.0):
+    """Until the grid is made and its layers added (large grids: a worker, then turns)."""
+    deadline = time.monotonic() + seconds
+    while widget.running:
+        assert time.monotonic() < deadline, "the grid did not appear"
+        QApplication.processEvents()
+        time.sleep(0.005)
 
 
 def test_a_redrawn_grid_comes_back_on_top(viewer_widget):
@@ -62,7 +75,7 @@ def test_without_a_mask_the_grid_has_one_colour_and_no_warning(viewer_widget, no
     assert not [n for n in notifications if n.severity in ("warning", "error")]
 
 
-def test_with_a_mask_the_grid_is_coloured_by_foreground_with_a_colour_bar(viewer_widget):
+def test_with_a_mask_the_grid_is_coloured_by_foreground_with_a_legend(viewer_widget):
     viewer, widget = viewer_widget
     image = viewer.add_image(np.zeros((64, 64), np.uint8), name="slide", scale=(2.0, 2.0))
     mask = np.zeros((64, 64), np.uint8)
@@ -74,7 +87,8 @@ def test_with_a_mask_the_grid_is_coloured_by_foreground_with_a_colour_bar(viewer
     assert widget.color_by.value == "foreground_fraction"  # the default with a mask
     _show(widget, image, 16, labels)
     colour = viewer.layers["slide grid colour"]
-    assert colour.colorbar.visible
+    assert not widget.legend.native.isHidden() and not widget.legend.native.pixmap().isNull()
+    assert "by foreground_fraction: 0 (dark) to 1 (bright)" in widget.legend.native.toolTip()
     assert colour.data.shape == (4, 4)
     assert colour.data[0, 0] == pytest.approx(0.5) and colour.data[1, 1] == pytest.approx(1.0)
     # pixel (1, 1) of the colour layer lies on patch (1, 1): y, x 16..31 px, world 32..63
@@ -83,7 +97,10 @@ def test_with_a_mask_the_grid_is_coloured_by_foreground_with_a_colour_bar(viewer
     widget.patch_height.value = widget.patch_width.value = 32  # redrawn: the same colour layer
     widget.show_button.native.click()
     assert viewer.layers["slide grid colour"] is colour and colour.data.shape == (2, 2)
-    assert colour.colorbar.visible and np.allclose(colour.scale, [64.0, 64.0])
+    assert np.allclose(colour.scale, [64.0, 64.0])
+    widget.color_by.value = ONE_COLOUR  # outlines only: no colour layer, no legend
+    widget.show_button.native.click()
+    assert "slide grid colour" not in viewer.layers and widget.legend.native.isHidden()
 
 
 def test_outlines_hide_while_patches_are_a_few_screen_pixels(viewer_widget):
@@ -156,3 +173,36 @@ def test_large_grid_layer_data_is_fast_and_reads_no_pixel():
     assert time.perf_counter() - start < 1.0
     assert grid.n_patches == 149_769 and levels[0].shape == (99_072, 99_072)
     assert levels[-1].shape[0] <= 512 and kwargs["multiscale"]
+
+
+def test_a_large_grid_is_made_off_the_gui_thread_and_added_in_turns(viewer_widget, monkeypatch):
+    import threading
+
+    from napari_patchwork._widgets import grid_widget as module
+
+    viewer, widget = viewer_widget
+    made_in, turns = [], []
+    make = module.make_grid_layers
+
+    def recording_make(*args, **kwargs):
+        made_in.append(threading.current_thread())
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(module, "make_grid_layers", recording_make)
+    ticks = [0]
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))  # one per loop turn
+    timer.start(0)
+    viewer.layers.events.inserted.connect(lambda event: turns.append((event.value.name, ticks[0])))
+    image = viewer.add_image(np.zeros((1600, 1600), np.uint8), name="slide")
+    mask = viewer.add_labels((np.arange(1600)[:, None] < 800) * np.ones(1600, np.uint8))
+    turns.clear()
+    widget.mask_combo.value = mask
+    _show(widget, image, 16, mask)  # 10,000 patches, coloured by foreground
+    timer.stop()
+    assert made_in and made_in[0] is not threading.main_thread()
+    assert [name for name, _tick in turns] == ["slide grid", "slide grid colour"]
+    assert turns[1][1] > turns[0][1]  # the event loop ran between the two layers
+    assert [layer.name for layer in viewer.layers][-2:] == ["slide grid colour", "slide grid"]
+    assert widget.status.value.startswith("10,000 of 10,000 patches shown")
+    assert not widget.legend.native.isHidden()

@@ -130,8 +130,8 @@ def test_lazy_mask_is_measured_in_a_worker(grid_widget, qtbot):
     widget.patch_height.value = widget.patch_width.value = 32
     widget.show_button.native.click()
     assert widget.worker is not None and not widget.show_button.enabled  # running, button off
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
-    assert widget.show_button.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=10_000)
+    assert widget.worker is None and widget.show_button.enabled
     grid = viewer.layers["img grid"]
     assert list(grid.features["foreground_fraction"]) == [1.0, 1.0, 0.0, 0.0]
 

@@ -16,7 +16,11 @@ A job is a progress generator from the core (it yields progress, returns the res
 * when the widget is deleted (the viewer closed) the job is stopped too and its
   callbacks are disconnected first (they would touch deleted Qt widgets);
 * errors become a napari notification and the status line; an unexpected error other
-  than a ``ValueError`` reaches the GUI as :class:`JobError`.
+  than a ``ValueError`` reaches the GUI as :class:`JobError`;
+* work that must happen in the GUI thread after the job (adding layers) can be cut
+  into turns: when ``on_done`` returns a generator, the runner runs it one step per
+  turn of the event loop (each ``yield`` lets the viewer paint and take input), and
+  the job counts as running until the generator is exhausted.
 """
 
 from collections.abc import Callable, Generator, Sequence
@@ -24,7 +28,7 @@ from typing import Any, Optional, Union
 
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 
 
 class JobError(Exception):
@@ -79,6 +83,7 @@ class JobRunner:
         self._callbacks: list = []  # (signal, slot) pairs of the running worker
         self._inputs: list = []  # the layers the running job reads
         self._stop_reason: Optional[str] = None
+        self._finishing: Optional[Generator] = None  # on_done's GUI steps, one per turn
         self._layer_events = None if viewer is None else viewer.layers.events.removed
         self.cancel_button.enabled = False
         self.cancel_button.changed.connect(self.cancel)
@@ -86,7 +91,8 @@ class JobRunner:
 
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        """A job runs, or its GUI steps after it (see the module) are not all done."""
+        return self.worker is not None or self._finishing is not None
 
     def start(
         self,
@@ -128,7 +134,10 @@ class JobRunner:
 
         def on_returned(result: Any) -> None:
             self.progress.value = self.progress.max
-            on_done(result)
+            finishing = on_done(result)
+            if isinstance(finishing, Generator):
+                self._finishing = finishing
+                QTimer.singleShot(0, self._finish_step)
 
         def on_aborted() -> None:
             text = cancelled(self.last_step) if callable(cancelled) else cancelled
@@ -164,6 +173,9 @@ class JobRunner:
 
     def close(self, _object: Any = None) -> None:
         """The widget is gone (e.g. the viewer closed): drop the job's callbacks, stop it."""
+        if self._finishing is not None:
+            self._finishing.close()
+            self._finishing = None
         if self.worker is not None:
             for signal, slot in self._callbacks:
                 signal.disconnect(slot)
@@ -193,10 +205,30 @@ class JobRunner:
         self.status.value = f"error: {err}"
         show_error(f"{self.title}: {err}")
 
+    def _finish_step(self) -> None:
+        """One GUI step of the finished job; the next one in the next turn of the loop."""
+        if self._finishing is None:  # closed meanwhile
+            return
+        try:
+            next(self._finishing)
+        except StopIteration:
+            self._finishing = None
+        except (ValueError, JobError) as err:
+            self._finishing = None
+            self.report_error(err)
+        if self._finishing is not None:
+            QTimer.singleShot(0, self._finish_step)
+        elif self.worker is None:
+            self._on_idle()
+
     def _on_finished(self) -> None:
         self._watch([])
         self.worker = None
         self._callbacks = []
+        if self._finishing is None:
+            self._on_idle()
+
+    def _on_idle(self) -> None:
         for button in self.busy:
             button.enabled = True
         self.cancel_button.enabled = False

@@ -140,9 +140,13 @@ def update_or_add_layer(viewer: "napari.viewer.Viewer", layer_name: str, layer_t
             if key in kwargs:
                 setattr(existing, key, kwargs[key])
         return existing
-    layer = napari.layers.Layer.create(data, kwargs, layer_type)
-    if existing is not None:
-        index = viewer.layers.index(existing)
+    return put_layer(viewer, napari.layers.Layer.create(data, kwargs, layer_type))
+
+
+def put_layer(viewer: "napari.viewer.Viewer", layer):
+    """Add ``layer``, replacing a layer of the same name at its place; returns it."""
+    if layer.name in viewer.layers:
+        index = viewer.layers.index(layer.name)
         viewer.layers.pop(index)
         viewer.layers.insert(index, layer)
     else:

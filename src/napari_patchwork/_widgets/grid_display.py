@@ -1,24 +1,33 @@
 """How a grid layer looks and behaves in the viewer (napari side of the grid layer contract).
 
-* :func:`show_grid_layers` adds or replaces the grid layer (Shapes for small grids,
-  a lazy multiscale Labels layer of patch labels for large ones; see
-  :mod:`napari_patchwork._layer_data`) and its colour layer, and puts them on top
-  of the layer list, so a redrawn grid is never hidden under other layers;
+* :func:`make_grid_layers` builds the grid layer (Shapes for small grids, a lazy
+  multiscale Labels layer of patch labels for large ones; see
+  :mod:`napari_patchwork._layer_data`) and its colour layer's data off the GUI thread,
+  with the :class:`Legend` of the colours; :func:`place_grid_layers` puts them into the
+  viewer on top of the layer list (a redrawn grid is never hidden under other layers),
+  one layer per turn of the event loop, so the viewer keeps painting;
 * :class:`OutlineZoom` hides the outlines while patches are smaller than a few
   screen pixels (zoomed out, a 64 px grid on a slide is a moiré of lines);
 * Ctrl+click on a Labels grid selects or deselects the patch under the mouse
   (:func:`toggle_patch`); selected patches are outlined in a Shapes layer.
 """
 
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import napari
 import numpy as np
 
 from napari_patchwork._layer_data import (
+    GRID_COLORMAP,
     GRID_METADATA_KEY,
     grid_colour_layer_data,
     grid_labels_layer_data,
 )
 from napari_patchwork._widgets._layers import (
     build_grid_layer_kwargs,
+    put_layer,
     spatial_transform,
     update_or_add_layer,
 )
@@ -36,17 +45,39 @@ ONE_COLOUR = "(one colour)"
 """The colour-by choice that draws outlines only."""
 
 
-def show_grid_layers(viewer, image, plan, features: dict, keep: np.ndarray, options: dict):
-    """Add or replace the grid layer (and its colour layer), on top; returns the grid layer.
+@dataclass(frozen=True)
+class Legend:
+    """What the grid's colours mean: the feature and the values at the colour map's ends."""
 
+    feature: str
+    low: float
+    high: float
+    colormap: str = GRID_COLORMAP
+
+
+@dataclass(frozen=True)
+class GridLayers:
+    """A grid's layers, made but not yet in a viewer (see :func:`make_grid_layers`)."""
+
+    grid: Any  # the grid layer: napari Shapes (small grids) or lazy multiscale Labels
+    grid_kind: str  # "shapes" or "labels"
+    colour: Optional[tuple]  # (data, kwargs) of the per-patch colour Image layer, or None
+    legend: Optional[Legend]
+    patch_grid: PatchGrid
+
+
+def make_grid_layers(image, plan, features: dict, keep: np.ndarray, options: dict) -> GridLayers:
+    """The grid layer (and the colour layer's data) for ``plan``, without a viewer.
+
+    Safe in a worker thread: it builds napari layer models (no Qt), which is where a
+    large grid's time goes (a Shapes layer's triangles, a lazy pyramid's graph).
     ``options``: ``name``, ``color_by`` (a feature or :data:`ONE_COLOUR`),
     ``metadata`` (extra grid metadata).
     """
     grid, channel_axis = plan.grid, plan.channel_axis
     name = options["name"]
     # placed patches lie anywhere: always rectangles, coloured by their edges
-    large = grid.n_patches > LABELS_GRID_MIN_PATCHES and not grid.placed
-    if large:
+    if grid.n_patches > LABELS_GRID_MIN_PATCHES and not grid.placed:
         transform = spatial_transform(image, channel_axis)
         data, kwargs = grid_labels_layer_data(
             grid,
@@ -58,9 +89,9 @@ def show_grid_layers(viewer, image, plan, features: dict, keep: np.ndarray, opti
             name=name,
             metadata=options["metadata"],
         )
-        layer = update_or_add_layer(viewer, name, "labels", data=data, **kwargs)
+        layer = napari.layers.Labels(data, **kwargs)
         layer.contour = 1
-        _connect_selection(viewer, layer, grid)
+        kind = "labels"
     else:
         kwargs = build_grid_layer_kwargs(
             image,
@@ -71,23 +102,62 @@ def show_grid_layers(viewer, image, plan, features: dict, keep: np.ndarray, opti
             channel_axis=channel_axis,
             metadata=options["metadata"],
         )
-        layer = update_or_add_layer(viewer, name, "shapes", **kwargs)
-    _remove(viewer, name + SELECTION_SUFFIX)
-    colour = _show_colour_layer(viewer, image, plan, features, keep, options)
+        kwargs["name"] = name
+        layer = napari.layers.Layer.create(kwargs.pop("data"), kwargs, "shapes")
+        kind = "shapes"
+    colour, legend = _colour_layer_data(image, plan, features, keep, options)
+    return GridLayers(layer, kind, colour, legend, grid)
+
+
+def place_grid_layers(viewer, made: GridLayers) -> Generator[None, None, Any]:
+    """Put ``made``'s layers into ``viewer``, on top, one layer per step (the caller
+    lets the event loop run between steps); returns the grid layer.
+
+    A grid layer of the same name is replaced at its place; the colour layer
+    ``"<grid> colour"`` is updated in place when it exists, else added (or removed
+    when the grid is not coloured). Then both move to the top of the layer list, so a
+    redrawn grid is never hidden under other layers, and the grid layer is selected.
+    """
+    layer = made.grid
+    _remove(viewer, layer.name + SELECTION_SUFFIX)
+    put_layer(viewer, layer)
+    if made.grid_kind == "labels":
+        _connect_selection(viewer, layer, made.patch_grid)
+    yield
+    name = layer.name + COLOUR_SUFFIX
+    colour = None
+    if made.colour is None:
+        _remove(viewer, name)
+    else:
+        data, kwargs = made.colour
+        # updated in place when it exists (a new Image layer costs a few tenths of a second)
+        colour = update_or_add_layer(viewer, name, "image", data=data, **kwargs)
+        colour.contrast_limits = kwargs["contrast_limits"]
+        colour.colormap = kwargs["colormap"]
+        yield
     for top in (colour, layer):
         if top is not None:
             viewer.layers.move(viewer.layers.index(top), len(viewer.layers))
-    viewer.layers.selection.active = layer
+    yield
+    viewer.layers.selection.active = layer  # its layer controls are made now
     return layer
 
 
-def _show_colour_layer(viewer, image, plan, features: dict, keep, options: dict):
-    """The per-patch colour layer ``"<grid> colour"`` with a colour bar, or none."""
-    name = options["name"] + COLOUR_SUFFIX
+def show_grid_layers(viewer, image, plan, features: dict, keep: np.ndarray, options: dict):
+    """:func:`make_grid_layers` and :func:`place_grid_layers` at once; returns the grid layer."""
+    steps = place_grid_layers(viewer, make_grid_layers(image, plan, features, keep, options))
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def _colour_layer_data(image, plan, features: dict, keep, options: dict):
+    """``((data, kwargs), Legend)`` of the per-patch colour layer, or ``(None, None)``."""
     color_by = options["color_by"]
     if color_by == ONE_COLOUR or color_by not in features or plan.grid.placed:
-        _remove(viewer, name)
-        return None
+        return None, None
     transform = spatial_transform(image, plan.channel_axis)
     data, kwargs = grid_colour_layer_data(
         plan.grid,
@@ -95,15 +165,11 @@ def _show_colour_layer(viewer, image, plan, features: dict, keep, options: dict)
         keep,
         scale=transform["scale"],
         translate=transform["translate"],
-        name=name,
+        name=options["name"] + COLOUR_SUFFIX,
         label=color_by,
     )
-    # updated in place when it exists (a new layer rebuilds its colour bar: ~0.3 s)
-    layer = update_or_add_layer(viewer, name, "image", data=data, **kwargs)
-    layer.contrast_limits = kwargs["contrast_limits"]
-    layer.colormap = kwargs["colormap"]
-    layer.colorbar.visible = True
-    return layer
+    low, high = kwargs["contrast_limits"]
+    return (data, kwargs), Legend(color_by, low, high)
 
 
 def _remove(viewer, name: str) -> None:

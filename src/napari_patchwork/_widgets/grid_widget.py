@@ -20,7 +20,8 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info
 
-from napari_patchwork._layer_data import full_resolution_data
+from napari_patchwork._common import is_dask, rescaled
+from napari_patchwork._layer_data import GRID_METADATA_KEY, full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
     EDGE_TOOLTIP,
@@ -31,11 +32,13 @@ from napari_patchwork._widgets._layers import (
 )
 from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork._widgets.grid_display import (
-    LABELS_GRID_MIN_PATCHES,
     ONE_COLOUR,
+    GridLayers,
     OutlineZoom,
-    show_grid_layers,
+    make_grid_layers,
+    place_grid_layers,
 )
+from napari_patchwork._widgets.legend import show_legend
 from napari_patchwork._widgets.placement_fields import PlacementFields
 from napari_patchwork.grid import (
     EDGE_MODES,
@@ -50,6 +53,9 @@ from napari_patchwork.grid import (
 from napari_patchwork.placement import PlacedPatches, place
 
 GRID_SUFFIX = " grid"
+QUICK_GRID_PATCHES = 500
+"""Grids of up to this many patches over an in-memory mask (or none) are drawn at once
+in the GUI thread (a few hundredths of a second); larger ones are made in a worker."""
 
 
 GRID_TOOLTIPS = {
@@ -136,6 +142,8 @@ class GridWidget(ScrollingForm):
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        self.legend = Label(label="colours", value="")
+        self.legend.visible = False
         self.extend(
             [
                 self.image_combo,
@@ -153,6 +161,7 @@ class GridWidget(ScrollingForm):
                 self.cancel_button,
                 self.progress,
                 self.status,
+                self.legend,
             ]
         )
         add_tooltips(self, GRID_TOOLTIPS)
@@ -229,23 +238,31 @@ class GridWidget(ScrollingForm):
 
     @property
     def worker(self):
-        """The worker measuring a lazy mask, while it runs (else None)."""
+        """The worker measuring a mask and making the grid's layers, while it runs (else None)."""
         return self.jobs.worker
 
+    @property
+    def running(self) -> bool:
+        """A grid is being made or its layers added (see :class:`JobRunner`)."""
+        return self.jobs.running
+
     def _on_show(self, _value=None) -> None:
-        """Show the grid; a lazy (dask) mask's foreground fractions are computed in a worker."""
+        """Show the grid. A small grid over a numpy mask is drawn at once; otherwise the
+        features and the layers are made in a worker (a mask's foreground with progress)
+        and the layers added one per turn of the event loop."""
         try:
             if self.jobs.running:
                 raise JobError("the grid is being measured; wait for it or cancel it.")
             plan = self._plan()
-            small = plan.grid.n_patches <= LABELS_GRID_MIN_PATCHES
-            if plan.mask is None or (isinstance(plan.mask, np.ndarray) and small):
+            if plan.grid.n_patches <= QUICK_GRID_PATCHES and not is_dask(plan.mask):
                 self._finish(plan, _features(plan, plan.mask))
                 return
+            display = self._display(plan)
+            measure = "measuring the foreground of" if plan.mask is not None else "laying out"
             self.jobs.start(
-                _measure(plan),
-                lambda features: self._finish(plan, features),
-                message=f"measuring the foreground of {plan.grid.n_patches:,} patches...",
+                _prepare(plan, display),
+                self._place,
+                message=f"{measure} {plan.grid.n_patches:,} patches...",
                 cancelled="cancelled; the grid was not drawn.",
                 inputs=[plan.image, plan.mask_layer],
             )
@@ -289,45 +306,85 @@ class GridWidget(ScrollingForm):
         placed = place(placement, grid.shape, grid.patch_size, grid.edge, labels=mask)
         return _GridPlan(image, placed.grid(), mask, mask_layer, channel_axis, placed)
 
-    def _finish(self, plan: "_GridPlan", features: dict):
-        """Add or replace the grid layer for ``plan`` with ``features``; returns the layer."""
-        image, grid, mask, mask_layer, channel_axis, _ = plan
-        keep = np.ones(grid.n_patches, dtype=bool)
-        if mask is not None and self.min_foreground.value > 0:
-            keep = features["foreground_fraction"] >= self.min_foreground.value
-        color_by = self.color_by.value
-        if color_by not in features:
-            color_by = ONE_COLOUR  # e.g. foreground_fraction without a mask: outlines only
-        patch_size = " x ".join(map(str, grid.patch_size))
-        if plan.placed is None:
-            layout = f"grid {' x '.join(map(str, grid.grid_shape))}"
-        else:
-            layout = f"placed: {plan.placed.placement.kind}"
-        summary = (
-            f"{int(keep.sum()):,} of {grid.n_patches:,} patches shown "
-            f"({layout}, patch {patch_size} px)"
-        )
-        if plan.placed is not None and plan.placed.notes:
-            summary += ". " + " ".join(plan.placed.notes)
+    def _display(self, plan: "_GridPlan") -> "_Display":
+        """How the grid of ``plan`` is to be shown, read from the form (GUI thread)."""
+        min_foreground = float(self.min_foreground.value) if plan.mask is not None else 0.0
         metadata = {
-            "image_layer": image.name,
-            "mask_layer": None if mask_layer is None else mask_layer.name,
+            "image_layer": plan.image.name,
+            "mask_layer": None if plan.mask_layer is None else plan.mask_layer.name,
             "min_foreground": float(self.min_foreground.value),
-            "summary": summary,
             **_placement_metadata(plan.placed),
         }
-        options = {"name": image.name + GRID_SUFFIX, "color_by": color_by, "metadata": metadata}
-        layer = show_grid_layers(self._viewer, image, plan, features, keep, options)
+        name = plan.image.name + GRID_SUFFIX
+        return _Display(name, self.color_by.value, min_foreground, metadata)
+
+    def _finish(self, plan: "_GridPlan", features: dict):
+        """Add or replace the grid layer for ``plan`` with ``features`` (in this thread,
+        at once); returns the layer."""
+        keep, options = _layer_options(plan, self._display(plan), features)
+        steps = self._place(make_grid_layers(plan.image, plan, features, keep, options))
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def _place(self, made: GridLayers):
+        """Put the made layers into the viewer, one per step; returns the grid layer."""
+        layer = yield from place_grid_layers(self._viewer, made)
         self._outline_zoom.update()
+        show_legend(self.legend, made.legend)
+        summary = layer.metadata[GRID_METADATA_KEY]["summary"]
         self.status.value = summary
         show_info(summary)
         return layer
 
 
-def _measure(plan: _GridPlan):
-    """The job measuring a lazy mask: yields progress, returns the grid's features."""
-    fractions = yield from foreground_fraction_steps(plan.mask, plan.grid)
-    return {**_features(plan), "foreground_fraction": fractions}
+class _Display(NamedTuple):
+    """How a grid is shown (from the form, read in the GUI thread)."""
+
+    name: str
+    color_by: str
+    min_foreground: float  # 0 without a mask
+    metadata: dict
+
+
+def _layer_options(plan: _GridPlan, display: _Display, features: dict):
+    """``(keep, options)`` for :func:`make_grid_layers`: which patches are shown, and the
+    layer's name, colouring and metadata (with the summary line)."""
+    grid = plan.grid
+    keep = np.ones(grid.n_patches, dtype=bool)
+    if display.min_foreground > 0:
+        keep = features["foreground_fraction"] >= display.min_foreground
+    color_by = display.color_by
+    if color_by not in features:
+        color_by = ONE_COLOUR  # e.g. foreground_fraction without a mask: outlines only
+    patch_size = " x ".join(map(str, grid.patch_size))
+    if plan.placed is None:
+        layout = f"grid {' x '.join(map(str, grid.grid_shape))}"
+    else:
+        layout = f"placed: {plan.placed.placement.kind}"
+    summary = (
+        f"{int(keep.sum()):,} of {grid.n_patches:,} patches shown ({layout}, patch {patch_size} px)"
+    )
+    if plan.placed is not None and plan.placed.notes:
+        summary += ". " + " ".join(plan.placed.notes)
+    metadata = {**display.metadata, "summary": summary}
+    return keep, {"name": display.name, "color_by": color_by, "metadata": metadata}
+
+
+def _prepare(plan: _GridPlan, display: _Display):
+    """The job making a grid's layers: yields progress (the foreground of a mask, then
+    the layers), returns the made :class:`GridLayers`."""
+    features = _features(plan)
+    if plan.mask is not None:
+        steps = foreground_fraction_steps(plan.mask, plan.grid)
+        features["foreground_fraction"] = yield from rescaled(steps, 0.0, 0.9)
+    yield 0.9
+    keep, options = _layer_options(plan, display, features)
+    made = make_grid_layers(plan.image, plan, features, keep, options)
+    yield 1.0
+    return made
 
 
 def _features(plan: _GridPlan, mask: Any = None) -> dict:
