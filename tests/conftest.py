@@ -1,7 +1,16 @@
 """Fixtures shared by the tests: notifications of the widget tests, sample napari layers."""
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
+
+# napari's settings (the reader preferences the plugin and the command line store) go to a
+# file of this test run, never to the user's own napari settings
+os.environ.setdefault(
+    "NAPARI_CONFIG", os.path.join(tempfile.mkdtemp(prefix="patchwork-napari-"), "settings.yaml")
+)
 
 SAMPLE_SCALE, SAMPLE_TRANSLATE = (0.5, 0.25), (10.0, -4.0)
 

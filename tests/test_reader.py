@@ -6,6 +6,7 @@ import os
 import npe2
 import numpy as np
 import pytest
+import tifffile
 
 from napari_patchwork._reader import PLUGIN_NAME, get_reader, remember_reader_for
 from napari_patchwork._writer import SAVE_DIALOG_ADVICE, write_patch_folder
@@ -228,6 +229,27 @@ def test_a_folder_from_the_command_line_asks_at_most_once(viewer, tmp_path):
     viewer.layers.clear()
     viewer.open(str(folder), plugin=None)  # from now on: no question
     assert len(viewer.layers) == 3
+
+
+def test_a_folder_tiled_on_the_command_line_opens_without_a_reader_dialog(
+    viewer, tmp_path, capsys, monkeypatch
+):
+    from napari_patchwork.cli import main
+
+    source = tmp_path / "ihc.tif"
+    tifffile.imwrite(source, sample_image()[:96, :96])
+    folder = tmp_path / "tiles"
+    assert main(["tile", str(source), "-o", str(folder), "--size", "32", "--no-preview"]) == 0
+    assert "napari opens it with napari-patchwork" in capsys.readouterr().out
+    assert {PLUGIN_NAME, "napari"} <= _readers(folder)  # two readers, and no question:
+    _refuse_reader_dialog(monkeypatch)
+    # File > Open Folder, and `napari FOLDER` in a shell (napari's __main__ calls _qt_open)
+    viewer.window._qt_viewer._qt_open([str(folder)], stack=False)
+    assert [layer.name for layer in viewer.layers] == ["ihc", "ihc grid"]
+    np.testing.assert_array_equal(viewer.layers["ihc"].data, sample_image()[:96, :96])
+    viewer.layers.clear()
+    viewer.open(str(folder), plugin=None)  # Python: plugin=None follows the preference
+    assert [layer.name for layer in viewer.layers] == ["ihc", "ihc grid"]
 
 
 def test_the_users_own_reader_choice_is_kept(viewer, tmp_path):

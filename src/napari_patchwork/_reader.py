@@ -89,7 +89,8 @@ def remember_reader_for(folder: str | os.PathLike) -> bool:
     asks "Choose reader" unless a preference names one for the folder. Ticking
     "remember" in that dialog stores the folder's real path plus a separator in
     ``settings.plugins.extension2reader``; this stores the same entry, for folders
-    this plugin wrote or opened, unless the user already chose a reader for it.
+    this plugin wrote or opened, unless the user already chose a reader for it; the
+    export widget, the writer and the command line's ``tile`` call it for their folders.
     Returns whether a preference was added. Does nothing without napari.
     """
     try:

@@ -72,6 +72,7 @@ def export_options(args: argparse.Namespace, image_path: Path) -> dict[str, Any]
         else (tuple(args.block_size) if len(args.block_size) > 1 else args.block_size[0]),
         overwrite=args.overwrite,
         stem=patch_stem(args, image_path),
+        image_name=file_stem(image_path),  # the layer's name when napari opens the folder
         write_threads=args.write_threads,
     )
 
@@ -109,6 +110,7 @@ def write_tile_previews(
 
 
 def cmd_tile(args: argparse.Namespace) -> int:
+    from napari_patchwork._reader import remember_reader_for
     from napari_patchwork.export import BatchResult, batch_image_splits, export_patches
     from napari_patchwork.io import read_levels
     from napari_patchwork.preview import PREVIEW_FILE
@@ -157,6 +159,8 @@ def cmd_tile(args: argparse.Namespace) -> int:
                 print(f"{image_path}: {result.message}{shown}")
                 for note in result.notes:  # what a placement could not place
                     print(f"  {note}")
+            if remember_reader_for(out) and not args.quiet:
+                print(f"{out}: napari opens it with napari-patchwork (`napari {out}`)")
     if len(results) > 1 and args.split and not args.quiet:
         splits = tuple(s or "" for s in image_splits)
         print(f"all images: {BatchResult(tuple(results), splits).message}")
