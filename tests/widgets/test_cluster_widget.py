@@ -373,3 +373,33 @@ def test_table_has_one_precision_and_swatches_of_the_label_colours(viewer_widget
 )
 def test_centre_decimals(centres, decimals):
     assert widget_module.centre_decimals(np.array(centres)) == decimals
+
+
+def test_progress_moves_in_every_phase_and_the_posterised_image_is_made_off_the_gui_thread(
+    viewer_widget, qtbot, monkeypatch
+):
+    import threading
+
+    from napari_patchwork.cluster import ClusterResult
+
+    viewer, widget = viewer_widget
+    widget.posterise.value = True
+    made_in = []
+    posterized = ClusterResult.posterized
+
+    def recording(self):
+        made_in.append(threading.current_thread())
+        return posterized(self)
+
+    monkeypatch.setattr(ClusterResult, "posterized", recording)
+    steps, statuses = [], []
+    worker = widget.start_clustering()
+    worker.yielded.connect(lambda step: (steps.append(step), statuses.append(widget.status.value)))
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert made_in and made_in[0] is not threading.main_thread()
+    # the image read (and smoothed), the fit, the labelling, the counts and posterising
+    for low, high in ((0.0, 0.1), (0.1, 0.3), (0.3, 0.9), (0.9, 1.0)):
+        assert any(low < step <= high for step in steps), (low, high, steps)
+    assert any("fitting k-means" in text for text in statuses)
+    assert any("labelling every pixel" in text for text in statuses)
+    assert "ihc posterised" in viewer.layers

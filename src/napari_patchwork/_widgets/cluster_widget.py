@@ -32,6 +32,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QColor, QIcon, QPixmap
 
+from napari_patchwork._common import rescaled
 from napari_patchwork._layer_data import CLUSTERS_METADATA_KEY, full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
@@ -76,6 +77,17 @@ CLUSTER_TOOLTIPS = {
     "elbow_button": "Score k min..k max on a sample (inertia, silhouette, Calinski-Harabasz, Davies-Bouldin).",
 }
 """Tooltips of the fields that have none where they are made."""
+
+
+def cluster_phase(progress: float) -> str:
+    """What a clustering job is doing at ``progress`` (see ``start_clustering``'s job)."""
+    if progress < 0.1:
+        return "reading and smoothing the image..."
+    if progress < 0.3:
+        return "fitting k-means on the sampled pixels..."
+    if progress < 0.9:
+        return f"labelling every pixel ({(progress - 0.3) / 0.6:.0%})..."
+    return "counting pixels and posterising..."
 
 
 def centre_decimals(centres: np.ndarray) -> int:
@@ -299,17 +311,27 @@ class ClusterWidget(ScrollingForm):
         n_clusters = int(self.n_clusters.value)
         layer_name = image.name
 
-        def job():
-            result = yield from cluster_pixels_steps(data, n_clusters, features, mask=roi)
-            return result, result.pixel_counts  # counted off the GUI thread (dask labels too)
+        posterise = bool(self.posterise.value)
 
-        def done(outcome: tuple[ClusterResult, np.ndarray]) -> None:
-            self._show_result(layer_name, image, *outcome)
+        def job():
+            """Clustering, then the pixel counts and the posterised image, all off the
+            GUI thread (a dask image's too), with progress in every phase."""
+            steps = cluster_pixels_steps(data, n_clusters, features, mask=roi)
+            result = yield from rescaled(steps, 0.0, 0.9)
+            counts = result.pixel_counts
+            yield 0.95
+            posterised = result.posterized() if posterise else None
+            yield 1.0
+            return result, counts, posterised
+
+        def done(outcome: tuple[ClusterResult, np.ndarray, Any]):
+            return self._show_result(layer_name, image, *outcome)
 
         return self.jobs.start(
             job(),
             done,
             message=f"clustering '{image.name}' into {n_clusters} clusters...",
+            describe=lambda step: f"clustering '{image.name}': {cluster_phase(step)}",
             inputs=[image, self.roi_combo.value],
         )
 
@@ -345,8 +367,10 @@ class ClusterWidget(ScrollingForm):
 
     # -- results -> layers -----------------------------------------------------------
     def _show_result(
-        self, image_name: str, image, result: ClusterResult, counts: np.ndarray
-    ) -> None:
+        self, image_name: str, image, result: ClusterResult, counts: np.ndarray, posterised
+    ):
+        """The result's layers, one per turn of the event loop (a generator the job
+        runner drives), then the table and the status."""
         channel_axis = result.model.channel_axis
         transform = spatial_transform(image, channel_axis)
         metadata = {
@@ -365,12 +389,13 @@ class ClusterWidget(ScrollingForm):
             metadata=metadata,
             **transform,
         )
-        if self.posterise.value:
+        if posterised is not None:
+            yield
             update_or_add_layer(
                 self._viewer,
                 image_name + POSTERISED_SUFFIX,
                 "image",
-                data=result.posterized(),
+                data=posterised,
                 rgb=image.rgb,
                 metadata=metadata,
                 **spatial_transform(image, None),  # same axes as the image, channels included

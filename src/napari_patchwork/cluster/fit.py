@@ -60,9 +60,15 @@ class Sample:
 def prepare_and_sample(
     image: Any, features: FeatureOptions, mask: Any, rng: np.random.Generator
 ) -> tuple[Pixels, Sample]:
-    """The checked image (:func:`prepare_pixels`) and the pixels drawn from it to fit on
+    """The checked image (:func:`pixels_for`) and the pixels drawn from it to fit on
     (:func:`_draw_sample`): the common start of clustering and of choosing k."""
-    pixels = prepare_pixels(
+    pixels = pixels_for(image, features, mask)
+    return pixels, _draw_sample(pixels, features, rng)
+
+
+def pixels_for(image: Any, features: FeatureOptions, mask: Any) -> Pixels:
+    """The checked (and smoothed, with a sigma) image: :func:`prepare_pixels` with ``features``."""
+    return prepare_pixels(
         image,
         channel_axis=features.channel_axis,
         scale=features.scale,
@@ -70,7 +76,6 @@ def prepare_and_sample(
         mask=mask,
         max_channels=features.max_channels,
     )
-    return pixels, _draw_sample(pixels, features, rng)
 
 
 def _draw_sample(pixels: Pixels, features: FeatureOptions, rng: np.random.Generator) -> Sample:
@@ -203,7 +208,10 @@ def cluster_pixels_steps(
         raise TypeError(f"features must be a FeatureOptions, got {type(features).__name__}.")
     yield 0.0
     rng = np.random.default_rng(features.random_state)
-    pixels, sample = prepare_and_sample(image, features, mask, rng)
+    pixels = pixels_for(image, features, mask)  # a numpy image is smoothed here
+    yield 0.1
+    sample = _draw_sample(pixels, features, rng)
+    yield 0.15
     model = _fit_model(sample, n_clusters, n_init, rng)
     fit_share = 0.3
     yield fit_share
