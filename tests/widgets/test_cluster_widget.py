@@ -368,13 +368,6 @@ def test_table_has_one_precision_and_swatches_of_the_label_colours(viewer_widget
         assert np.allclose(pixel.getRgb()[:3], expected[:3], atol=2), (row, pixel.getRgb())
 
 
-@pytest.mark.parametrize(
-    "centres, decimals", [([[127.4, 92.1, 61.1]], 0), ([[0.51, 0.2]], 3), ([[12.5]], 1)]
-)
-def test_centre_decimals(centres, decimals):
-    assert widget_module.centre_decimals(np.array(centres)) == decimals
-
-
 def test_progress_moves_in_every_phase_and_the_posterised_image_is_made_off_the_gui_thread(
     viewer_widget, qtbot, monkeypatch
 ):

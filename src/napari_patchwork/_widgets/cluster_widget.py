@@ -30,7 +30,6 @@ from magicgui.widgets import (
     Table,
 )
 from napari.utils.notifications import show_info
-from qtpy.QtGui import QColor, QIcon, QPixmap
 
 from napari_patchwork._common import rescaled
 from napari_patchwork._layer_data import CLUSTERS_METADATA_KEY, full_resolution_data
@@ -41,6 +40,12 @@ from napari_patchwork._widgets._layers import (
     layer_choices,
     spatial_transform,
     update_or_add_layer,
+)
+from napari_patchwork._widgets.cluster_table import (
+    TABLE_COLUMNS,
+    centre_decimals,
+    fill_table,
+    format_centre,
 )
 from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork.cluster import (
@@ -58,7 +63,6 @@ FOREGROUND_METADATA_KEY = "napari_patchwork.foreground"
 CLUSTERS_SUFFIX = " clusters"
 POSTERISED_SUFFIX = " posterised"
 FOREGROUND_SUFFIX = " foreground"
-TABLE_COLUMNS = ["centre", "pixels", "%"]
 ELBOW_DOCK_NAME = "k scores (Patchwork)"
 
 
@@ -88,17 +92,6 @@ def cluster_phase(progress: float) -> str:
     if progress < 0.9:
         return f"labelling every pixel ({(progress - 0.3) / 0.6:.0%})..."
     return "counting pixels and posterising..."
-
-
-def centre_decimals(centres: np.ndarray) -> int:
-    """Decimals that show every centre of a table with 3 significant digits of the
-    largest value (0 for 0..255 images, 3 for 0..1 floats), the same for all of them."""
-    largest = float(np.max(np.abs(centres))) if np.size(centres) else 0.0
-    return int(max(0, 2 - np.floor(np.log10(largest)))) if largest > 0 else 0
-
-
-def format_centre(centre: np.ndarray, decimals: int) -> str:
-    return ", ".join(f"{v:.{decimals}f}" for v in centre)
 
 
 class ClusterWidget(ScrollingForm):
@@ -411,26 +404,7 @@ class ClusterWidget(ScrollingForm):
         show_info(self.status.value)
 
     def _fill_table(self, result: ClusterResult, counts: np.ndarray, labels_layer) -> None:
-        """Centres (one precision for all), pixel counts and % (one decimal); each row's
-        id carries a swatch of its colour in the labels layer."""
-        total = max(int(counts.sum()), 1)
-        decimals = centre_decimals(result.centers)
-        rows = [
-            [format_centre(centre, decimals), int(count), f"{100 * int(count) / total:.1f}"]
-            for centre, count in zip(result.centers, counts)
-        ]
-        # the row headers are the cluster ids 1..k
-        self.table.value = {
-            "data": rows,
-            "index": list(range(1, len(rows) + 1)),
-            "columns": TABLE_COLUMNS,
-        }
-        for row in range(len(rows)):
-            rgba = np.asarray(labels_layer.get_color(row + 1), dtype=float)
-            swatch = QPixmap(12, 12)
-            swatch.fill(QColor.fromRgbF(*(float(v) for v in rgba)))
-            self.table.native.verticalHeaderItem(row).setIcon(QIcon(swatch))
-        self.table.native.resizeColumnsToContents()
+        fill_table(self.table, result, counts, labels_layer)
         self.foreground_select.reset_choices()
 
     def _on_make_mask(self, _value=None) -> None:
