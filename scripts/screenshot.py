@@ -37,6 +37,18 @@ def close_notifications(viewer) -> None:
     QApplication.processEvents()
 
 
+def wait_for(condition, seconds: float = 60.0) -> None:
+    """Let Qt run (worker threads, redraws) until ``condition()`` is true."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the widget's worker did not finish")
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
 def grid_screenshot(out_dir: Path) -> Path:
     viewer, panel = docked_viewer()
     image = viewer.add_image(sample_image(), name="ihc", rgb=True, scale=(0.5, 0.5))
@@ -48,6 +60,7 @@ def grid_screenshot(out_dir: Path) -> Path:
     widget.patch_height.value = widget.patch_width.value = 64
     widget.edge.value = "pad"
     widget.show_button.native.click()
+    wait_for(lambda: not widget.running and "ihc grid" in viewer.layers)
     viewer.layers["nuclei"].visible = False  # the grid's colours show the mask's share
     QApplication.processEvents()
     viewer.reset_view()
@@ -57,18 +70,6 @@ def grid_screenshot(out_dir: Path) -> Path:
     viewer.screenshot(str(path), canvas_only=False)
     viewer.close()
     return path
-
-
-def wait_for(condition, seconds: float = 60.0) -> None:
-    """Let Qt run (worker threads, redraws) until ``condition()`` is true."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the widget's worker did not finish")
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 
 def cluster_screenshot(out_dir: Path) -> Path:

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QLocale
 
 from napari_patchwork import cluster
 from napari_patchwork._widgets import cluster_widget as widget_module
@@ -69,6 +70,19 @@ def test_run_adds_labels_on_the_image_grid_with_parameters(viewer_widget, qtbot,
         "%",
     ]
     assert [row[1] for row in table["data"]] == [int((layer.data == i).sum()) for i in (1, 2, 3, 4)]
+    # shown as formatted: % with one decimal (not magicgui's 4), centres in one precision
+    native = widget.table.native
+    shown = [
+        [native.itemDelegate().displayText(native.item(r, c).text(), QLocale()) for c in range(3)]
+        for r in range(4)
+    ]
+    share = 100 * int((layer.data == 1).sum()) / layer.data.size
+    assert shown[0][2] == f"{share:.1f}" and all(len(row[2].split(".")[1]) == 1 for row in shown)
+    assert all(part.strip().isdigit() for row in shown for part in row[0].split(","))
+    # the table spans the dock's width: every column shows without scrolling sideways
+    assert (
+        not native.horizontalScrollBar().isVisible() or native.horizontalScrollBar().maximum() == 0
+    )
     assert not error_messages(notifications)
 
 
@@ -385,14 +399,23 @@ def test_progress_moves_in_every_phase_and_the_posterised_image_is_made_off_the_
         return posterized(self)
 
     monkeypatch.setattr(ClusterResult, "posterized", recording)
-    steps, statuses = [], []
-    worker = widget.start_clustering()
-    worker.yielded.connect(lambda step: (steps.append(step), statuses.append(widget.status.value)))
+    steps = []
+    widget.progress.changed.connect(lambda v: steps.append(v / widget.progress.max))
+    widget.start_clustering()
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
     assert made_in and made_in[0] is not threading.main_thread()
     # the image read (and smoothed), the fit, the labelling, the counts and posterising
-    for low, high in ((0.0, 0.1), (0.1, 0.3), (0.3, 0.9), (0.9, 1.0)):
+    # (the core's 0.1 and 0.3 are 0.09 and 0.27 of the job: the last 10 % count and posterise)
+    for low, high in ((0.0, 0.09), (0.09, 0.27), (0.27, 0.9), (0.9, 1.0)):
         assert any(low < step <= high for step in steps), (low, high, steps)
-    assert any("fitting k-means" in text for text in statuses)
-    assert any("labelling every pixel" in text for text in statuses)
+    assert widget.status.value.startswith(f"{widget.n_clusters.value} clusters in")
     assert "ihc posterised" in viewer.layers
+
+
+def test_the_status_names_each_phase_of_clustering():
+    from napari_patchwork._widgets.cluster_widget import cluster_phase
+
+    assert cluster_phase(0.0) == "reading and smoothing the image..."
+    assert cluster_phase(0.09 + 1e-9) == "fitting k-means on the sampled pixels..."  # core 0.1
+    assert cluster_phase(0.27 + 0.63 / 2) == "labelling every pixel (50%)..."
+    assert cluster_phase(0.95) == "counting pixels and posterising..."

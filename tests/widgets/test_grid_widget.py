@@ -177,12 +177,12 @@ def test_cancel_stops_measuring_a_lazy_mask_and_draws_nothing(grid_widget, qtbot
     lazy, computed = slow_lazy_mask
     start_measuring(viewer, widget, lazy, computed)
     widget.worker.yielded.connect(lambda _fraction: widget.cancel_button.native.click())
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not widget.running, timeout=10_000)
     assert "cancelled" in widget.status.value and "img grid" not in viewer.layers
     assert widget.show_button.enabled and not widget.cancel_button.enabled
     assert len(computed) <= 2 * 4  # a chunk (with its neighbours) or two, not all 64
     widget.show_button.native.click()  # and measuring again runs to the end
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
     grid = viewer.layers["img grid"]
     assert list(grid.features["foreground_fraction"]) == [1.0] * 32 + [0.0] * 32
     assert widget.progress.value == widget.progress.max

@@ -1,11 +1,32 @@
 """The cluster table of the Cluster tab: one row per cluster, centre, pixels and %."""
 
 import numpy as np
+from magicgui.widgets import Table
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import QHeaderView, QStyledItemDelegate
 
 from napari_patchwork.cluster import ClusterResult
 
 TABLE_COLUMNS = ["centre", "pixels", "%"]
+TABLE_ROWS_SHOWN = 8
+"""Rows of the cluster table (and of the foreground list) shown without scrolling."""
+
+
+def make_table() -> Table:
+    """The empty, read-only table, its columns as wide as their contents."""
+    table = Table(value={"data": [], "index": [], "columns": TABLE_COLUMNS}, label="clusters")
+    table.read_only = True
+    native = table.native
+    native.setMinimumHeight(TABLE_ROWS_SHOWN * 10)
+    # every column as wide as its contents: no column stretched past the dock's width
+    native.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+    native.horizontalHeader().setMinimumSectionSize(24)
+    native.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded)
+    # magicgui's delegate shows every number with 4 decimals ("19.6000"); ours are
+    # formatted already (one precision per column)
+    native.setItemDelegate(QStyledItemDelegate(native))
+    return table
 
 
 def centre_decimals(centres: np.ndarray) -> int:
@@ -39,4 +60,11 @@ def fill_table(table, result: ClusterResult, counts: np.ndarray, labels_layer) -
         swatch = QPixmap(12, 12)
         swatch.fill(QColor.fromRgbF(*(float(v) for v in rgba)))
         table.native.verticalHeaderItem(row).setIcon(QIcon(swatch))
-    table.native.resizeColumnsToContents()
+    native = table.native
+    native.resizeRowsToContents()
+    shown = min(len(rows), TABLE_ROWS_SHOWN)  # up to this many rows without scrolling
+    native.setFixedHeight(
+        native.horizontalHeader().height()
+        + 2 * native.frameWidth()
+        + sum(native.rowHeight(row) for row in range(shown))
+    )

@@ -27,7 +27,6 @@ from magicgui.widgets import (
     PushButton,
     Select,
     SpinBox,
-    Table,
 )
 from napari.utils.notifications import show_info
 
@@ -42,10 +41,11 @@ from napari_patchwork._widgets._layers import (
     update_or_add_layer,
 )
 from napari_patchwork._widgets.cluster_table import (
-    TABLE_COLUMNS,
+    TABLE_ROWS_SHOWN,
     centre_decimals,
     fill_table,
     format_centre,
+    make_table,
 )
 from napari_patchwork._widgets.forms import ScrollingForm
 from napari_patchwork.cluster import (
@@ -57,6 +57,7 @@ from napari_patchwork.cluster import (
     choose_k_steps,
     cluster_pixels_steps,
 )
+from napari_patchwork.cluster.fit import FIT_SHARE, READ_SHARE
 
 METADATA_KEY = CLUSTERS_METADATA_KEY
 FOREGROUND_METADATA_KEY = "napari_patchwork.foreground"
@@ -83,14 +84,20 @@ CLUSTER_TOOLTIPS = {
 """Tooltips of the fields that have none where they are made."""
 
 
+CLUSTERING_SHARE = 0.9
+"""Progress of a clustering job once the core has labelled every pixel; the pixel
+counts and the posterised image take the rest."""
+
+
 def cluster_phase(progress: float) -> str:
     """What a clustering job is doing at ``progress`` (see ``start_clustering``'s job)."""
-    if progress < 0.1:
+    core = progress / CLUSTERING_SHARE  # the core's own progress (cluster_pixels_steps)
+    if core < READ_SHARE:
         return "reading and smoothing the image..."
-    if progress < 0.3:
+    if core < FIT_SHARE:
         return "fitting k-means on the sampled pixels..."
-    if progress < 0.9:
-        return f"labelling every pixel ({(progress - 0.3) / 0.6:.0%})..."
+    if core < 1.0:
+        return f"labelling every pixel ({(core - FIT_SHARE) / (1 - FIT_SHARE):.0%})..."
     return "counting pixels and posterising..."
 
 
@@ -178,7 +185,7 @@ class ClusterWidget(ScrollingForm):
         self.seed = SpinBox(label="random seed", value=0, min=0, max=2**31 - 1)
         self.posterise = CheckBox(text="posterised image", value=False)
         self.nan_background = CheckBox(
-            text="NaN pixels as background (label 0)",
+            text="NaN pixels as background",
             value=False,
             tooltip="Off: NaN or infinite pixels in the ROI are an error. On: they are left out "
             "of the fit and labelled 0, like pixels outside the ROI.",
@@ -186,11 +193,7 @@ class ClusterWidget(ScrollingForm):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
-        self.table = Table(
-            value={"data": [], "index": [], "columns": TABLE_COLUMNS}, label="clusters"
-        )
-        self.table.read_only = True
-        self.table.native.setMinimumHeight(150)
+        self.table = make_table()
         self.foreground_select = Select(label="foreground clusters", choices=self._cluster_choices)
         self.mask_button = PushButton(text="Make foreground mask", enabled=False)
         self.k_min = SpinBox(label="k min", value=2, min=2, max=254)
@@ -216,8 +219,6 @@ class ClusterWidget(ScrollingForm):
                 self.run_button,
                 self.cancel_button,
                 self.progress,
-                self.table,
-                self.foreground_select,
                 self.mask_button,
                 self.k_min,
                 self.k_max,
@@ -226,6 +227,13 @@ class ClusterWidget(ScrollingForm):
             ]
         )
         add_tooltips(self, CLUSTER_TOOLTIPS)
+        # the table and the list span the dock's width (a label column leaves them too narrow)
+        self.add_wide(
+            self.foreground_select, "foreground clusters (pick one or more)", self.progress
+        )
+        self.add_wide(
+            self.table, "clusters: centre (channel values), pixels, % of pixels", self.progress
+        )
 
     def _image_choices(self, _widget=None) -> list:
         return layer_choices(self._viewer, "image")
@@ -310,9 +318,9 @@ class ClusterWidget(ScrollingForm):
             """Clustering, then the pixel counts and the posterised image, all off the
             GUI thread (a dask image's too), with progress in every phase."""
             steps = cluster_pixels_steps(data, n_clusters, features, mask=roi)
-            result = yield from rescaled(steps, 0.0, 0.9)
+            result = yield from rescaled(steps, 0.0, CLUSTERING_SHARE)
             counts = result.pixel_counts
-            yield 0.95
+            yield (1 + CLUSTERING_SHARE) / 2
             posterised = result.posterized() if posterise else None
             yield 1.0
             return result, counts, posterised
@@ -406,6 +414,11 @@ class ClusterWidget(ScrollingForm):
     def _fill_table(self, result: ClusterResult, counts: np.ndarray, labels_layer) -> None:
         fill_table(self.table, result, counts, labels_layer)
         self.foreground_select.reset_choices()
+        listed = self.foreground_select.native  # as many rows as the table shows
+        shown = min(len(result.centers), TABLE_ROWS_SHOWN)
+        listed.setFixedHeight(
+            2 * listed.frameWidth() + sum(listed.sizeHintForRow(row) for row in range(shown))
+        )
 
     def _on_make_mask(self, _value=None) -> None:
         try:

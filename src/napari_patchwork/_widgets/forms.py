@@ -4,7 +4,15 @@ compact fields, so a dock can be as short as a few rows and as narrow as
 
 from magicgui.widgets import Container, FileEdit
 from qtpy.QtCore import QSize
-from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QFrame, QLabel, QScrollArea
+from qtpy.QtWidgets import (
+    QAbstractSpinBox,
+    QComboBox,
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 FORM_MIN_WIDTH = 260
 """Narrowest a form gets before it scrolls sideways (pixels)."""
@@ -76,6 +84,30 @@ class ScrollingForm(Container):
     @property
     def root_native_widget(self):
         return self.native
+
+    def add_wide(self, widget, title: str, after) -> None:
+        """Show the magicgui ``widget`` (a table, a list) across the form's whole width,
+        under a ``title`` line, right after the field ``after``.
+
+        The form gives every field a label column on its left, which leaves a table too
+        narrow for its columns in a narrow dock; ``widget`` is not one of the form's
+        fields (keep a reference to it, as the form's attributes do).
+        """
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 2, 0, 2)
+        layout.setSpacing(2)
+        label = QLabel(title)
+        label.setWordWrap(True)
+        label.setToolTip(widget.tooltip or "")
+        layout.addWidget(label)
+        layout.addWidget(widget.native)
+        widget.native.setMinimumWidth(FIELD_MIN_WIDTH)  # scrolls inside rather than widen the dock
+        row = after.native
+        while row.parent() is not self.form:
+            row = row.parent()
+        form_layout = self.form.layout()
+        form_layout.insertWidget(form_layout.indexOf(row) + 1, box)
 
     @property
     def form(self):

@@ -1,5 +1,5 @@
-"""The grid's colour legend in the dock: the colour map as a bar, with the coloured
-feature's name and the values at its ends.
+"""The grid's colour legend in the dock: the colour map as a bar, with the values at its
+ends (the feature is the form's "colour by"; the tooltip says it all in words).
 
 A Qt picture in the Grid tab rather than napari's colour bar on the canvas: the canvas
 colour bar costs a few tenths of a second of the GUI thread each time a colour layer is
@@ -15,7 +15,8 @@ from qtpy.QtGui import QColor, QImage, QPainter, QPixmap
 
 from napari_patchwork._widgets.grid_display import Legend
 
-BAR_WIDTH = 200
+BAR_WIDTH = 140
+"""Narrow enough for the form's value column in a dock of the form's minimum width."""
 BAR_HEIGHT = 12
 TEXT_HEIGHT = 16
 
@@ -28,7 +29,7 @@ def value_text(value: float) -> str:
 
 
 def legend_pixmap(legend: Legend, width: int = BAR_WIDTH) -> QPixmap:
-    """The colour bar of ``legend`` over a line "low   feature   high"."""
+    """The colour bar of ``legend`` over a line "low ... high"."""
     colours = ensure_colormap(legend.colormap).map(np.linspace(0.0, 1.0, width))
     rgba = np.ascontiguousarray(
         np.repeat((np.clip(colours, 0, 1) * 255).astype(np.uint8)[None], BAR_HEIGHT, axis=0)
@@ -42,7 +43,6 @@ def legend_pixmap(legend: Legend, width: int = BAR_WIDTH) -> QPixmap:
         painter.setPen(QColor("#d0d0d0"))
         line = QRect(0, BAR_HEIGHT, width, TEXT_HEIGHT)
         painter.drawText(line, int(Qt.AlignLeft | Qt.AlignVCenter), value_text(legend.low))
-        painter.drawText(line, int(Qt.AlignHCenter | Qt.AlignVCenter), legend.feature)
         painter.drawText(line, int(Qt.AlignRight | Qt.AlignVCenter), value_text(legend.high))
     finally:
         painter.end()

@@ -190,6 +190,12 @@ def _sort_centers(model: ClusterModel, centers: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- entry points
 
 
+READ_SHARE = 0.1
+"""Progress of :func:`cluster_pixels_steps` once the image is read (and smoothed)..."""
+FIT_SHARE = 0.3
+"""... once k-means is fitted on the sample; labelling every pixel takes the rest."""
+
+
 def cluster_pixels_steps(
     image: Any,
     n_clusters: int,
@@ -209,14 +215,13 @@ def cluster_pixels_steps(
     yield 0.0
     rng = np.random.default_rng(features.random_state)
     pixels = pixels_for(image, features, mask)  # a numpy image is smoothed here
-    yield 0.1
+    yield READ_SHARE
     sample = _draw_sample(pixels, features, rng)
-    yield 0.15
+    yield (READ_SHARE + FIT_SHARE) / 2
     model = _fit_model(sample, n_clusters, n_init, rng)
-    fit_share = 0.3
-    yield fit_share
+    yield FIT_SHARE
     labels = yield from rescaled(
-        model.predict_steps(pixels, n_threads, features.nan_pixels), fit_share, 1.0
+        model.predict_steps(pixels, n_threads, features.nan_pixels), FIT_SHARE, 1.0
     )
     params = {
         "n_clusters": n_clusters,
