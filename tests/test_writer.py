@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_patchwork._layer_data import grid_layer_data
-from napari_patchwork._writer import DEFAULT_PATCH_SIZE, write_patch_folder, writer_options
+from napari_patchwork._writer import DEFAULT_PATCH_SIZE, write_patch_folder, writer_request
 from napari_patchwork.export import ExportError
 from napari_patchwork.folder import read_patches
 from napari_patchwork.grid import grid_features, make_grid
@@ -38,13 +38,9 @@ def test_writer_uses_the_grid_layer_and_its_remaining_patches(tmp_path, sample_l
     keep[[0, 4]] = False  # the user removed two rectangles from the grid
     shapes, _ = grid_layer(image, keep=keep)
     tuples = [layer.as_layer_data_tuple() for layer in (image, labels, shapes)]
-    options = writer_options(tuples)
-    assert (
-        options["patch_size"] == [40, 50]
-        and options["edge"] == "drop"
-        and options["channel_axis"] == -1
-    )
-    assert options["indices"] == [1, 2, 3, 5, 6, 7, 8]
+    options = writer_request(tuples).options
+    assert options.patch_size == (40, 50) and options.edge == "drop" and options.channel_axis == -1
+    assert options.indices == (1, 2, 3, 5, 6, 7, 8)
     written = write_patch_folder(str(tmp_path / "out"), tuples)
     assert written == [str(tmp_path / "out")]
     info = json.loads((tmp_path / "out" / "dataset.json").read_text())
@@ -64,7 +60,11 @@ def test_writer_default_without_grid_exports_the_whole_image(tmp_path, sample_la
     np.testing.assert_array_equal(stitched_image, image.data)
     np.testing.assert_array_equal(stitched_mask, labels.data)
     volume = napari.layers.Image(np.zeros((5, 40, 300), np.uint16)).as_layer_data_tuple()
-    assert writer_options([volume])["patch_size"] == [5, DEFAULT_PATCH_SIZE, DEFAULT_PATCH_SIZE]
+    assert writer_request([volume]).options.patch_size == (
+        5,
+        DEFAULT_PATCH_SIZE,
+        DEFAULT_PATCH_SIZE,
+    )
 
 
 def test_writer_refuses_a_wrong_grid_or_two_masks(tmp_path, sample_layers):
@@ -74,13 +74,13 @@ def test_writer_refuses_a_wrong_grid_or_two_masks(tmp_path, sample_layers):
     )
     # a Shapes layer that is not a grid is annotations, i.e. a mask: not two masks at once
     with pytest.raises(ExportError, match="optionally with one mask"):
-        writer_options([t.as_layer_data_tuple() for t in (image, labels, drawing)])
+        writer_request([t.as_layer_data_tuple() for t in (image, labels, drawing)])
     other, _ = sample_layers((60, 60))
     shapes, _ = grid_layer(other, patch=(20, 20))
     with pytest.raises(ExportError, match="made for an image of size"):
-        writer_options([image.as_layer_data_tuple(), shapes.as_layer_data_tuple()])
+        writer_request([image.as_layer_data_tuple(), shapes.as_layer_data_tuple()])
     with pytest.raises(ExportError, match="one Image layer"):
-        writer_options([labels.as_layer_data_tuple()])
+        writer_request([labels.as_layer_data_tuple()])
 
 
 def test_writer_and_reader_through_npe2(npe2pm, tmp_path, sample_layers):
@@ -158,12 +158,12 @@ def test_writer_paints_an_annotation_layer_as_the_mask(tmp_path, sample_layers):
     shapes, _ = grid_layer(image, patch=(40, 50))
     annotations = annotation_layer(features={"class": ["tumour", "stroma"]})
     tuples = [layer.as_layer_data_tuple() for layer in (image, annotations, shapes)]
-    options = writer_options(tuples)
-    assert options["mask_name"] == "regions" and options["patch_size"] == [40, 50]
+    request = writer_request(tuples)
+    assert request.options.mask_name == "regions" and request.options.patch_size == (40, 50)
     expected = np.zeros((120, 150), np.uint8)
     expected[20:40, 16:36] = 1
     expected[80:100, 60:80] = 2
-    np.testing.assert_array_equal(options["mask"], expected)
+    np.testing.assert_array_equal(request.mask, expected)
     write_patch_folder(str(tmp_path / "out"), tuples)
     info = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert info["mask"]["class_ids"] == {"tumour": 1, "stroma": 2}
@@ -171,11 +171,11 @@ def test_writer_paints_an_annotation_layer_as_the_mask(tmp_path, sample_layers):
     np.testing.assert_array_equal(read_patches(tmp_path / "out")[1], expected[:120, :150])
     # without a 'class' column every shape is 1, and no class table is recorded
     plain = annotation_layer()
-    options = writer_options([image.as_layer_data_tuple(), plain.as_layer_data_tuple()])
-    np.testing.assert_array_equal(options["mask"], expected > 0)
-    assert "mask_class_ids" not in options
+    request = writer_request([image.as_layer_data_tuple(), plain.as_layer_data_tuple()])
+    np.testing.assert_array_equal(request.mask, expected > 0)
+    assert request.options.mask_class_ids is None
     with pytest.raises(ExportError, match="one mask"):
-        writer_options([t.as_layer_data_tuple() for t in (image, plain, annotations)])
+        writer_request([t.as_layer_data_tuple() for t in (image, plain, annotations)])
 
 
 def test_save_image_annotations_and_grid_through_the_viewer(
@@ -240,7 +240,7 @@ def test_writer_exports_the_patches_of_a_placed_grid(tmp_path, sample_layers):
     )
     shapes = napari.layers.Shapes(data, **kwargs)
     tuples = [layer.as_layer_data_tuple() for layer in (image, labels, shapes)]
-    assert writer_options(tuples)["placement"] == placement
+    assert writer_request(tuples).options.placement == placement
     write_patch_folder(str(tmp_path / "out"), tuples)
     patches = read_patch_folder(tmp_path / "out")
     np.testing.assert_array_equal(patches.out_starts, placed.boxes[:, 0])

@@ -34,6 +34,7 @@ that is not a patch folder, or to one made with other settings, raises an error
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from napari_patchwork._layer_data import (
@@ -45,7 +46,7 @@ from napari_patchwork._layer_data import (
     level0,
 )
 from napari_patchwork._reader import remember_reader_for
-from napari_patchwork.export import ExportError, FolderInUseError, export_patches
+from napari_patchwork.export import ExportError, ExportOptions, FolderInUseError, export_patches
 from napari_patchwork.grid import spatial_shape
 
 DEFAULT_PATCH_SIZE = 256
@@ -82,11 +83,21 @@ SAVE_DIALOG_ADVICE = (
 """What to do when File > Save Selected Layers meets a folder in use (advice for the GUI)."""
 
 
-def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
-    """Keyword arguments of :func:`export_patches` (without ``out_dir``) for the saved layers.
+@dataclass(frozen=True)
+class WriterRequest:
+    """What saving the layers exports: the image, the mask (or None), the options."""
 
-    Raises :class:`ExportError` when the layer combination cannot be exported.
-    An annotation Shapes layer is rasterised here (see the module notes).
+    image: Any
+    mask: Any
+    options: ExportOptions
+
+
+def writer_request(layer_data: Sequence[FullLayerData]) -> WriterRequest:
+    """The export of the saved layers: arrays and checked :class:`ExportOptions`.
+
+    Raises :class:`ExportError` when the layer combination cannot be exported or its
+    options are not valid. An annotation Shapes layer is rasterised here (see the
+    module notes).
     """
     by_type: dict[str, list[FullLayerData]] = {}
     for item in layer_data:
@@ -163,14 +174,15 @@ def writer_options(layer_data: Sequence[FullLayerData]) -> dict[str, Any]:
         options.update(mask=painted.labels, mask_name=shapes_meta.get("name"))
         if painted.class_ids:
             options["mask_class_ids"] = painted.class_ids
-    return options
+    image, mask = options.pop("image"), options.pop("mask", None)
+    return WriterRequest(image, mask, ExportOptions(**options))
 
 
 def write_patch_folder(path: str, layer_data: list[FullLayerData]) -> list[str]:
     """npe2 writer: export the layers as a patch folder at ``path``; returns ``[path]``."""
-    options = writer_options(layer_data)
+    request = writer_request(layer_data)
     try:
-        result = export_patches(path, **options)
+        result = export_patches(path, request.image, request.mask, request.options)
     except FolderInUseError as err:  # "pass overwrite=True" cannot be done in the Save dialog
         raise ExportError(f"{err.folder} {err.problem}; {SAVE_DIALOG_ADVICE}") from None
     remember_reader_for(result.out_dir)  # File > Open Folder on it never asks for a reader

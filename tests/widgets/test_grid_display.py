@@ -19,7 +19,7 @@ from napari_patchwork._widgets.grid_display import (
     camera,
 )
 from napari_patchwork._widgets.grid_widget import GridWidget
-from napari_patchwork._writer import writer_options
+from napari_patchwork._writer import writer_request
 from napari_patchwork.grid import grid_features, make_grid
 
 
@@ -156,9 +156,9 @@ def test_a_large_grid_is_a_lazy_labels_layer_with_selection_and_colour(viewer_wi
         callback(grid, click)
     assert len(selected_patches(grid.metadata)) == 0
     # File > Save with the image, the mask and the Labels grid: only the shown patches
-    options = writer_options([layer.as_layer_data_tuple() for layer in (image, labels, grid)])
-    np.testing.assert_array_equal(options["indices"], kept)
-    assert options["mask"] is labels.data
+    request = writer_request([layer.as_layer_data_tuple() for layer in (image, labels, grid)])
+    np.testing.assert_array_equal(request.options.indices, kept)
+    assert request.mask is labels.data
 
 
 def test_large_grid_layer_data_is_fast_and_reads_no_pixel():
