@@ -68,7 +68,11 @@ GRID_TOOLTIPS = {
     "edge": EDGE_TOOLTIP,
     "color_by": "The feature that colours the rectangles' edges (foreground_fraction needs a mask).",
     "show_button": "Draw (or redraw) the grid as the Shapes layer '<image> grid'.",
-    "cancel_button": "Stop measuring a lazy mask's foreground; no grid is drawn.",
+    "patch_depth": "3D images only. 0 = the whole depth in one patch.",
+    "stride": "Step between patches in y and x. 0 = patch size (no overlap); "
+    "smaller than the patch = overlapping patches.",
+    "min_foreground": "With a mask: show only patches whose foreground fraction is at least this.",
+    "cancel_button": "Stop measuring the mask and making the grid; no grid is drawn.",
 }
 """Tooltips of the fields that have none where they are made."""
 
@@ -104,29 +108,11 @@ class GridWidget(ScrollingForm):
         )
         self.patch_height = SpinBox(label="patch height (px)", value=256, min=1, max=1_000_000)
         self.patch_width = SpinBox(label="patch width (px)", value=256, min=1, max=1_000_000)
-        self.patch_depth = SpinBox(
-            label="patch depth (z px)",
-            value=0,
-            min=0,
-            max=1_000_000,
-            tooltip="3D images only. 0 = the whole depth in one patch.",
-        )
-        self.stride = SpinBox(
-            label="stride (px)",
-            value=0,
-            min=0,
-            max=1_000_000,
-            tooltip="Step between patches in y and x. 0 = patch size (no overlap); "
-            "smaller than the patch = overlapping patches.",
-        )
+        self.patch_depth = SpinBox(label="patch depth (z px)", value=0, min=0, max=1_000_000)
+        self.stride = SpinBox(label="stride (px)", value=0, min=0, max=1_000_000)
         self.edge = ComboBox(label="edge", choices=list(EDGE_MODES), value="drop")
         self.min_foreground = FloatSpinBox(
-            label="min foreground",
-            value=0.0,
-            min=0.0,
-            max=1.0,
-            step=0.05,
-            tooltip="With a mask: show only patches whose foreground fraction is at least this.",
+            label="min foreground", value=0.0, min=0.0, max=1.0, step=0.05
         )
         self.color_by = ComboBox(
             label="colour by",
@@ -136,9 +122,7 @@ class GridWidget(ScrollingForm):
         )  # fmt: skip
         self.placement = PlacementFields(viewer)
         self.show_button = PushButton(text="Show grid")
-        self.cancel_button = PushButton(
-            text="Cancel", tooltip="Stop measuring a lazy mask's foreground; no grid is drawn."
-        )
+        self.cancel_button = PushButton(text="Cancel")
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
