@@ -68,6 +68,17 @@ def ints(values: Iterable[Any]) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
+def fraction(value: Any, name: str, error: type[Exception] = ValueError) -> float:
+    """``value`` as a float from 0 to 1, or ``error`` saying so (NaN and non-numbers too)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise error(f"{name} must be a fraction from 0 to 1, got {value!r}.")
+    return number
+
+
 def run_steps(steps: Generator[T, None, Any], on_step: Callable[[T], Any] | None = None) -> Any:
     """Exhaust a progress generator, passing each step to ``on_step``; return its return value."""
     while True:

@@ -30,6 +30,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from napari_patchwork._common import fraction
 from napari_patchwork.grid import EDGE_MODES, PatchGrid
 
 PlacementKind = Literal["grid", "objects", "points", "random", "balanced"]
@@ -87,7 +88,7 @@ class Placement:
         set_ = object.__setattr__
         set_(self, "seed", _whole(self.seed, "seed", None))
         for name in ("min_foreground", "max_overlap"):
-            set_(self, name, _fraction(getattr(self, name), name))
+            set_(self, name, fraction(getattr(self, name), name, PlacementError))
         if self.kind in ("random", "balanced"):
             what = "patches" if self.kind == "random" else "patches per class"
             if self.n is None:
@@ -413,16 +414,6 @@ def _whole(value: Any, name: str, low: int | None) -> int:
     if name == "n" and number > MAX_PLACED:
         raise PlacementError(f"n={value!r} is more than {MAX_PLACED:,} patches.")
     return int(number)
-
-
-def _fraction(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0.0 <= number <= 1.0:
-        raise PlacementError(f"{name} must be a fraction from 0 to 1, got {value!r}.")
-    return number
 
 
 __all__ = [

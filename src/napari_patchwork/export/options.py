@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_patchwork._common import fraction
 from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.split import SPLIT_BY, normalize_split
 from napari_patchwork.folder import FILE_FORMATS
@@ -90,7 +91,7 @@ class ExportOptions:
             "seed": _whole(self.seed, "seed", low=None),
             "write_threads": _whole(self.write_threads, "write_threads", low=1),
             "read_batch_bytes": _whole(self.read_batch_bytes, "read_batch_bytes", low=1),
-            "min_foreground": _fraction(self.min_foreground),
+            "min_foreground": fraction(self.min_foreground, "min_foreground", ExportError),
             "min_std": _min_std(self.min_std),
             "placement": _placement(self.placement),
             **{name: _optional_tuple(getattr(self, name)) for name in ("scale", "translate")},
@@ -229,16 +230,6 @@ def _whole(value: Any, name: str, *, low: int | None, high: int | None = None) -
         bounds = f"at least {low}" if high is None else f"from {low} to {high}"
         raise ExportError(f"{name}={value!r} is out of range: give a whole number {bounds}.")
     return int(number)
-
-
-def _fraction(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0.0 <= number <= 1.0:
-        raise ExportError(f"min_foreground must be a fraction from 0 to 1, got {value}.")
-    return number
 
 
 def _min_std(value: Any) -> float | None:
