@@ -354,3 +354,31 @@ def test_reader_shows_placed_patches_with_their_values(tmp_path, sample_layers):
     # the rectangle of instance 3 (rows 10..59, cols 20..89) is centred on its centroid
     low = rects[0].min(axis=0) + 0.5
     np.testing.assert_array_equal(low + 8, [35, 55])
+
+
+def test_a_zarr_folder_opens_in_a_viewer_like_patch_files(
+    make_napari_viewer, npe2pm, tmp_path, sample_layers, monkeypatch
+):
+    from napari_patchwork.folder import read_patch_folder as read_folder
+
+    image, labels = sample_layers()
+    export_patches(tmp_path / "z", image.data, labels.data, patch_size=(40, 50), edge="pad",
+                   channel_axis=-1, fmt="zarr", scale=SCALE, translate=TRANSLATE,
+                   image_name="he", mask_name="nuclei", min_foreground=0.01)  # fmt: skip
+    npe2pm.register(MANIFEST)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "z"), plugin="napari-patchwork")
+    assert [layer.name for layer in viewer.layers] == ["he", "nuclei", "he grid"]
+    covered = read_folder(tmp_path / "z").coverage()
+    np.testing.assert_array_equal(viewer.layers["he"].data[covered], image.data[covered])
+    np.testing.assert_array_equal(viewer.layers["nuclei"].data[covered], labels.data[covered])
+    np.testing.assert_allclose(viewer.layers["nuclei"].scale, SCALE)
+    # above the lazy threshold it opens as dask arrays (blocks read their patches from the shards)
+    from napari_patchwork.folder import read as read_module
+
+    monkeypatch.setattr(read_module, "LAZY_THRESHOLD_BYTES", 1000)
+    viewer.layers.clear()
+    viewer.open(str(tmp_path / "z"), plugin="napari-patchwork")
+    lazy = viewer.layers["he"].data
+    assert hasattr(lazy, "dask") and not isinstance(lazy, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(lazy)[covered], image.data[covered])

@@ -245,3 +245,24 @@ def test_writer_exports_the_patches_of_a_placed_grid(tmp_path, sample_layers):
     patches = read_patch_folder(tmp_path / "out")
     np.testing.assert_array_equal(patches.out_starts, placed.boxes[:, 0])
     assert patches.column("instance_id") == ["3", "900"]
+
+
+def test_the_zarr_writer_through_npe2_then_read_back(npe2pm, tmp_path, sample_layers):
+    import zarr
+
+    npe2pm.register(MANIFEST)
+    image, labels = sample_layers()
+    shapes, grid = grid_layer(image)
+    path = tmp_path / "arrays"
+    written = npe2.write(
+        str(path),
+        [image, labels, shapes],
+        plugin_name="napari-patchwork.write_patches_zarr",
+    )
+    assert written == [str(path)]
+    arrays = zarr.open_array(path / "images.zarr", mode="r")
+    assert arrays.shape == (grid.n_patches, 40, 50, 3) and not (path / "images").exists()
+    layer_data = npe2.read([str(path)], stack=False, plugin_name="napari-patchwork")
+    assert [t for _, _, t in layer_data] == ["image", "labels", "shapes"]
+    np.testing.assert_array_equal(layer_data[0][0][:120, :150], image.data)
+    np.testing.assert_array_equal(layer_data[1][0][:120, :150], labels.data)

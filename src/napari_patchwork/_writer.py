@@ -26,7 +26,9 @@ ids, instances, overlap order) and makes a Labels layer to save instead.
 Without a grid layer the writer uses :data:`DEFAULT_PATCH_SIZE` (256 px in y and
 x, the whole extent along leading axes of a 3D/4D image) with ``edge="pad"``, so
 no pixel is left out and stitching the folder gives back the whole image. Files
-are uncompressed TIFF. The writer never overwrites: saving to a non-empty folder
+are uncompressed TIFF; the second writer, *Patch folder, zarr arrays*, writes the zarr
+container instead (``fmt="zarr"``: ``images.zarr`` and ``masks.zarr``). The writer never
+overwrites: saving to a non-empty folder
 that is not a patch folder, or to one made with other settings, raises an error
 (use the *Export patches* widget for every option, overwrite included).
 """
@@ -178,12 +180,19 @@ def writer_request(layer_data: Sequence[FullLayerData]) -> WriterRequest:
     return WriterRequest(image, mask, ExportOptions(**options))
 
 
-def write_patch_folder(path: str, layer_data: list[FullLayerData]) -> list[str]:
+def write_patch_folder(
+    path: str, layer_data: list[FullLayerData], fmt: str = "tiff"
+) -> list[str]:
     """npe2 writer: export the layers as a patch folder at ``path``; returns ``[path]``."""
     request = writer_request(layer_data)
     try:
-        result = export_patches(path, request.image, request.mask, request.options)
+        result = export_patches(path, request.image, request.mask, request.options, fmt=fmt)
     except FolderInUseError as err:  # "pass overwrite=True" cannot be done in the Save dialog
         raise ExportError(f"{err.folder} {err.problem}; {SAVE_DIALOG_ADVICE}") from None
     remember_reader_for(result.out_dir)  # File > Open Folder on it never asks for a reader
     return [str(result.out_dir)]
+
+
+def write_patch_arrays(path: str, layer_data: list[FullLayerData]) -> list[str]:
+    """npe2 writer: :func:`write_patch_folder` into the zarr container (``fmt="zarr"``)."""
+    return write_patch_folder(path, layer_data, fmt="zarr")

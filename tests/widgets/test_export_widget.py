@@ -428,3 +428,32 @@ def test_a_placed_grid_exports_its_selected_patches_at_any_resolution(
         for axis in "yx":
             centre = int(full_row[f"{axis}0"]) + 16
             assert abs(int(half_row[f"{axis}0"]) + 16 - centre) <= 2
+
+
+def test_choosing_zarr_offers_zstd_and_export_writes_the_arrays(viewer_widget, qtbot, tmp_path):
+    import zarr
+
+    viewer, widget = viewer_widget
+    widget.mask_combo.value = viewer.layers["nuclei"]
+    widget.out_dir.value = tmp_path / "out"
+    widget.patch_size.value = "128"
+    widget.compression.value = "zlib"
+    widget.fmt.value = "zarr"
+    assert list(widget.compression.choices) == ["none", "zstd"]
+    assert widget.compression.value == "none" and not widget.compression.native.isHidden()
+    widget.compression.value = "zstd"
+    run_export(qtbot, widget)
+    out = tmp_path / "out"
+    images = zarr.open_array(out / "images.zarr", mode="r")
+    assert images.shape == (16, 128, 128, 3)
+    assert zarr.open_array(out / "masks.zarr", mode="r").dtype == sample_mask().dtype
+    assert not (out / "images").exists() and verify_patch_folder(out) == []
+    image, mask = read_patches(out)
+    np.testing.assert_array_equal(image, sample_image())
+    np.testing.assert_array_equal(mask, sample_mask())
+    assert json.loads((out / "dataset.json").read_text())["compression"] == "zstd"
+    assert widget.progress.value == widget.progress.max == 16
+    widget.fmt.value = "npy"
+    assert widget.compression.native.isHidden()
+    widget.fmt.value = "tiff"
+    assert list(widget.compression.choices) == ["none", "zlib"]

@@ -28,8 +28,8 @@ EXPORT_TOOLTIPS = {
     "pad_mode": "How padded pixels are filled: constant (pad value) or reflect (mirror the image).",
     "pad_value": "The value of padded image pixels with 'constant' (masks are padded with 0).",
     "fmt": "File format: tiff, ome-tiff (with the physical pixel size), npy, "
-    "png (8/16-bit greyscale or RGB).",
-    "compression": "TIFF compression: none (fastest) or zlib (lossless, smaller).",
+    "png (8/16-bit greyscale or RGB), or zarr (two sharded arrays, no file per patch).",
+    "compression": "none (fastest), zlib for TIFF or zstd for zarr (lossless, smaller).",
     "only_selected": "Export only the patches whose rectangles are selected in the grid layer.",
     "relabel": "Renumber the instance labels of each mask patch 1..n (0 stays background).",
     "seed": "Seed of the train/val/test split: the same seed gives the same split.",

@@ -69,6 +69,14 @@ def _grid_metadata(layer) -> dict | None:
     return None if layer is None else layer.metadata.get(GRID_METADATA_KEY)
 
 
+COMPRESSION_CHOICES: dict[str, list[str]] = {
+    "tiff": ["none", "zlib"],
+    "ome-tiff": ["none", "zlib"],
+    "zarr": ["none", "zstd"],
+}
+"""The compression choices of each format that has any."""
+
+
 class ExportWidget(ScrollingForm):
     """Export image (+ mask) patches to a folder of files with a manifest.
 
@@ -268,7 +276,12 @@ class ExportWidget(ScrollingForm):
         padded = self.edge.value == "pad"
         self.pad_mode.visible = padded
         self.pad_value.visible = padded
-        self.compression.visible = self.fmt.value in ("tiff", "ome-tiff")
+        choices = COMPRESSION_CHOICES.get(self.fmt.value)
+        self.compression.visible = choices is not None
+        if choices is not None and list(self.compression.choices) != choices:
+            value = self.compression.value
+            self.compression.choices = choices
+            self.compression.value = value if value in choices else "none"
         self.block_size.visible = self.split_by.value == "blocks"
 
     # -- options -------------------------------------------------------------------
