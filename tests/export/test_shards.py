@@ -13,7 +13,7 @@ from patch_folders import read_manifest, sample_pair
 from napari_patchwork.export import ExportError, export_patches, iter_export
 from napari_patchwork.folder import JOURNAL_FILE, read_patch_folder, verify_patch_folder
 from napari_patchwork.folder import zarr_arrays as zarr_module
-from napari_patchwork.folder.zarr_arrays import PatchArray
+from napari_patchwork.folder.zarr_arrays import ShardWriter
 
 
 def crop(array, row, names, channel_axis=None):
@@ -135,55 +135,66 @@ class Crash(Exception):
     pass
 
 
-def crash_on_write(monkeypatch, n):
-    """PatchArray.write_shard fails on its ``n``-th call (the 1st is call 1)."""
-    real = PatchArray.write_shard
+def crash_on(monkeypatch, method, n):
+    """ShardWriter.<method> fails on its ``n``-th call (the 1st is call 1; 0: never);
+    returns the shards (array name, shard file) each call was for."""
+    real = getattr(ShardWriter, method)
     calls = []
 
-    def write_shard(self, *args, **kwargs):
-        calls.append(self.name)
+    def wrapper(self, *args, **kwargs):
+        calls.append(self.file.path)
         if len(calls) == n:
             raise Crash
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(PatchArray, "write_shard", write_shard)
+    monkeypatch.setattr(ShardWriter, method, wrapper)
     return calls
 
 
+SHARD_OF_4 = 4 * (8 * 8 * 3 + 8 * 8 * 4)
+
+
 def test_resume_after_a_crash_mid_shard_rewrites_that_shard(tmp_path, monkeypatch):
-    monkeypatch.setattr(zarr_module, "SHARD_BYTES", 4 * (8 * 8 * 3 + 8 * 8 * 4))
+    monkeypatch.setattr(zarr_module, "SHARD_BYTES", SHARD_OF_4)
     image, mask = sample_pair()
-    crash_on_write(monkeypatch, 4)  # shard 0 image+mask written, shard 1 image, then its mask
+    # shard 0: image and mask written and closed; shard 1: the image's patches written,
+    # then writing the mask's fails
+    crash_on(monkeypatch, "add", 4)
     with pytest.raises(Crash):
         export_patches(tmp_path, image, mask, patch_size=8, channel_axis=-1, fmt="zarr",
                        write_threads=1)  # fmt: skip
     journal = [json.loads(line) for line in (tmp_path / JOURNAL_FILE).read_text().splitlines()]
     assert [j["array_index"] for j in journal] == [0, 1, 2, 3]  # shard 0 only
     assert journal[0]["files"] == ["images.zarr/c/0/0/0/0", "masks.zarr/c/0/0/0"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]  # removed
+    assert zarr_module.shard_files_on_disk(tmp_path, "images.zarr") == {"images.zarr/c/0/0/0/0"}
     monkeypatch.undo()
-    monkeypatch.setattr(zarr_module, "SHARD_BYTES", 4 * (8 * 8 * 3 + 8 * 8 * 4))
-    calls = crash_on_write(monkeypatch, 0)
+    monkeypatch.setattr(zarr_module, "SHARD_BYTES", SHARD_OF_4)
+    closed = crash_on(monkeypatch, "close", 0)
     result = export_patches(tmp_path, image, mask, patch_size=8, channel_axis=-1, fmt="zarr")
     assert result.n_resumed == 4 and result.n_written == result.n_patches - 4
-    assert len(calls) == 2 * (-(-result.n_patches // 4) - 1)  # shard 0 was not written again
+    assert len(closed) == 2 * (-(-result.n_patches // 4) - 1)  # shard 0 was not written again
+    assert not any("/c/0/" in path for path in closed)
     check_arrays(tmp_path, image, mask, -1)
 
 
 def test_a_journal_cut_inside_a_shard_resumes_from_that_shard(tmp_path, monkeypatch):
-    monkeypatch.setattr(zarr_module, "SHARD_BYTES", 4 * (8 * 8 * 3 + 8 * 8 * 4))
+    monkeypatch.setattr(zarr_module, "SHARD_BYTES", SHARD_OF_4)
     image, mask = sample_pair()
     steps = iter_export(tmp_path, image, mask, patch_size=8, channel_axis=-1, fmt="zarr")
     for progress in steps:
         if progress.done >= 8:
             break
     steps.close()
+    assert not list(tmp_path.rglob("*.part"))  # the shard being written was removed
     lines = (tmp_path / JOURNAL_FILE).read_text().splitlines(keepends=True)
     assert len(lines) == 8
     (tmp_path / JOURNAL_FILE).write_text("".join(lines[:6]) + lines[6][:10])  # killed mid-write
-    calls = crash_on_write(monkeypatch, 0)
+    closed = crash_on(monkeypatch, "close", 0)
     result = export_patches(tmp_path, image, mask, patch_size=8, channel_axis=-1, fmt="zarr")
     assert result.n_resumed == 4  # shard 1 (patches 4..7) is written again whole
-    assert len(calls) == 2 * (-(-result.n_patches // 4) - 1)
+    assert len(closed) == 2 * (-(-result.n_patches // 4) - 1)
+    assert sum("/c/1/" in path for path in closed) == 2
     check_arrays(tmp_path, image, mask, -1)
 
 

@@ -35,6 +35,7 @@ from napari_patchwork.folder.zarr_arrays import (
     IMAGES_ARRAY,
     MASKS_ARRAY,
     PatchArray,
+    ShardWriter,
     patch_arrays,
     shard_files_on_disk,
 )
@@ -97,6 +98,10 @@ ScreenedPatch = tuple[PatchInfo, PatchRecord | None, Any, Any]
 """``(info, rejection record or None, image patch, mask patch)`` at output resolution."""
 
 
+WRITE_GROUP = 16
+"""Patches handed to the shard writer at a time (a shard is written in such pieces)."""
+
+
 def export_shards_here(
     screened: Iterable[ScreenedPatch],
     settings: PatchSettings,
@@ -104,32 +109,20 @@ def export_shards_here(
     first_slot: int,
     write_threads: int,
 ) -> Iterator[list[PatchRecord]]:
-    """Gather the kept patches of ``screened`` (in patch order) into shards and write each
-    whole; yields the records of each shard (and the rejections before it) once it is on
-    disk. With ``write_threads`` > 1 a writer thread writes a shard while the next is
-    gathered (at most one shard waits). Closing the generator waits for the shard being
-    written and writes nothing more."""
-    size = target.shard_patches
+    """Write the kept patches of ``screened`` (in patch order) into shards, each shard
+    file from its first patch to its index in one pass (:class:`ShardWriter`); yields the
+    records of each shard (and the rejections before it) once it has its final name.
+
+    With ``write_threads`` > 1 one writer thread appends :data:`WRITE_GROUP` patches at a
+    time while this thread prepares the next ones (at most two groups wait), so memory
+    holds a few groups, not a shard. Closing the generator waits for the writer and
+    removes the unfinished shard's temporary files.
+    """
     pool = ThreadPoolExecutor(1) if write_threads > 1 else None
-    writing: deque[tuple[Future | None, list[PatchRecord]]] = deque()
+    shard = _ShardInProgress(target, pool)
+    done: deque[tuple[list[Future], list[PatchRecord]]] = deque()
     records: list[PatchRecord] = []
-    images: list[np.ndarray] = []
-    masks: list[Any] = []
     slot = first_slot
-
-    def submit() -> None:
-        shard = (slot - 1) // size
-        if pool is None:
-            target.write(shard, images, masks)
-            writing.append((None, list(records)))
-        else:
-            writing.append(
-                (pool.submit(target.write, shard, list(images), list(masks)), records[:])
-            )
-        records.clear()
-        images.clear()
-        masks.clear()
-
     try:
         for info, rejected, image_patch, mask_patch in screened:
             record = rejected
@@ -138,33 +131,94 @@ def export_shards_here(
                     image_patch, mask_patch, info, settings
                 )
             if record.kept:
-                record = replace(record, array_index=slot)
-                images.append(image_patch)
-                masks.append(mask_patch)
+                record = PatchRecord(record.index, True, "", record.foreground_fraction,
+                                     record.image_std, slot)  # fmt: skip
+                shard.add(slot, image_patch, mask_patch)
                 slot += 1
             records.append(record)
-            if images and slot % size == 0:
-                submit()
-            while writing and (len(writing) > 1 or _done(writing[0][0])):
-                yield _written(writing.popleft())
-        if images:
-            submit()
-        while writing:
-            yield _written(writing.popleft())
+            if record.kept and slot % target.shard_patches == 0:
+                done.append((shard.close(), records))
+                records = []
+            while done and (len(done) > 1 or all(f.done() for f in done[0][0])):
+                yield _written(done.popleft())
+        if shard.open:
+            done.append((shard.close(), records))
+            records = []
+        while done:
+            yield _written(done.popleft())
         if records:  # rejections after the last kept patch
             yield records
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        shard.discard()
 
 
-def _done(future: Future | None) -> bool:
-    return future is None or future.done()
+class _ShardInProgress:
+    """The shard being written (image and mask) and the patches not yet handed over."""
+
+    def __init__(self, target: ShardTarget, pool: ThreadPoolExecutor | None) -> None:
+        self.target, self.pool = target, pool
+        self.writers: list[ShardWriter] = []
+        self.images: list[np.ndarray] = []
+        self.masks: list[Any] = []
+        self.futures: list[Future] = []
+        self.open = False
+
+    def add(self, slot: int, image_patch: np.ndarray, mask_patch: Any) -> None:
+        if not self.open:
+            shard = slot // self.target.shard_patches
+            arrays = [a for a in (self.target.image, self.target.mask) if a is not None]
+            self.writers = [ShardWriter(self.target.out, a, shard, self.target.fsync)
+                            for a in arrays]  # fmt: skip
+            self.futures, self.open = [], True
+        self.images.append(image_patch)
+        self.masks.append(mask_patch)
+        if len(self.images) >= WRITE_GROUP:
+            self._hand_over()
+
+    def close(self) -> list[Future]:
+        """Hand over the rest and the closing of the shard; the futures of its work."""
+        self._hand_over()
+        self.futures.append(self._run(_close_all, self.writers))
+        self.open = False
+        return self.futures
+
+    def discard(self) -> None:
+        for writer in self.writers:
+            writer.discard()
+
+    def _hand_over(self) -> None:
+        if not self.images:
+            return
+        groups = [self.images] if self.target.mask is None else [self.images, self.masks]
+        self.futures.append(self._run(_add_all, self.writers, groups))
+        self.images, self.masks = [], []
+        waiting = [f for f in self.futures if not f.done()]
+        if len(waiting) > 2:  # memory: at most two groups wait for the writer
+            waiting[0].result()
+
+    def _run(self, function: Callable, *args: Any) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(function, *args)
+        future: Future = Future()
+        future.set_result(function(*args))
+        return future
 
 
-def _written(item: tuple[Future | None, list[PatchRecord]]) -> list[PatchRecord]:
-    future, records = item
-    if future is not None:
+def _add_all(writers: Sequence[ShardWriter], groups: Sequence[Sequence[Any]]) -> None:
+    for writer, patches in zip(writers, groups):
+        writer.add(patches)
+
+
+def _close_all(writers: Sequence[ShardWriter]) -> None:
+    for writer in writers:
+        writer.close()
+
+
+def _written(item: tuple[list[Future], list[PatchRecord]]) -> list[PatchRecord]:
+    futures, records = item
+    for future in futures:
         future.result()
     return records
 

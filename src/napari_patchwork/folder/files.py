@@ -24,20 +24,53 @@ def atomic_write_buffers(
     """:func:`atomic_write` of the concatenation of ``buffers`` (bytes-like objects such
     as contiguous numpy arrays), written with one ``writev`` system call where the
     platform has it, without Python's file objects."""
-    tmp = temporary_name(path)
+    file = AtomicFile(path, fsync)
     try:
-        fd = os.open(tmp, _NEW_FILE_FLAGS, 0o666)
+        file.write(buffers)
+        file.commit()
+    except BaseException:
+        file.discard()
+        raise
+
+
+class AtomicFile:
+    """A file written in pieces under a temporary name beside ``path`` (see
+    :func:`atomic_write`), given its name by :meth:`commit` or removed by :meth:`discard`.
+
+    Made in one thread, it may be written and committed in another (one at a time).
+    """
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = False) -> None:
+        self.path, self.fsync = os.fspath(path), fsync
+        self.tmp = temporary_name(path)
+        self.fd: int | None = os.open(self.tmp, _NEW_FILE_FLAGS, 0o666)
+
+    def write(self, buffers: Sequence[Any]) -> None:
+        """Append ``buffers`` (bytes-like objects), with ``writev`` where there is one."""
+        if self.fd is None:
+            raise ValueError(f"{self.path} is already committed or discarded")
+        _write_all(self.fd, buffers)
+
+    def commit(self) -> None:
+        """Flush (with ``fsync``), close and give the file its name."""
+        if self.fd is None:
+            raise ValueError(f"{self.path} is already committed or discarded")
+        fd, self.fd = self.fd, None
         try:
-            _write_all(fd, buffers)
-            if fsync:
+            if self.fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (nothing if committed already)."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
 
 
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_patchwork.folder.errors import PatchFolderError
-from napari_patchwork.folder.files import atomic_write_buffers, write_text_atomic
+from napari_patchwork.folder.files import AtomicFile, write_text_atomic
 from napari_patchwork.folder.names import is_temp
 from napari_patchwork.folder.patch_files import inside
 
@@ -142,6 +142,7 @@ class PatchArray:
         """The shard file of shard number ``shard``, relative to the array's folder."""
         return "/".join(["c", str(int(shard))] + ["0"] * len(self.patch_shape))
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - small frozen keys; asked once per patch
     def shard_file(self, shard: int) -> str:
         """The shard file relative to the patch folder (``images.zarr/c/3/0/0/0``)."""
         return f"{self.name}/{self.shard_key(shard)}"
@@ -163,20 +164,16 @@ class PatchArray:
     ) -> None:
         """Write shard ``shard`` whole: ``patches`` are its first ``len(patches)`` patches
         (the rest of the shard stays empty), each of :attr:`patch_shape`."""
-        if not 0 < len(patches) <= self.shard_patches:
-            raise ValueError(f"a shard holds 1 to {self.shard_patches} patches")
-        chunks = [self._encoded(p) for p in patches]
-        index = np.full((self.shard_patches, 2), _MISSING, dtype="<u8")
-        sizes = np.array([c.nbytes for c in chunks], dtype=np.uint64)
-        index[: len(chunks), 1] = sizes
-        index[: len(chunks), 0] = np.cumsum(sizes) - sizes
-        index_bytes = index.tobytes()
-        crc = _crc32c(index_bytes).to_bytes(4, "little")
-        path = Path(folder) / self.name / self.shard_key(shard)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_buffers(path, [*chunks, index_bytes, crc], fsync)
+        writer = ShardWriter(folder, self, shard, fsync)
+        try:
+            writer.add(patches)
+            writer.close()
+        except BaseException:
+            writer.discard()
+            raise
 
-    def _encoded(self, patch: np.ndarray) -> np.ndarray:
+    def encoded(self, patch: np.ndarray) -> np.ndarray:
+        """One patch as its chunk's bytes (raw little-endian, or zstd-compressed)."""
         if tuple(patch.shape) != self.patch_shape:
             raise ValueError(f"patch of shape {patch.shape}, the array's are {self.patch_shape}")
         raw = np.ascontiguousarray(patch, dtype=self.stored_dtype).reshape(-1).view(np.uint8)
@@ -223,6 +220,47 @@ class PatchArray:
             return reader.read(index)
         finally:
             reader.close()
+
+
+class ShardWriter:
+    """One shard file written from its first patch on, in pieces (:meth:`add`), under a
+    temporary name; :meth:`close` appends the index and gives the file its name (a shard
+    with its final name is complete), :meth:`discard` removes it. Patches are written
+    once, in order, and never read back. Made in one thread, it may be written and closed
+    in another."""
+
+    def __init__(
+        self, folder: str | os.PathLike, array: PatchArray, shard: int, fsync: bool = False
+    ) -> None:
+        self.array = array
+        path = Path(folder) / array.name / array.shard_key(shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = AtomicFile(path, fsync)
+        self.sizes: list[int] = []
+
+    def add(self, patches: Sequence[np.ndarray]) -> None:
+        """Append the next patches of the shard (each of the array's patch shape)."""
+        if len(self.sizes) + len(patches) > self.array.shard_patches:
+            raise ValueError(f"a shard holds at most {self.array.shard_patches} patches")
+        chunks = [self.array.encoded(p) for p in patches]
+        self.file.write(chunks)
+        self.sizes += [c.nbytes for c in chunks]
+
+    def close(self) -> None:
+        """Append the index (and its checksum) and give the shard its name."""
+        if not self.sizes:
+            raise ValueError("a shard holds at least one patch")
+        index = np.full((self.array.shard_patches, 2), _MISSING, dtype="<u8")
+        sizes = np.array(self.sizes, dtype=np.uint64)
+        index[: len(sizes), 1] = sizes
+        index[: len(sizes), 0] = np.cumsum(sizes) - sizes
+        index_bytes = index.tobytes()
+        self.file.write([index_bytes, _crc32c(index_bytes).to_bytes(4, "little")])
+        self.file.commit()
+
+    def discard(self) -> None:
+        """Remove the unfinished shard's temporary file (nothing once closed)."""
+        self.file.discard()
 
 
 class ShardReader:
