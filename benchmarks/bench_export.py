@@ -351,7 +351,7 @@ def prepare_stores(folder: Path, size: int) -> None:
         store[...] = data
 
 
-def measure_memory(folder: Path, patch: int) -> None:
+def measure_memory(folder: Path, patch: int, fmt: str = "tiff") -> None:
     """Export the zarr stores as dask arrays; print peak RSS and timings as JSON (child process)."""
     import resource
 
@@ -363,7 +363,7 @@ def measure_memory(folder: Path, patch: int) -> None:
     image, mask = da.from_zarr(str(folder / "image.zarr")), da.from_zarr(str(folder / "mask.zarr"))
     start = time.perf_counter()
     result = export_patches(
-        folder / "mem_out", image, mask, patch_size=patch, channel_axis=-1, fmt="tiff"
+        folder / f"mem_{fmt}", image, mask, patch_size=patch, channel_axis=-1, fmt=fmt
     )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -387,23 +387,25 @@ def memory(work: Path, size: int, patch: int) -> dict:
     across ``exec``, so a child forked from a big parent would report the parent's size.
     """
     subprocess.run([sys.executable, __file__, "_prepare", str(work), str(size)], check=True)
-    done = subprocess.run(
-        [sys.executable, __file__, "_measure", str(work), str(patch)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    stats = json.loads(done.stdout.strip().splitlines()[-1])
-    nbytes = stats["nbytes"]
-    limit_mb = 2 * nbytes / 2**20 + 200
-    peak_mb = stats["peak_kb"] / 1024  # ru_maxrss is in KiB on Linux
-    print(
-        f"memory: dask (zarr) input, {stats['patches']} patches in {stats['seconds']:.1f} s; "
-        f"peak RSS {peak_mb:.0f} MB (after imports {stats['before_kb'] / 1024:.0f} MB); image+mask "
-        f"{nbytes / 2**20:.0f} MB; limit 2 x data + 200 = {limit_mb:.0f} MB "
-        f"[{'ok' if peak_mb < limit_mb else 'ABOVE'}]"
-    )
-    return {"peak_mb": peak_mb, "limit_mb": limit_mb}
+    peaks = {}
+    for fmt in ("tiff", "zarr"):
+        done = subprocess.run(
+            [sys.executable, __file__, "_measure", str(work), str(patch), fmt],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        stats = json.loads(done.stdout.strip().splitlines()[-1])
+        nbytes = stats["nbytes"]
+        limit_mb = 2 * nbytes / 2**20 + 200
+        peaks[fmt] = peak_mb = stats["peak_kb"] / 1024  # ru_maxrss is in KiB on Linux
+        print(
+            f"memory: dask (zarr) input exported as {fmt}, {stats['patches']} patches in "
+            f"{stats['seconds']:.1f} s; peak RSS {peak_mb:.0f} MB (after imports "
+            f"{stats['before_kb'] / 1024:.0f} MB); image+mask {nbytes / 2**20:.0f} MB; limit "
+            f"2 x data + 200 = {limit_mb:.0f} MB [{'ok' if peak_mb < limit_mb else 'ABOVE'}]"
+        )
+    return {"peak_mb": peaks, "limit_mb": limit_mb}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -442,6 +444,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_prepare":
         prepare_stores(Path(sys.argv[2]), int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_measure":
-        measure_memory(Path(sys.argv[2]), int(sys.argv[3]))
+        measure_memory(Path(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])
     else:
         sys.exit(main())
