@@ -140,3 +140,30 @@ def test_unreachable_scheduler_is_one_line(tmp_path, slide):
     assert (
         result.stderr.strip().splitlines()[-1].startswith("napari-patchwork: error: cannot reach")
     )
+
+
+def test_zarr_export_on_the_cluster_writes_whole_shards_on_the_workers(
+    cluster, slide, tmp_path, monkeypatch
+):
+    from napari_patchwork.folder import zarr_arrays
+
+    folder, image, mask = slide
+    patch_bytes = 200 * 200 * (3 + mask.dtype.itemsize)
+    monkeypatch.setattr(zarr_arrays, "SHARD_BYTES", 4 * patch_bytes)  # 4 patches a shard
+    options = dict(patch_size=200, edge="pad", channel_axis=-1, min_foreground=0.1, fmt="zarr")
+    single = export_patches(tmp_path / "single", image, mask, **options)
+    lazy_image = read_image(folder / "slide.tif", lazy=True)
+    lazy_mask = read_image(folder / "slide_mask.tif", lazy=True)
+    with distributed.Client(cluster) as client, distributed.get_task_stream(client) as tasks:
+        result = export_patches(
+            tmp_path / "cluster", lazy_image, lazy_mask, as_dask_tasks=True, **options
+        )
+    shard_tasks = [t for t in tasks.data if "write_shard_task" in str(t["key"])]
+    assert len(shard_tasks) == -(-single.n_patches // 4) > 2  # one task per shard
+    assert len({t["worker"] for t in tasks.data}) == 2
+    assert result.rows == single.rows
+    # the same files, byte for byte: shards written whole on the workers = shards streamed here
+    assert folder_files(tmp_path / "cluster") == folder_files(tmp_path / "single")
+    back = read_patch_folder(tmp_path / "cluster")
+    kept = back.coverage() > 0
+    assert np.array_equal(back.mask()[kept], mask[kept])

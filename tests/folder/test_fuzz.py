@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from napari_patchwork.export import export_patches
 from napari_patchwork.folder import PatchFolderError, read_patch_folder, verify_patch_folder
 
-FORMATS = ("tiff", "npy", "png")
+FORMATS = ("tiff", "npy", "png")  # a file per patch
+ALL_FORMATS = (*FORMATS, "zarr")
 FUZZ = settings(
     max_examples=700,
     deadline=None,
@@ -37,17 +38,18 @@ sys.addaudithook(_audit)
 
 @pytest.fixture(scope="module")
 def world():
-    """Three exported folders (one per format) and a folder 'outside' them with a secret."""
+    """Four exported folders (one per format) and a folder 'outside' them with secrets."""
     root = Path(tempfile.mkdtemp(prefix="patchwork-fuzz-"))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)
     mask = rng.integers(0, 300, (16, 24), dtype=np.uint16)
-    for fmt in FORMATS:
+    for fmt in ALL_FORMATS:
         export_patches(root / fmt, image, mask, patch_size=8, channel_axis=-1, fmt=fmt)
     outside = root / "outside"
     outside.mkdir()
     np.save(outside / "secret.npy", np.full((8, 8, 3), 7, np.uint8))
     (outside / "secret.tif").write_bytes((root / "tiff/images").iterdir().__next__().read_bytes())
+    shutil.copytree(root / "zarr" / "images.zarr", outside / "images.zarr")  # a valid array
     yield {"root": root, "image": image, "mask": mask, "outside": outside}
     shutil.rmtree(root, ignore_errors=True)
 
@@ -151,7 +153,7 @@ DATASET_KEYS = (
 
 
 @FUZZ
-@given(fmt=st.sampled_from(FORMATS), data=st.data())
+@given(fmt=st.sampled_from(ALL_FORMATS), data=st.data())
 def test_mutated_manifest_cells(world, fmt, data):
     folder = copy_of(world, fmt)
     lines = (folder / "manifest.csv").read_text().splitlines()
@@ -170,7 +172,7 @@ def test_mutated_manifest_cells(world, fmt, data):
 
 
 @FUZZ
-@given(fmt=st.sampled_from(FORMATS), key=st.sampled_from(DATASET_KEYS), value=JSON_VALUES)
+@given(fmt=st.sampled_from(ALL_FORMATS), key=st.sampled_from(DATASET_KEYS), value=JSON_VALUES)
 def test_mutated_dataset_json(world, fmt, key, value):
     folder = copy_of(world, fmt)
     info = json.loads((folder / "dataset.json").read_text())
@@ -224,4 +226,58 @@ def test_damaged_patch_files(world, fmt, which, damage, keep):
         path.unlink()
         secret = world["outside"] / ("secret.npy" if fmt == "npy" else "secret.tif")
         path.symlink_to(secret)
+    read_back(folder, world)
+
+
+ZARR_KEYS = ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs",
+             "zarr_format", "node_type")  # fmt: skip
+
+
+@settings(
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    array=st.sampled_from(["images.zarr", "masks.zarr"]),
+    damage=st.sampled_from(
+        ["truncate", "append", "index", "delete", "garbage", "link-out", "metadata",
+         "array-file", "array-link"]  # fmt: skip
+    ),
+    keep=st.integers(0, 5000),
+    key=st.sampled_from(ZARR_KEYS),
+    value=JSON_VALUES,
+)
+def test_damaged_zarr_arrays(world, array, damage, keep, key, value):
+    """Shards cut, extended, with a broken index, missing, random, linked out; metadata
+    edited; an array replaced by a file or a link out: exact arrays or PatchFolderError."""
+    folder = copy_of(world, "zarr")
+    shard = next(p for p in sorted((folder / array).rglob("*")) if p.is_file() and p.name == "0")
+    raw = shard.read_bytes()
+    if damage == "truncate":
+        shard.write_bytes(raw[: keep % len(raw)])
+    elif damage == "append":
+        shard.write_bytes(raw + os.urandom(keep % 64 + 1))
+    elif damage == "index":  # one byte of the index or its checksum (the last 16 * 6 + 4)
+        content = bytearray(raw)
+        content[-1 - keep % 100] ^= 1 + keep % 255
+        shard.write_bytes(bytes(content))
+    elif damage == "delete":
+        shard.unlink()
+    elif damage == "garbage":
+        shard.write_bytes(os.urandom(keep + 1))
+    elif damage == "link-out":
+        shard.unlink()
+        shard.symlink_to(next(p for p in (world["outside"] / "images.zarr").rglob("0")))
+    elif damage == "metadata":
+        path = folder / array / "zarr.json"
+        metadata = json.loads(path.read_text())
+        metadata[key] = value
+        path.write_text(json.dumps(metadata))
+    elif damage == "array-file":
+        shutil.rmtree(folder / array)
+        (folder / array).write_bytes(b"{}")
+    else:
+        shutil.rmtree(folder / array)
+        (folder / array).symlink_to(world["outside"] / "images.zarr")
     read_back(folder, world)

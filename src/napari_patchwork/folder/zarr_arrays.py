@@ -317,8 +317,10 @@ class ShardReader:
         if shard in self._open:
             self._open.move_to_end(shard)
             return self._open[shard]
-        where = f"{Path(self.folder) / self.array.shard_file(shard)}"
-        fd = open_inside(self.folder, self.array.shard_file(shard), where)
+        name = self.array.shard_file(shard)
+        where = f"{Path(self.folder) / name}"
+        inside(Path(self.folder), name, where)  # a link out is never even opened
+        fd = open_inside(self.folder, name, where)
         try:
             entry = (fd, self._index(fd, where), 0)
         except BaseException:
