@@ -43,7 +43,8 @@ from napari_patchwork.export.patch import (
 )
 from napari_patchwork.export.plan import ExportPlan, plan_export
 from napari_patchwork.export.result import ExportProgress, ExportResult
-from napari_patchwork.export.run import export_patches, iter_export, read_regions, run_export
+from napari_patchwork.export.run import export_patches, iter_export, run_export
+from napari_patchwork.export.source import read_regions
 from napari_patchwork.export.split import (
     SPLIT_BY,
     SPLIT_NAMES,

@@ -32,6 +32,7 @@ from napari_patchwork.export.shards import (
     screened_patches,
     shard_target,
 )
+from napari_patchwork.export.source import read_regions
 from napari_patchwork.export.split import assign_splits
 from napari_patchwork.folder import (
     DATASET_FILE,
@@ -318,21 +319,6 @@ def _split_labels(plan: ExportPlan, kept: Sequence[PatchRecord]) -> list[str]:
     if options.split_by == "image":
         return [str(options.image_split)] * len(kept)
     return assign_splits(len(kept), options.split, options.seed)
-
-
-def read_regions(array: Any, regions: Sequence[tuple[slice, ...]]) -> list[np.ndarray]:
-    """Read several regions of a numpy, dask or other array-like (zarr, memmap) as numpy arrays.
-
-    A dask array is read in one ``dask.compute`` call for all regions, so chunks
-    that several regions share are computed once, and no other chunk is.
-    """
-    if isinstance(array, np.ndarray):
-        return [array[r] for r in regions]
-    if is_dask(array):
-        import dask
-
-        return [np.asarray(a) for a in dask.compute(*(array[r] for r in regions))]
-    return [np.asarray(array[r]) for r in regions]
 
 
 def _batches(
