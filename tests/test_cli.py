@@ -618,3 +618,52 @@ def test_tile_split_by_blocks_and_by_image(slide_files):
                      "-o", d / "bad")  # fmt: skip
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tile_reads_a_pyramid_tiff_at_a_downsample(tmp_path):
+    from napari_patchwork.resolution import downsample_mean
+
+    level0 = (np.random.default_rng(4).random((512, 384, 3)) * 255).astype(np.uint8)
+    options = dict(tile=(64, 64), photometric="rgb")
+    with tifffile.TiffWriter(tmp_path / "pyr.tif") as tif:
+        tif.write(level0, subifds=2, **options)
+        for f in (2, 4):
+            tif.write(downsample_mean(level0, (f, f), 2), subfiletype=1, **options)
+    tifffile.imwrite(tmp_path / "flat.tif", level0, photometric="rgb", tile=(64, 64))
+    outputs = {}
+    for name in ("pyr", "flat"):
+        result = run("tile", tmp_path / f"{name}.tif", "--size", "32", "--downsample", "4",
+                     "--format", "npy", "--stem", "p", "--no-preview",
+                     "-o", tmp_path / name / "out")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[name] = result.stdout
+    assert "read from pyramid level 2 (4 x 4)" in outputs["pyr"]
+    assert "pyramid" not in outputs["flat"].replace(str(tmp_path), "")
+    names = sorted(p.name for p in (tmp_path / "flat" / "out" / "images").iterdir())
+    assert len(names) == 4 * 3
+    for name in names:  # the level's pixels are the averages of level 0: the same files
+        a = np.load(tmp_path / "flat" / "out" / "images" / name)
+        b = np.load(tmp_path / "pyr" / "out" / "images" / name)
+        assert np.array_equal(a, b)
+    manifests = [(tmp_path / n / "out" / "manifest.csv").read_text() for n in ("pyr", "flat")]
+    assert manifests[0] == manifests[1]  # boxes in level-0 pixels
+    # an OME-Zarr whose level 1 claims a factor of 2 while its shape says 3: level 0 is read
+    import zarr
+
+    group = zarr.open_group(tmp_path / "bad.zarr", mode="w", zarr_format=2)
+    for i, level in enumerate([level0, level0[::3, ::3]]):
+        group.create_array(str(i), data=np.ascontiguousarray(level), chunks=(64, 64, 3))
+    group.attrs["multiscales"] = [{"version": "0.4", "datasets": [
+        {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [s, s, 1]}]}
+        for i, s in enumerate((1.0, 2.0))
+    ]}]  # fmt: skip
+    result = run("tile", tmp_path / "bad.zarr", "--size", "32", "--downsample", "4",
+                 "--format", "npy", "--stem", "p", "--no-preview",
+                 "-o", tmp_path / "bad" / "out")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "pyramid level 1 not used: its metadata claims factors [2.0, 2.0], its shape " in (
+        result.stdout
+    )
+    for name in names:
+        a = np.load(tmp_path / "flat" / "out" / "images" / name)
+        assert np.array_equal(a, np.load(tmp_path / "bad" / "out" / "images" / name))

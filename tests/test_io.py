@@ -94,3 +94,60 @@ def test_read_levels_of_a_pyramid_tiff(tmp_path):
     assert np.array_equal(levels[0][100:110, 5:9], np.zeros((10, 4), np.uint16))
     tifffile.imwrite(tmp_path / "flat.tif", np.zeros((64, 64), np.uint8))
     assert read_levels(tmp_path / "flat.tif") == [] and read_levels(tmp_path / "x.png") == []
+
+
+def write_ome_zarr(path, levels, scales, version="0.4"):
+    """An OME-Zarr image (zarr v2 for 0.4, v3 for 0.5) with these levels and scales."""
+    import zarr
+
+    group = zarr.open_group(path, mode="w", zarr_format=2 if version == "0.4" else 3)
+    for i, level in enumerate(levels):
+        group.create_array(str(i), data=level, chunks=(32,) * level.ndim)
+    datasets = [
+        {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": list(s)}]}
+        for i, s in enumerate(scales)
+    ]
+    multiscales = [{"version": version, "axes": [{"name": "y"}, {"name": "x"}],
+                    "datasets": datasets}]  # fmt: skip
+    if version == "0.4":
+        group.attrs["multiscales"] = multiscales
+    else:
+        group.attrs["ome"] = {"version": version, "multiscales": multiscales}
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr_images_read_level_0_and_their_pyramid_with_claimed_factors(tmp_path, version):
+    from napari_patchwork.io import read_levels, read_pyramid
+
+    level0 = np.arange(128 * 96, dtype=np.uint16).reshape(128, 96)
+    levels = [level0, level0[::2, ::2].copy(), level0[::4, ::4].copy()]
+    write_ome_zarr(tmp_path / "img.zarr", levels, [(0.5, 0.5), (1.0, 1.0), (2.0, 2.0)], version)
+    assert np.array_equal(read_image(tmp_path / "img.zarr"), level0)
+    pyramid = read_pyramid(tmp_path / "img.zarr")
+    assert [tuple(a.shape) for a in pyramid.levels] == [(128, 96), (64, 48), (32, 24)]
+    assert pyramid.claimed == ((1.0, 1.0), (2.0, 2.0), (4.0, 4.0))
+    assert np.array_equal(pyramid.levels[2][:], levels[2])
+    assert len(read_levels(tmp_path / "img.zarr")) == 3
+    # a plain zarr array is no pyramid, and still an image
+    import zarr
+
+    zarr.create_array(tmp_path / "plain.zarr", data=level0, chunks=(32, 32))
+    assert read_pyramid(tmp_path / "plain.zarr") is None
+    assert np.array_equal(read_image(tmp_path / "plain.zarr"), level0)
+
+
+def test_read_pyramid_of_a_tiff_and_of_flat_files(tmp_path):
+    from napari_patchwork.io import read_pyramid
+
+    with tifffile.TiffWriter(tmp_path / "p.tif") as tif:
+        tif.write(np.zeros((256, 128), np.uint8), subifds=2, tile=(64, 64))
+        tif.write(np.ones((128, 64), np.uint8), subfiletype=1, tile=(64, 64))
+        tif.write(np.ones((64, 32), np.uint8), subfiletype=1, tile=(64, 64))
+    pyramid = read_pyramid(tmp_path / "p.tif")
+    assert [tuple(a.shape) for a in pyramid.levels] == [(256, 128), (128, 64), (64, 32)]
+    assert pyramid.claimed is None
+    tifffile.imwrite(tmp_path / "flat.tif", np.zeros((64, 64), np.uint8))
+    assert read_pyramid(tmp_path / "flat.tif") is None and read_pyramid(tmp_path / "x.png") is None
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(ImageReadError, match="bad.tif: cannot read its pyramid levels"):
+        read_pyramid(tmp_path / "bad.tif")

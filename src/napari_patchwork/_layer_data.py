@@ -47,6 +47,7 @@ from napari_patchwork.grid_raster import (
     patch_value_image,
 )
 from napari_patchwork.placement import Placement, PlacementError
+from napari_patchwork.pyramid import Pyramid
 
 GRID_METADATA_KEY = "napari_patchwork"
 """Key of the grid description in a grid layer's ``metadata``."""
@@ -65,6 +66,13 @@ def level0(data: Any, multiscale: bool) -> Any:
 def full_resolution_data(layer: Any) -> Any:
     """The layer's array at full resolution (level 0 of a multiscale layer)."""
     return level0(layer.data, getattr(layer, "multiscale", False))
+
+
+def image_levels(layer: Any) -> Pyramid | None:
+    """The levels of a multiscale Image layer (level 0 first) as a :class:`Pyramid`, else None."""
+    if not getattr(layer, "multiscale", False):
+        return None
+    return Pyramid(tuple(layer.data))
 
 
 def is_grid_layer(meta: dict) -> bool:

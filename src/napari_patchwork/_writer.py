@@ -50,6 +50,7 @@ from napari_patchwork._layer_data import (
 from napari_patchwork._reader import remember_reader_for
 from napari_patchwork.export import ExportError, ExportOptions, FolderInUseError, export_patches
 from napari_patchwork.grid import spatial_shape
+from napari_patchwork.pyramid import Pyramid
 
 DEFAULT_PATCH_SIZE = 256
 """Patch size in y and x (pixels) when no grid layer is saved along."""
@@ -124,7 +125,7 @@ def writer_request(layer_data: Sequence[FullLayerData]) -> WriterRequest:
     image_data, image_meta, _ = images[0]
     image = level0(image_data, bool(image_meta.get("multiscale")))
     options: dict[str, Any] = {
-        "image": image,
+        "image": Pyramid(tuple(image_data)) if image_meta.get("multiscale") else image,
         "image_name": image_meta.get("name"),
         "scale": image_meta.get("scale"),
         "translate": image_meta.get("translate"),

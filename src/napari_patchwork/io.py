@@ -2,7 +2,9 @@
 
 TIFF / OME-TIFF go through tifffile, lazily (a dask array over tifffile's zarr
 store) when the file is large or when asked; PNG/JPEG/BMP/GIF through imageio;
-``.npy`` through numpy (memory-mapped); ``.zarr`` folders through dask.
+``.npy`` through numpy (memory-mapped); ``.zarr`` folders through dask (an OME-Zarr
+image: its level 0). :func:`read_pyramid` gives the levels of pyramidal TIFFs and OME-Zarr
+images for exports at lower resolution and for thumbnails.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_patchwork._common import is_dask
+from napari_patchwork.pyramid import Pyramid
 
 LAZY_THRESHOLD_BYTES = 512 * 2**20
 """Files larger than this (512 MiB) are opened lazily as dask arrays by default."""
@@ -76,7 +79,8 @@ def _read(path: Path, suffix: str, lazy: bool):
         if suffix == ".zarr":
             import dask.array as da
 
-            array = da.from_zarr(str(path))
+            datasets = _multiscales(path)  # an OME-Zarr image: its level 0
+            array = da.from_zarr(str(path if datasets is None else path / datasets[0]["path"]))
             return array if lazy else array.compute()
         if suffix in IMAGEIO_SUFFIXES:
             import imageio.v3 as iio
@@ -164,12 +168,23 @@ def _read_tiff(path: Path, lazy: bool):
 
 
 def read_levels(path: str | os.PathLike) -> list:
-    """The pyramid levels of a TIFF, largest first, as zarr arrays that read only the
-    region asked for (pictures of a slide read a small level); ``[]`` for other files
-    and for TIFFs of one level."""
+    """The pyramid levels of a TIFF or OME-Zarr image, largest first, as zarr arrays that
+    read only the region asked for (pictures of a slide read a small level); ``[]`` for
+    other files and for images of one level."""
+    pyramid = read_pyramid(path)
+    return [] if pyramid is None else list(pyramid.levels)
+
+
+def read_pyramid(path: str | os.PathLike) -> Pyramid | None:
+    """The pyramid of a pyramidal TIFF / OME-TIFF / SVS (tifffile's series levels) or of an
+    OME-Zarr image (its multiscales datasets, with the scale factors its metadata claims),
+    levels as zarr arrays; None for other files and for images of one level."""
     path = Path(path)
-    if _suffix(path) not in TIFF_SUFFIXES:
-        return []
+    suffix = _suffix(path)
+    if suffix == ".zarr":
+        return _ome_zarr_pyramid(path)
+    if suffix not in TIFF_SUFFIXES:
+        return None
     import tifffile
     import zarr
 
@@ -177,13 +192,62 @@ def read_levels(path: str | os.PathLike) -> list:
         with tifffile.TiffFile(path) as tif:
             n_levels = len(tif.series[0].levels)
         if n_levels < 2:
-            return []
-        return [
-            zarr.open(tifffile.imread(path, aszarr=True, level=i), mode="r")
-            for i in range(n_levels)
-        ]
+            return None
+        return Pyramid(
+            tuple(
+                zarr.open(tifffile.imread(path, aszarr=True, level=i), mode="r")
+                for i in range(n_levels)
+            )
+        )
     except Exception as err:  # a corrupt or unsupported file: say which and why
         raise ImageReadError(f"{path}: cannot read its pyramid levels ({err}).") from err
+
+
+def _multiscales(path: Path) -> list | None:
+    """The ``multiscales`` datasets of an OME-Zarr image (0.4 or 0.5), or None."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception:  # an array, or no zarr at all: not an OME-Zarr image
+        return None
+    attrs = dict(group.attrs)
+    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    if not isinstance(multiscales, list) or not multiscales:
+        return None
+    datasets = multiscales[0].get("datasets") if isinstance(multiscales[0], dict) else None
+    if not isinstance(datasets, list) or not datasets:
+        raise ImageReadError(f"{path}: its OME-Zarr multiscales metadata lists no datasets.")
+    return datasets
+
+
+def _dataset_scale(dataset: dict) -> list[float] | None:
+    for transform in dataset.get("coordinateTransformations") or ():
+        if isinstance(transform, dict) and transform.get("type") == "scale":
+            return [float(v) for v in transform.get("scale", ())]
+    return None
+
+
+def _ome_zarr_pyramid(path: Path) -> Pyramid | None:
+    """An OME-Zarr image's levels and the factors its scales claim (over level 0's)."""
+    import zarr
+
+    datasets = _multiscales(path)
+    if datasets is None or len(datasets) < 2:
+        return None
+    try:
+        levels = tuple(zarr.open_array(str(path / d["path"]), mode="r") for d in datasets)
+    except Exception as err:
+        raise ImageReadError(f"{path}: cannot read its OME-Zarr levels ({err}).") from err
+    scales = [_dataset_scale(d) for d in datasets]
+    base = scales[0]
+    claimed = tuple(
+        None
+        if base is None or s is None or len(s) != len(base) or 0 in base
+        else tuple(v / b for v, b in zip(s, base))
+        for s in scales
+    )
+    return Pyramid(levels, claimed)
 
 
 def read_pixel_size(path: str | os.PathLike) -> tuple[tuple[float, ...], str | None] | None:

@@ -457,3 +457,29 @@ def test_choosing_zarr_offers_zstd_and_export_writes_the_arrays(viewer_widget, q
     assert widget.compression.native.isHidden()
     widget.fmt.value = "tiff"
     assert list(widget.compression.choices) == ["none", "zlib"]
+
+
+def test_multiscale_image_exports_from_its_pyramid(viewer_widget, qtbot, tmp_path):
+    from napari_patchwork.resolution import downsample_mean
+
+    viewer, widget = viewer_widget
+    level0 = sample_image()
+    levels = [level0] + [downsample_mean(level0, (f, f), 2) for f in (2, 4)]
+    viewer.add_image(levels, multiscale=True, rgb=True, name="pyramid")
+    widget.image_combo.value = viewer.layers["pyramid"]
+    widget.mask_combo.value = None
+    widget.patch_size.value = "32"
+    widget.downsample.value = 4
+    widget.fmt.value = "npy"
+    widget.out_dir.value = tmp_path / "pyr"
+    run_export(qtbot, widget)
+    assert "read from pyramid level 2 (4 x 4)" in widget.status.value, widget.status.value
+    widget.image_combo.value = viewer.layers["ihc"]  # the same pixels, one level
+    widget.out_dir.value = tmp_path / "flat"
+    run_export(qtbot, widget)
+    assert "pyramid" not in widget.status.value.replace(str(tmp_path), "")
+    names = sorted(p.name for p in (tmp_path / "flat" / "images").iterdir())
+    assert len(names) == 16
+    for name in names:
+        pyr = np.load(tmp_path / "pyr" / "images" / name)
+        assert np.array_equal(pyr, np.load(tmp_path / "flat" / "images" / name))

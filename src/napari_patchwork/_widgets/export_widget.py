@@ -27,6 +27,7 @@ from napari_patchwork._layer_data import (
     annotation_mask,
     full_resolution_data,
     grid_placement,
+    image_levels,
     is_grid_layer,
     selected_patches,
 )
@@ -341,7 +342,9 @@ class ExportWidget(ScrollingForm):
     def export_request(self, need_folder: bool = True) -> tuple[str, Any, Any, ExportOptions]:
         """``(out_dir, image, mask, options)`` from the form (ExportError if incomplete).
 
-        An annotation Shapes layer is painted into the mask here (lazily when large).
+        An annotation Shapes layer is painted into the mask here (lazily when large). The
+        image of a multiscale layer is its levels (a Pyramid): a downsampled export reads
+        the coarsest level that serves it.
         """
         image = self.image_combo.value
         if image is None:
@@ -392,7 +395,7 @@ class ExportWidget(ScrollingForm):
             except GridError as err:  # the export's own layout is invalid
                 raise ExportError(str(err)) from None
             options = options.replace(indices=indices)
-        return out_dir, data, mask, options
+        return out_dir, image_levels(image) or data, mask, options
 
     def placement_labels(self) -> Any:
         """The labels the chosen grid's placement read (its mask layer), or None (then the

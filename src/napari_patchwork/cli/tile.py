@@ -112,8 +112,9 @@ def write_tile_previews(
 def cmd_tile(args: argparse.Namespace) -> int:
     from napari_patchwork._reader import remember_reader_for
     from napari_patchwork.export import BatchResult, batch_image_splits, export_patches
-    from napari_patchwork.io import read_levels
+    from napari_patchwork.io import read_pyramid
     from napari_patchwork.preview import PREVIEW_FILE
+    from napari_patchwork.pyramid import Pyramid
 
     images = expand_inputs(args.images)
     previews = preview_targets(args, images)
@@ -134,10 +135,14 @@ def cmd_tile(args: argparse.Namespace) -> int:
                 args, image_path, len(images), n_spatial, options["scale"]
             )
             progress = TqdmProgress(image_path.name, disable=args.quiet)
+            pyramid = read_pyramid(image_path)  # a downsampled export reads a smaller level
+            levels = (
+                None if pyramid is None else Pyramid((image, *pyramid.levels[1:]), pyramid.claimed)
+            )
             try:
                 result = export_patches(
                     out,
-                    image,
+                    levels or image,
                     mask,
                     channel_axis=channel_axis,
                     as_dask_tasks=client is not None,
@@ -151,7 +156,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
             targets = [out / PREVIEW_FILE] if not args.no_preview else []
             title = f"{image_path.name}, {' x '.join(map(str, args.size))} px patches"
             written = write_tile_previews(  # from a small pyramid level if the file has one
-                out, read_levels(image_path) or image, channel_axis, title,
+                out, image if levels is None else list(levels.levels), channel_axis, title,
                 targets + ([preview] if preview else []),
             )  # fmt: skip
             if not args.quiet:
@@ -255,7 +260,8 @@ def _add_output_options(tile: argparse.ArgumentParser) -> None:
         type=int,
         metavar="FACTOR",
         help="export at 1/FACTOR resolution along y and x (images: block mean, masks: "
-        "block mode); --size is then in output pixels",
+        "block mode); --size is then in output pixels. A pyramidal TIFF / OME-TIFF / SVS or "
+        "OME-Zarr is read at its coarsest level that divides FACTOR",
     )
     tile.add_argument(
         "--pixel-size",

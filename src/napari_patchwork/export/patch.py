@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +68,15 @@ class PatchSettings:
         return any(f != 1 for f in self.factors)
 
 
-def image_at_output_resolution(region: np.ndarray, settings: PatchSettings) -> np.ndarray:
-    """An image region (valid part, source pixels) reduced to output pixels (area average)."""
-    if not settings.downsampled:
+def image_at_output_resolution(
+    region: np.ndarray, settings: PatchSettings, factors: Sequence[int] | None = None
+) -> np.ndarray:
+    """An image region (valid part, source pixels) reduced to output pixels (area average);
+    ``factors`` instead of the export's for a region read from a pyramid level."""
+    factors = settings.factors if factors is None else tuple(factors)
+    if all(f == 1 for f in factors):
         return region
-    return downsample_mean(region, settings.factors, settings.channel_axis)
+    return downsample_mean(region, factors, settings.channel_axis)
 
 
 def mask_at_output_resolution(
@@ -105,19 +110,21 @@ def export_patch(
     info: PatchInfo,
     settings: PatchSettings,
     out_dir: str | os.PathLike,
+    image_factors: Sequence[int] | None = None,
 ) -> PatchRecord:
     """Reduce, filter, pad, relabel and write one patch; returns what happened.
 
     ``image_region``/``mask_region`` are the valid (in-image) part of the patch in
     source pixels (:meth:`PatchInfo.region`) as numpy arrays, the image with its
-    channel axis. Pure apart from writing the two files, so a ``dask.distributed``
-    worker can run it.
+    channel axis; an image region read from a pyramid level is in that level's pixels,
+    and ``image_factors`` says what remains to average. Pure apart from writing the two
+    files, so a ``dask.distributed`` worker can run it.
     """
     mask_patch = mask_at_output_resolution(mask_region, settings)
     rejected = screen_patch(mask_patch, info, settings)
     if rejected is not None:
         return rejected
-    image_patch = image_at_output_resolution(image_region, settings)
+    image_patch = image_at_output_resolution(image_region, settings, image_factors)
     return write_output_patch(image_patch, mask_patch, info, settings, out_dir)
 
 

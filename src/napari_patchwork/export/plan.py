@@ -20,7 +20,7 @@ from napari_patchwork.export.errors import ExportError
 from napari_patchwork.export.formats import check_png, check_writable, ome_tiff_metadata
 from napari_patchwork.export.options import ExportOptions
 from napari_patchwork.export.patch import PatchInfo, PatchSettings
-from napari_patchwork.export.split import SplitBlocks, split_blocks
+from napari_patchwork.export.split import SplitBlocks, split_groups
 from napari_patchwork.folder import (
     FILE_FORMATS,
     FORMAT_VERSION,
@@ -36,6 +36,7 @@ from napari_patchwork.folder.names import CONTAINER_FORMATS
 from napari_patchwork.folder.zarr_arrays import IMAGES_ARRAY, MASKS_ARRAY, shard_patches
 from napari_patchwork.grid import PatchGrid, normalize_axis, spatial_shape
 from napari_patchwork.placement import PlacedPatches
+from napari_patchwork.pyramid import LevelChoice, Pyramid, as_pyramid, choose_levels
 from napari_patchwork.resolution import ResolutionError, downsampled_shape, resolve_factors
 
 
@@ -80,6 +81,7 @@ class ExportPlan:
     info: DatasetInfo
     blocks: SplitBlocks | None = None
     placed: PlacedPatches | None = None
+    levels: LevelChoice | None = None
 
     @property
     def n_patches(self) -> int:
@@ -93,8 +95,13 @@ class ExportPlan:
 
     @property
     def notes(self) -> tuple[str, ...]:
-        """What the placement could not place, in sentences (empty for a grid)."""
-        return () if self.placed is None else self.placed.notes
+        """What the placement could not place, and which pyramid levels a downsampled
+        export reads (or could not trust), in sentences."""
+        placed = () if self.placed is None else self.placed.notes
+        pyramid = (
+            () if self.levels is None or not self.levels.description else (self.levels.description,)
+        )
+        return (*placed, *pyramid)
 
 
 def array_like(array: Any, what: str) -> Any:
@@ -111,15 +118,13 @@ def plan_export(
 ) -> ExportPlan:
     """Check ``options`` against ``image`` and ``mask`` and lay out the patches, without
     touching any file. ``labels`` is the label mask a placement reads (default: ``mask``).
-    Raises :class:`ExportError` (or a ``GridError``, also a ValueError)."""
+    Raises :class:`ExportError` (or a ``GridError``, also a ValueError). ``image`` may be a
+    pyramid (a :class:`~napari_patchwork.pyramid.Pyramid`, or napari multiscale data):
+    everything is planned on level 0; a downsampled export reads the levels
+    :func:`choose_levels` picks."""
     options = ExportOptions.of(options)
-    if options.split_by == "image" and options.image_split is None:
-        raise ExportError(
-            "split_by='image' puts every patch of one image into one split, drawn per image "
-            "of a batch: use export_batch (or the command line with several images), or give "
-            "this image's split as image_split."
-        )
-    image = array_like(image, "image")
+    pyramid = image_pyramid(image)
+    image = pyramid.level0
     mask = None if mask is None else array_like(mask, "mask")
     layout, grid, placed = layout_and_placed(image, options, mask if labels is None else labels)
     _check_arrays(image, mask, options, layout, grid)
@@ -127,16 +132,18 @@ def plan_export(
     _check_writable(image, mask, settings, layout)
     candidates = _candidates(grid, options.indices)
     patches = _patch_infos(grid, candidates, layout, options, mask, placed)
-    blocks = None
-    if options.split_by == "blocks":
-        blocks = split_blocks(
-            patches, options.block_size, options.split or {}, options.seed, len(layout.names)
-        )
-        patches = tuple(p for p in patches if p.index in blocks.split)
+    patches, blocks = split_groups(patches, options, len(layout.names))
     info = _dataset_info(image, mask, options, layout, grid, settings)
     if options.fmt in CONTAINER_FORMATS:
         info = replace(info, arrays=_arrays(image, mask, grid, layout, len(patches)))
-    return ExportPlan(options, layout, grid, patches, settings, info, blocks, placed)
+    levels = choose_levels(pyramid, layout.channel_axis, layout.factors)
+    return ExportPlan(options, layout, grid, patches, settings, info, blocks, placed, levels)
+
+
+def image_pyramid(image: Any) -> Pyramid:
+    """``image`` as a :class:`Pyramid` (one level unless it is one), each level array-like."""
+    pyramid = as_pyramid(image) or Pyramid((image,))
+    return Pyramid(tuple(array_like(a, "image") for a in pyramid.levels), pyramid.claimed)
 
 
 def layout_and_grid(

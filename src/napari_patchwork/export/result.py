@@ -51,7 +51,8 @@ class ExportResult:
     foreground_rule: str = "under min foreground"
     n_buffer: int = 0
     notes: tuple[str, ...] = ()
-    """What a placement could not place (e.g. "placed 37 of 50 random patches: ...")."""
+    """What a placement could not place (e.g. "placed 37 of 50 random patches: ..."), which
+    pyramid level a downsampled export read and which levels it could not trust."""
 
     @property
     def split_fractions(self) -> dict[str, float]:

@@ -21,7 +21,7 @@ import numpy as np
 from napari_patchwork._common import is_dask, run_steps
 from napari_patchwork.export.options import DEFAULT_WRITE_THREADS, ExportOptions
 from napari_patchwork.export.patch import PatchSettings, export_patch, write_output_patch
-from napari_patchwork.export.plan import ExportPlan, array_like, plan_export
+from napari_patchwork.export.plan import ExportPlan, array_like, image_pyramid, plan_export
 from napari_patchwork.export.result import ExportProgress, ExportResult
 from napari_patchwork.export.resume import FolderLock, make_folder, prepare_folder
 from napari_patchwork.export.shards import (
@@ -32,7 +32,7 @@ from napari_patchwork.export.shards import (
     screened_patches,
     shard_target,
 )
-from napari_patchwork.export.source import read_regions
+from napari_patchwork.export.source import ImageSource, read_regions
 from napari_patchwork.export.split import assign_splits
 from napari_patchwork.folder import (
     DATASET_FILE,
@@ -177,7 +177,7 @@ def run_export(
     outright loses at most the last fraction of a second of lines (those patches are
     written again on resume).
     """
-    image = array_like(image, "image")
+    source = ImageSource(image_pyramid(image), plan.levels, plan.settings)
     mask = None if mask is None else array_like(mask, "mask")
     out = Path(out_dir)
     make_folder(out)
@@ -189,7 +189,7 @@ def run_export(
         by_index = {p.index: p for p in plan.patches}
         todo = [p for p in plan.patches if p.index not in records]
         target = shard_target(out, plan) if plan.options.fmt in CONTAINER_FORMATS else None
-        decisions = _decisions(out, plan, image, mask, todo, target, resumed)
+        decisions = _decisions(out, plan, source, mask, todo, target, resumed)
         done, total, written = progress.done, progress.total, 0
         with (
             open(out / JOURNAL_FILE, "a", encoding="utf-8") as journal,
@@ -218,34 +218,36 @@ def run_export(
 def _decisions(
     out: Path,
     plan: ExportPlan,
-    image: Any,
+    source: ImageSource,
     mask: Any,
     todo: list[PatchInfo],
     target: ShardTarget | None,
     first_slot: int,
 ) -> Generator[list[PatchRecord], None, None]:
     """The records of the patches ``todo``, batch by batch (shard by shard into the zarr
-    arrays of ``target``), here or as dask tasks."""
-    options, settings = plan.options, plan.settings
+    arrays of ``target``), here or as dask tasks. A batch reads about
+    ``read_batch_bytes``, the image counted at the pyramid level it reads."""
+    options, settings, image = plan.options, plan.settings, source.image
     channels = 1 if settings.channel_axis is None else image.shape[settings.channel_axis]
-    bytes_per_pixel = np.dtype(image.dtype).itemsize * channels
+    bytes_per_pixel = np.dtype(image.dtype).itemsize * channels / source.read_factor
     bytes_per_pixel += 0 if mask is None else np.dtype(mask.dtype).itemsize
-    if target is not None and options.as_dask_tasks:
+    if target is not None and options.as_dask_tasks:  # reads level 0 (not the pyramid)
         return export_shards_as_dask_tasks(image, mask, todo, settings, target, first_slot)
     batches = _batches(todo, bytes_per_pixel, options.read_batch_bytes)
     if options.as_dask_tasks:
-        return _export_batches_as_dask_tasks(image, mask, batches, settings, out)
-    screened = _screened(image, mask, batches, settings)
+        return _export_batches_as_dask_tasks(source, mask, batches, settings, out)
+    screened = _screened(source, mask, batches, settings)
     if target is not None:
         return export_shards_here(screened, settings, target, first_slot, options.write_threads)
     return _export_batches_here(screened, settings, out, options.write_threads)
 
 
 def _screened(
-    image: Any, mask: Any, batches: Iterable[list[PatchInfo]], settings: PatchSettings
+    source: ImageSource, mask: Any, batches: Iterable[list[PatchInfo]], settings: PatchSettings
 ) -> Iterable[ScreenedPatch]:
     """:func:`screened_patches` of ``batches``, their regions read with :func:`read_regions`
-    (one ``dask.compute`` per batch and array for dask input)."""
+    (one ``dask.compute`` per batch and array for dask input), the image's from the
+    pyramid level that serves each patch."""
 
     def read_masks(batch: Sequence[PatchInfo]) -> list[Any]:
         if mask is None:
@@ -253,8 +255,7 @@ def _screened(
         return read_regions(mask, [p.region(len(mask.shape), None) for p in batch])
 
     def read_images(batch: Sequence[PatchInfo]) -> list[np.ndarray]:
-        axis = settings.channel_axis
-        return read_regions(image, [p.region(len(image.shape), axis) for p in batch])
+        return source.read(batch)  # at output resolution
 
     return screened_patches(batches, read_masks, read_images, settings)
 
@@ -322,7 +323,7 @@ def _split_labels(plan: ExportPlan, kept: Sequence[PatchRecord]) -> list[str]:
 
 
 def _batches(
-    patches: Sequence[PatchInfo], bytes_per_pixel: int, budget: int
+    patches: Sequence[PatchInfo], bytes_per_pixel: float, budget: int
 ) -> Iterable[list[PatchInfo]]:
     """Consecutive patches whose regions together stay under ``budget`` bytes (>= 1 each)."""
     batch: list[PatchInfo] = []
@@ -384,9 +385,14 @@ def _record_of(item: Future | PatchRecord) -> PatchRecord:
 
 
 def _export_batches_as_dask_tasks(
-    image: Any, mask: Any, batches: Iterable[list[PatchInfo]], settings: PatchSettings, out: Path
+    source: ImageSource,
+    mask: Any,
+    batches: Iterable[list[PatchInfo]],
+    settings: PatchSettings,
+    out: Path,
 ) -> Iterable[list[PatchRecord]]:
-    """For each batch, one ``dask.compute`` of one :func:`export_patch` task per patch.
+    """For each batch, one ``dask.compute`` of one :func:`export_patch` task per patch (its
+    image region from the pyramid level that serves it).
 
     Numpy inputs are wrapped as dask arrays first, so a task ships only its region.
     """
@@ -400,18 +406,21 @@ def _export_batches_as_dask_tasks(
         meta = np.empty((0,) * len(array.shape), dtype=array.dtype)
         return da.from_array(array, chunks="auto", meta=meta)
 
-    image = lazy(image)
+    levels = [lazy(level) for level in source.pyramid.levels]
     mask = None if mask is None else lazy(mask)
     export_task = dask.delayed(export_patch, pure=False)
     for batch in batches:
-        tasks = [
-            export_task(
-                image[info.region(image.ndim, settings.channel_axis)],
-                None if mask is None else mask[info.region(mask.ndim, None)],
-                info,
-                settings,
-                str(out),
+        tasks = []
+        for info in batch:
+            level, region, factors = source.read_plan(info)
+            tasks.append(
+                export_task(
+                    levels[level][region],
+                    None if mask is None else mask[info.region(mask.ndim, None)],
+                    info,
+                    settings,
+                    str(out),
+                    factors,
+                )
             )
-            for info in batch
-        ]
         yield list(dask.compute(*tasks))

@@ -395,9 +395,10 @@ def screened_patches(
     read_images: Callable[[Sequence[PatchInfo]], list[np.ndarray]],
     settings: PatchSettings,
 ) -> Iterator[ScreenedPatch]:
-    """Per batch: the mask regions read first, the image regions only of the patches the
-    mask filters keep; ``(info, rejection or None, image patch, mask patch)`` per patch
-    at output resolution, in patch order."""
+    """Per batch: the mask regions read first, the image patches (``read_images`` gives
+    them at output resolution) only of the patches the mask filters keep; ``(info,
+    rejection or None, image patch, mask patch)`` per patch at output resolution, in
+    patch order."""
     for batch in batches:
         masks = [mask_at_output_resolution(m, settings) for m in read_masks(batch)]
         decided = [screen_patch(m, p, settings) for p, m in zip(batch, masks)]
@@ -406,4 +407,4 @@ def screened_patches(
             if record is not None:
                 yield info, record, None, None
             else:
-                yield info, None, image_at_output_resolution(next(images), settings), mask_patch
+                yield info, None, next(images), mask_patch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -187,6 +188,23 @@ def split_blocks(
         n_buffer=result.n_buffer,
         n_blocks=result.n_blocks,
     )
+
+
+def split_groups(
+    patches: tuple[PatchInfo, ...], options: Any, n_spatial: int
+) -> tuple[tuple[PatchInfo, ...], SplitBlocks | None]:
+    """The candidate ``patches`` an export with ``options`` (an ExportOptions) tries, and its
+    blocked split (``split_by="blocks"``: the buffer is left out), or None."""
+    if options.split_by == "image" and options.image_split is None:
+        raise ExportError(
+            "split_by='image' puts every patch of one image into one split, drawn per image "
+            "of a batch: use export_batch (or the command line with several images), or give "
+            "this image's split as image_split."
+        )
+    if options.split_by != "blocks":
+        return patches, None
+    blocks = split_blocks(patches, options.block_size, options.split or {}, options.seed, n_spatial)
+    return tuple(p for p in patches if p.index in blocks.split), blocks
 
 
 def boxes_touch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
