@@ -144,11 +144,12 @@ def block_split(
             f"{', '.join(map(repr, empty))} would get none. Choose a smaller block_size "
             f"(at least the patch size, {extent.tolist()}), or fewer splits."
         )
-    labels = np.array(block_labels, dtype=object)[np.asarray(which).ravel()]
+    which = np.asarray(which).ravel()
     order = sorted(split, key=lambda name: (split[name], -list(split).index(name)))
-    rank = np.array([order.index(str(label)) for label in labels], dtype=np.int64)
+    rank = np.array([order.index(label) for label in block_labels], dtype=np.int64)[which]
     buffer = leaking_patches(boxes, rank)
-    out_labels = tuple("" if b else str(s) for s, b in zip(labels, buffer))
+    named = np.array([*block_labels, ""], dtype=object)
+    out_labels = tuple(named[np.where(buffer, len(block_labels), which)].tolist())
     return BlockSplit(out_labels, blocks, buffer, len(unique))
 
 
@@ -228,8 +229,7 @@ def leaking_patches(boxes: np.ndarray, rank: np.ndarray) -> np.ndarray:
     out = np.zeros(len(boxes), dtype=bool)
     if len(boxes) == 0 or len(np.unique(rank)) < 2:
         return out
-    groups = _cell_groups(boxes)
-    groups = [g for g in groups if len(np.unique(rank[g])) > 1]
+    groups = _mixed_cells(boxes, rank)
     for r in np.unique(rank)[1:]:
         for group in groups:
             mine = group[(rank[group] == r) & ~out[group]]
@@ -239,9 +239,10 @@ def leaking_patches(boxes: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cell_groups(boxes: np.ndarray) -> list[np.ndarray]:
-    """The patches of each cell that holds more than one (cells of the largest patch's
-    extent; a box spans at most 2 cells per axis, counting its stop as a point)."""
+def _mixed_cells(boxes: np.ndarray, rank: np.ndarray) -> list[np.ndarray]:
+    """The patches of each cell that holds patches of more than one rank (cells of the
+    largest patch's extent; a box spans at most 2 cells per axis, counting its stop as a
+    point)."""
     ndim = boxes.shape[2]
     cell = max(int((boxes[:, 1] - boxes[:, 0]).max()), 1)
     low, high = boxes[:, 0] // cell, boxes[:, 1] // cell
@@ -252,11 +253,16 @@ def _cell_groups(boxes: np.ndarray) -> list[np.ndarray]:
         members.append(np.flatnonzero(inside))
         keys.append(cells[inside])
     index = np.concatenate(members)
-    _, key = np.unique(np.concatenate(keys), axis=0, return_inverse=True)
-    key = np.asarray(key).ravel()
+    cells = np.concatenate(keys)
+    cells -= cells.min(axis=0)
+    key = np.ravel_multi_index(tuple(cells.T), tuple(cells.max(axis=0) + 1))
     order = np.argsort(key, kind="stable")
-    bounds = np.flatnonzero(np.diff(key[order])) + 1
-    return [g for g in np.split(index[order], bounds) if len(g) > 1]
+    index, key = index[order], key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ranks = rank[index]
+    mixed = np.minimum.reduceat(ranks, starts) != np.maximum.reduceat(ranks, starts)
+    stops = np.r_[starts[1:], len(index)]
+    return [index[a:b] for a, b, m in zip(starts, stops, mixed) if m]
 
 
 def image_splits(n_images: int, split: Mapping[str, float], seed: int = 0) -> list[str]:
