@@ -67,7 +67,10 @@ def export_patches(
     out_dir : folder to create or resume (see :mod:`napari_patchwork.folder` on safety).
     image : numpy, dask or other array-like (zarr, memmap), channel axis included.
         Dask and other lazy arrays are read a batch of patch regions at a time
-        (about ``read_batch_bytes``), never whole.
+        (about ``read_batch_bytes``), never whole. A pyramid (napari multiscale data: a
+        list of arrays, level 0 first, or a :class:`~napari_patchwork.pyramid.Pyramid`)
+        is planned on level 0; a downsampled export reads each patch from the coarsest
+        level whose factor divides ``downsample`` (see :mod:`napari_patchwork.pyramid`).
     mask : integer labels with the image's spatial shape (source pixels), or None.
     patch_size, stride, edge, channel_axis : as :func:`napari_patchwork.grid.make_grid`
         (output pixels per spatial axis; RGB images use ``channel_axis=-1``).
