@@ -16,6 +16,7 @@ from napari_patchwork.pyramid import (
 def test_level_factors_accept_ceil_and_floor_sizes_and_refuse_the_rest():
     assert level_factors((1000, 1001, 3), (500, 501, 3), 2) == ((2, 2), "")  # ceil
     assert level_factors((1000, 1001, 3), (500, 500, 3), 2) == ((2, 2), "")  # floor
+    assert level_factors((1000, 1001, 3), (500, 500, 3), -1) == ((2, 2), "")  # axis from the end
     assert level_factors((1000, 1000), (250, 125), None) == ((4, 8), "")
     assert level_factors((10, 1000), (10, 125), None) == ((1, 8), "")  # z not reduced
     factors, why = level_factors((1000, 1000), (400, 400), None)  # 2.5

@@ -80,6 +80,8 @@ def level_factors(
     0's) must agree.
     """
     shape0, shape = [int(s) for s in shape0], [int(s) for s in shape]
+    if channel_axis is not None:
+        channel_axis %= len(shape0)
     if len(shape) != len(shape0):
         return None, f"it has {len(shape)} axes, level 0 has {len(shape0)}"
     if channel_axis is not None and shape[channel_axis] != shape0[channel_axis]:
@@ -112,8 +114,8 @@ def level_factors(
 @dataclass(frozen=True)
 class LevelChoice:
     """Which levels an export reads: ``levels`` are ``(index, factors)`` pairs, coarsest
-    first, each dividing the export's factors (level 0 last, always); ``notes`` say which
-    levels were left out and why."""
+    first, each dividing the export's factors (level 0 always among them); ``notes`` say
+    which levels were left out and why."""
 
     levels: tuple[tuple[int, tuple[int, ...]], ...]
     notes: tuple[str, ...]
@@ -124,7 +126,7 @@ class LevelChoice:
 
     @property
     def description(self) -> str:
-        """``"read from pyramid level 2 (4 x 4), 4 x 4 averaged"``-like text, with notes."""
+        """``"read from pyramid level 2 (4 x 4)"`` (nothing for level 0), then the notes."""
         index, factors = self.best
         text = "" if index == 0 else f"read from pyramid level {index} ({_x(factors)})"
         if self.notes:

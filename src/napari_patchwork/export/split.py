@@ -5,13 +5,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_patchwork._common import ints, per_axis
 from napari_patchwork.export.errors import ExportError
 from napari_patchwork.folder import PatchInfo
+
+if TYPE_CHECKING:  # options.py imports this module
+    from napari_patchwork.export.options import ExportOptions
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 """Split names used when ``split`` is given as a sequence of fractions."""
@@ -192,9 +195,9 @@ def split_blocks(
 
 
 def split_groups(
-    patches: tuple[PatchInfo, ...], options: Any, n_spatial: int
+    patches: tuple[PatchInfo, ...], options: ExportOptions, n_spatial: int
 ) -> tuple[tuple[PatchInfo, ...], SplitBlocks | None]:
-    """The candidate ``patches`` an export with ``options`` (an ExportOptions) tries, and its
+    """The candidate ``patches`` an export with ``options`` tries, and its
     blocked split (``split_by="blocks"``: the buffer is left out), or None."""
     if options.split_by == "image" and options.image_split is None:
         raise ExportError(
