@@ -162,7 +162,7 @@ def cmd_tile(args: argparse.Namespace) -> int:
             if not args.quiet:
                 shown = f"; preview: {', '.join(map(str, written))}" if written else ""
                 print(f"{image_path}: {result.message}{shown}")
-                for note in result.notes:  # what a placement could not place
+                for note in result.notes:  # what a placement could not place, pyramid levels
                     print(f"  {note}")
             if remember_reader_for(out) and not args.quiet:
                 print(f"{out}: napari opens it with napari-patchwork (`napari {out}`)")

@@ -67,10 +67,8 @@ def export_patches(
     out_dir : folder to create or resume (see :mod:`napari_patchwork.folder` on safety).
     image : numpy, dask or other array-like (zarr, memmap), channel axis included.
         Dask and other lazy arrays are read a batch of patch regions at a time
-        (about ``read_batch_bytes``), never whole. A pyramid (napari multiscale data: a
-        list of arrays, level 0 first, or a :class:`~napari_patchwork.pyramid.Pyramid`)
-        is planned on level 0; a downsampled export reads each patch from the coarsest
-        level whose factor divides ``downsample`` (see :mod:`napari_patchwork.pyramid`).
+        (about ``read_batch_bytes``), never whole. Or a pyramid (a list of levels, level
+        0 first, or a Pyramid): see :mod:`napari_patchwork.pyramid`.
     mask : integer labels with the image's spatial shape (source pixels), or None.
     patch_size, stride, edge, channel_axis : as :func:`napari_patchwork.grid.make_grid`
         (output pixels per spatial axis; RGB images use ``channel_axis=-1``).
@@ -103,12 +101,9 @@ def export_patches(
         ``seed``. Overlapping patches (stride < patch) can share pixels across splits
         unless ``split_by="blocks"``.
     seed : the split's random seed (the same seed gives the same split).
-    split_by : what is drawn into the splits: ``"patch"`` (default, each patch),
-        ``"blocks"`` (spatial blocks of ``block_size``; patches that would overlap or
-        touch a patch of another split are left out as a buffer, counted in
-        ``ExportResult.n_buffer``; see :func:`~napari_patchwork.export.split.block_split`)
-        or ``"image"`` (the whole image goes to ``image_split``; see
-        :func:`~napari_patchwork.export.batch.export_batch`).
+    split_by : what is drawn into the splits: ``"patch"`` (default), ``"blocks"`` (of
+        ``block_size``, with a buffer: :func:`~napari_patchwork.export.split.block_split`)
+        or ``"image"`` (all to ``image_split``: :func:`~napari_patchwork.export.export_batch`).
     block_size : the blocks of ``split_by="blocks"`` in output pixels (like
         ``patch_size``): one value or one per spatial axis, at least the patch size.
     image_split : with ``split_by="image"``, the split of this image (a batch export
