@@ -129,3 +129,19 @@ def test_full_resolution_exports_read_level_0_and_say_nothing(tmp_path):
     assert plan_export(levels, None, options.replace(downsample=2)).levels.best == (1, (2, 2))
     result = export_patches(tmp_path / "a", levels, options=options)
     assert result.notes == () and result.n_patches == 16
+
+
+def test_placed_patches_with_a_blocked_split_read_from_the_pyramid(tmp_path):
+    from napari_patchwork.placement import Placement
+
+    level0 = image_of(np.uint8, (256, 256, 3), seed=5)
+    placement = Placement(kind="random", n=40, seed=3)
+    common = dict(patch_size=8, downsample=4, channel_axis=-1, fmt="npy", placement=placement,
+                  split=(0.5, 0.5), split_by="blocks", block_size=16)  # fmt: skip
+    plain = export_patches(tmp_path / "a", level0, **common)
+    result = export_patches(tmp_path / "b", averaged_pyramid(level0), **common)
+    assert result.rows == plain.rows and result.n_buffer == plain.n_buffer
+    assert "read from pyramid level 2 (4 x 4)" in result.notes
+    a, b = patches(plain, tmp_path / "a"), patches(result, tmp_path / "b")
+    assert a and all(np.array_equal(a[k], b[k]) for k in a)
+    assert {r["split"] for r in result.rows} == {"train", "val"}
