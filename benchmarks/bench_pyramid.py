@@ -45,7 +45,7 @@ start = time.perf_counter()
 result = export_patches(out, image, patch_size=256, edge="pad", downsample=factor,
                         channel_axis=-1, fmt="npy", overwrite=True)
 print(f"## {time.perf_counter() - start:.3f} {result.n_patches}")
-print(result.message)
+print(result.message + "".join(f"; {note}" for note in result.notes))
 """
 
 
