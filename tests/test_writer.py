@@ -273,9 +273,9 @@ def test_writer_passes_a_multiscale_image_as_its_levels(tmp_path):
 
     level0 = np.arange(300 * 200, dtype=np.uint16).reshape(300, 200)
     layer = napari.layers.Image([level0, level0[::2, ::2]], multiscale=True, name="pyr")
-    options = writer_options([layer.as_layer_data_tuple()])
-    assert isinstance(options["image"], Pyramid) and len(options["image"].levels) == 2
-    assert options["image"].level0.shape == (300, 200)
+    request = writer_request([layer.as_layer_data_tuple()])
+    assert isinstance(request.image, Pyramid) and len(request.image.levels) == 2
+    assert request.image.level0.shape == (300, 200)
     write_patch_folder(str(tmp_path / "out"), [layer.as_layer_data_tuple()])
     image, _ = read_patches(tmp_path / "out")
     assert np.array_equal(image, level0)  # padded 256 px patches at full resolution: level 0
