@@ -49,6 +49,19 @@ print(f"@@ {time.perf_counter() - start:.2f} {resource.getrusage(resource.RUSAGE
 """
 
 
+def padded_tiles(source, tile: int = 256):
+    """The ``tile`` x ``tile`` tiles of a square (y, x, channels) array, in row order,
+    zero-padded at the right and bottom edges: what ``tifffile`` writes as a tiled page."""
+    import numpy as np
+
+    size = source.shape[0]
+    for ty in range(0, size, tile):
+        for tx in range(0, size, tile):
+            piece = source[ty : ty + tile, tx : tx + tile]
+            pad = [(0, tile - piece.shape[0]), (0, tile - piece.shape[1]), (0, 0)]
+            yield np.pad(piece, pad)
+
+
 def make_slide(path: Path, size: int) -> None:
     """A size x size RGB tiled TIFF, written tile by tile (never whole in memory)."""
     import numpy as np

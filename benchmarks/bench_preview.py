@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_large import make_slide, measured  # noqa: E402  (numpy-free at import)
+from bench_large import make_slide, measured, padded_tiles  # noqa: E402  (numpy-free at import)
 
 OURS = """
 import sys
@@ -74,17 +74,12 @@ def make_pyramid(flat: Path, path: Path) -> None:
     source = zarr.open(tifffile.imread(flat, aszarr=True), mode="r")
     size = source.shape[0]
 
-    def tiles():
-        for ty in range(0, size, 256):
-            for tx in range(0, size, 256):
-                piece = source[ty : ty + 256, tx : tx + 256]
-                pad = [(0, 256 - piece.shape[0]), (0, 256 - piece.shape[1]), (0, 0)]
-                yield np.pad(piece, pad)
-
     level1 = np.concatenate([block_mean(source[y : y + 4000], 4) for y in range(0, size, 4000)])
     options = dict(tile=(256, 256), photometric="rgb")
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        tif.write(tiles(), shape=source.shape, dtype=source.dtype, subifds=2, **options)
+        tif.write(
+            padded_tiles(source), shape=source.shape, dtype=source.dtype, subifds=2, **options
+        )
         tif.write(level1, subfiletype=1, **options)
         tif.write(block_mean(level1, 4), subfiletype=1, **options)
 

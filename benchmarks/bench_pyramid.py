@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_large import MEASURE, measured  # noqa: E402  (numpy-free at import)
+from bench_large import MEASURE, measured, padded_tiles  # noqa: E402  (numpy-free at import)
 
 # No numpy at module level and no big work in this process: a child starts with its
 # parent's peak RSS (ru_maxrss survives fork + exec), so the slide is written by a child.
@@ -68,17 +68,16 @@ def make_pyramid(flat: Path, path: Path, factors=(2, 4, 8, 16)) -> None:
             levels[f].append(downsample_mean(rows, (f, f), channel_axis=2))
     levels = {f: np.concatenate(parts) for f, parts in levels.items()}
 
-    def tiles():
-        for ty in range(0, size, 256):
-            for tx in range(0, size, 256):
-                piece = source[ty : ty + 256, tx : tx + 256]
-                pad = [(0, 256 - piece.shape[0]), (0, 256 - piece.shape[1]), (0, 0)]
-                yield np.pad(piece, pad)
-
     options = dict(tile=(256, 256), photometric="rgb")
     part = path.with_suffix(".part")
     with tifffile.TiffWriter(part, bigtiff=True) as tif:
-        tif.write(tiles(), shape=source.shape, dtype=source.dtype, subifds=len(factors), **options)
+        tif.write(
+            padded_tiles(source),
+            shape=source.shape,
+            dtype=source.dtype,
+            subifds=len(factors),
+            **options,
+        )
         for f in factors:
             tif.write(levels[f], subfiletype=1, **options)
     part.rename(path)
