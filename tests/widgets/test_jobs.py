@@ -129,3 +129,36 @@ def test_progress_value_of_done_and_total():
 
     assert progress_value(ExportProgress(done=3, total=7)) == (3, 7)
     assert progress_value(ExportProgress(done=0, total=0)) == (0, 1)
+
+
+def test_gui_steps_after_the_job_run_one_per_turn_and_errors_end_the_job(
+    runner_widget, qtbot, notifications
+):
+    from qtpy.QtCore import QTimer
+
+    _viewer, widget, runner, idle = runner_widget
+    run = widget[0]
+    ticks, seen = [0], []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))  # one per loop turn
+    timer.start(0)
+
+    def gui_steps(result, fail=False):
+        for step in range(3):
+            seen.append((result, step, ticks[0]))
+            if fail and step == 1:
+                raise KeyError("layer gone")
+            yield
+
+    runner.start(Job(n_steps=2)(), gui_steps, message="working...")
+    qtbot.waitUntil(lambda: len(seen) == 3 and not runner.running, timeout=10_000)
+    assert [step for _result, step, _tick in seen] == [0, 1, 2]
+    assert seen[0][2] < seen[1][2] < seen[2][2]  # the event loop turned between the steps
+    assert run.enabled and idle == [True]
+    seen.clear()
+    runner.start(Job(n_steps=2)(), lambda r: gui_steps(r, fail=True), message="working...")
+    assert runner.running and not run.enabled
+    qtbot.waitUntil(lambda: not runner.running, timeout=10_000)
+    timer.stop()
+    assert len(seen) == 2 and run.enabled and idle == [True, True]  # no step after the error
+    assert "KeyError" in str(notifications[-1].message) and widget[3].value.startswith("error:")

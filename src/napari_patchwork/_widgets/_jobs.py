@@ -213,8 +213,10 @@ class JobRunner:
             next(self._finishing)
         except StopIteration:
             self._finishing = None
-        except (ValueError, JobError) as err:
+        except Exception as err:  # noqa: BLE001 - the job must end; the error is shown
             self._finishing = None
+            if not isinstance(err, (ValueError, JobError)):
+                err = JobError(f"{type(err).__name__}: {err}")
             self.report_error(err)
         if self._finishing is not None:
             QTimer.singleShot(0, self._finish_step)
