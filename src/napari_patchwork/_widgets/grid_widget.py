@@ -311,6 +311,7 @@ class GridWidget(ScrollingForm):
             try:
                 next(steps)
             except StopIteration as done:
+                self.progress.value = self.progress.max  # drawn: 100 %, not the 0 % of before
                 return done.value
 
     def _place(self, made: GridLayers):
