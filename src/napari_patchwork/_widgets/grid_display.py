@@ -143,16 +143,6 @@ def place_grid_layers(viewer, made: GridLayers) -> Generator[None, None, Any]:
     return layer
 
 
-def show_grid_layers(viewer, image, plan, features: dict, keep: np.ndarray, options: dict):
-    """:func:`make_grid_layers` and :func:`place_grid_layers` at once; returns the grid layer."""
-    steps = place_grid_layers(viewer, make_grid_layers(image, plan, features, keep, options))
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-
-
 def _colour_layer_data(image, plan, features: dict, keep, options: dict):
     """``((data, kwargs), Legend)`` of the per-patch colour layer, or ``(None, None)``."""
     color_by = options["color_by"]

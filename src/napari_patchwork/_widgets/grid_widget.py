@@ -20,7 +20,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info
 
-from napari_patchwork._common import is_dask, rescaled
+from napari_patchwork._common import is_dask, rescaled, run_steps
 from napari_patchwork._layer_data import GRID_METADATA_KEY, full_resolution_data
 from napari_patchwork._widgets._jobs import JobError, JobRunner
 from napari_patchwork._widgets._layers import (
@@ -306,13 +306,9 @@ class GridWidget(ScrollingForm):
         """Add or replace the grid layer for ``plan`` with ``features`` (in this thread,
         at once); returns the layer."""
         keep, options = _layer_options(plan, self._display(plan), features)
-        steps = self._place(make_grid_layers(plan.image, plan, features, keep, options))
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                self.progress.value = self.progress.max  # drawn: 100 %, not the 0 % of before
-                return done.value
+        layer = run_steps(self._place(make_grid_layers(plan.image, plan, features, keep, options)))
+        self.progress.value = self.progress.max  # drawn: 100 %, not the 0 % of before
+        return layer
 
     def _place(self, made: GridLayers):
         """Put the made layers into the viewer, one per step; returns the grid layer."""
