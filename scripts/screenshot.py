@@ -37,6 +37,17 @@ def close_notifications(viewer) -> None:
     QApplication.processEvents()
 
 
+def save_window(viewer, path: Path) -> Path:
+    """The whole window, the image in view and no pop-ups, saved to ``path``; closes the viewer."""
+    QApplication.processEvents()
+    viewer.reset_view()
+    QApplication.processEvents()
+    close_notifications(viewer)
+    viewer.screenshot(str(path), canvas_only=False)
+    viewer.close()
+    return path
+
+
 def wait_for(condition, seconds: float = 60.0) -> None:
     """Let Qt run (worker threads, redraws) until ``condition()`` is true."""
     import time
@@ -62,14 +73,7 @@ def grid_screenshot(out_dir: Path) -> Path:
     widget.show_button.native.click()
     wait_for(lambda: not widget.running and "ihc grid" in viewer.layers)
     viewer.layers["nuclei"].visible = False  # the grid's colours show the mask's share
-    QApplication.processEvents()
-    viewer.reset_view()
-    QApplication.processEvents()
-    close_notifications(viewer)
-    path = out_dir / "grid-widget.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    viewer.close()
-    return path
+    return save_window(viewer, out_dir / "grid-widget.png")
 
 
 def cluster_screenshot(out_dir: Path) -> Path:
@@ -84,14 +88,7 @@ def cluster_screenshot(out_dir: Path) -> Path:
     wait_for(lambda: not widget.running and "ihc clusters" in viewer.layers)
     viewer.layers["ihc posterised"].visible = False
     viewer.layers["ihc clusters"].opacity = 0.5
-    QApplication.processEvents()
-    viewer.reset_view()
-    QApplication.processEvents()
-    close_notifications(viewer)
-    path = out_dir / "cluster-widget.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    viewer.close()
-    return path
+    return save_window(viewer, out_dir / "cluster-widget.png")
 
 
 if __name__ == "__main__":
