@@ -183,15 +183,16 @@ def _layer_fields(widget: Container) -> None:
 def _layout_fields(widget: Container) -> None:
     """How patches are cut and written: sizes, edges, padding, format, resolution."""
     widget.patch_size = LineEdit(
-        label="patch size (output px)",
+        label="patch size (px)",
         value="256",
-        tooltip="One number for all spatial axes, or one per axis in array order, "
-        "e.g. '16, 256, 256'.",
+        tooltip="In output pixels (after any downsampling): one number for all spatial axes, "
+        "or one per axis in array order, e.g. '16, 256, 256'.",
     )
     widget.stride = LineEdit(
-        label="stride (output px)",
+        label="stride (px)",
         value="",
-        tooltip="Step between patches, like the patch size. Empty = patch size (no overlap).",
+        tooltip="Step between patches in output pixels, like the patch size. "
+        "Empty = patch size (no overlap).",
     )
     widget.edge = ComboBox(label="edge", choices=list(EDGE_MODES), value="drop")
     widget.pad_mode = ComboBox(label="pad with", choices=list(PAD_MODES), value="constant")
@@ -211,7 +212,7 @@ def _filter_fields(widget: Container) -> None:
         tooltip="Keep patches whose mask foreground fraction is at least this.",
     )
     widget.min_std = FloatSpinBox(
-        label="drop blank below std",
+        label="min std dev",
         value=0.0,
         min=0.0,
         max=1e12,
