@@ -91,8 +91,26 @@ def cluster_screenshot(out_dir: Path) -> Path:
     return save_window(viewer, out_dir / "cluster-widget.png")
 
 
+def export_screenshot(out_dir: Path) -> Path:
+    """The Export tab after a grid with a mask: it takes the grid's settings and says how
+    many patch pairs it will write before anything is written."""
+    viewer, panel = docked_viewer()
+    image = viewer.add_image(sample_image(), name="ihc", rgb=True)
+    viewer.add_labels(sample_mask(), name="nuclei", opacity=0.4)
+    grid = panel.grid
+    grid.image_combo.value = image
+    grid.mask_combo.value = viewer.layers["nuclei"]
+    grid.patch_height.value = grid.patch_width.value = 64
+    grid.min_foreground.value = 0.2
+    grid.show_button.native.click()
+    wait_for(lambda: not grid.running and "ihc grid" in viewer.layers)
+    panel.show_form(panel.export)
+    return save_window(viewer, out_dir / "export-widget.png")
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
     out.mkdir(parents=True, exist_ok=True)
     print(grid_screenshot(out))
     print(cluster_screenshot(out))
+    print(export_screenshot(out))
